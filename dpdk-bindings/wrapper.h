@@ -1,0 +1,9 @@
+/* Everything bindgen sees. The allowlist in build.rs keeps only what the project uses. */
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_ethdev.h>
+#include <rte_dev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include "shim.h"

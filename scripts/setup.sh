@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests and the benchmarks need on Debian 12, and reserves
+# hugepages when the kernel lets us. Idempotent: safe to run any number of times.
+set -euo pipefail
+
+APT_PACKAGES=(
+  # build: DPDK headers and libraries, bindgen's libclang, pkg-config
+  libdpdk-dev dpdk pkg-config clang libclang-dev
+  # tests and benchmarks: dpdk-testpmd, packet checks, metrics lint, plots
+  dpdk-dev tshark prometheus python3-scapy python3-matplotlib
+  # network-namespace test for the metrics listener; profiling
+  iproute2 valgrind
+)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    log "run as root (apt and hugepages need it)"
+    exit 1
+  fi
+}
+
+install_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "apt packages already installed"
+    return
+  fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer once, non-interactively.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Hugepages make DPDK faster and are what production uses; every command also works with
+# --no-huge, so failure here (containers, no permission) is only a warning.
+reserve_hugepages() {
+  local want=${EGRESSFWD_HUGEPAGES:-1024}   # 2 MiB pages: 2 GiB
+  local sysfs=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+  if [ ! -w "$sysfs" ]; then
+    log "cannot reserve hugepages here; DPDK will run with --no-huge"
+    return
+  fi
+  local have
+  have=$(cat "$sysfs")
+  if [ "$have" -lt "$want" ]; then
+    echo "$want" > "$sysfs" 2>/dev/null || true
+    have=$(cat "$sysfs")
+  fi
+  if ! grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+    mkdir -p /dev/hugepages
+    mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null || log "cannot mount hugetlbfs; DPDK will run with --no-huge"
+  fi
+  log "hugepages (2 MiB) reserved: $have"
+}
+
+install_rust_tools() {
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+}
+
+need_root
+install_packages
+install_rust_tools
+reserve_hugepages
+log "done"
