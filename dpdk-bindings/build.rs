@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const MIN_DPDK: &str = "22.11";
-const APT_HINT: &str = "install it with: apt-get install libdpdk-dev pkg-config clang libclang-dev \
+const APT_HINT: &str =
+    "install it with: apt-get install libdpdk-dev pkg-config clang libclang-dev \
                         (or run scripts/setup.sh as root)";
 
 fn pkg_config(args: &[&str]) -> Result<String, String> {
@@ -35,10 +36,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
     let version = pkg_config(&["--modversion", "libdpdk"]).unwrap_or_else(|err| {
-        fail(&format!("DPDK (libdpdk) was not found by pkg-config: {err}. {APT_HINT}"))
+        fail(&format!(
+            "DPDK (libdpdk) was not found by pkg-config: {err}. {APT_HINT}"
+        ))
     });
     if pkg_config(&["--atleast-version", MIN_DPDK, "libdpdk"]).is_err() {
-        fail(&format!("DPDK {version} is too old: egressfwd needs {MIN_DPDK} or newer. {APT_HINT}"));
+        fail(&format!(
+            "DPDK {version} is too old: egressfwd needs {MIN_DPDK} or newer. {APT_HINT}"
+        ));
     }
     let cflags: Vec<String> = pkg_config(&["--cflags", "libdpdk"])
         .unwrap_or_else(|err| fail(&err))
@@ -89,7 +94,9 @@ fn main() {
     });
     let bindings = match generated {
         Ok(Ok(bindings)) => bindings,
-        Ok(Err(err)) => fail(&format!("bindgen failed on the DPDK headers: {err}. {APT_HINT}")),
+        Ok(Err(err)) => fail(&format!(
+            "bindgen failed on the DPDK headers: {err}. {APT_HINT}"
+        )),
         Err(_) => fail(&format!("bindgen could not load libclang. {APT_HINT}")),
     };
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

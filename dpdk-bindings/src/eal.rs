@@ -22,12 +22,16 @@ impl Eal {
     /// error, because DPDK cannot be re-initialised.
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<&'static Eal, DpdkError> {
         let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-        let _serialise = EAL_INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serialise = EAL_INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(eal) = EAL.get() {
             return if eal.args == args {
                 Ok(eal)
             } else {
-                Err(DpdkError::EalAlreadyInitialised { first: eal.args.join(" ") })
+                Err(DpdkError::EalAlreadyInitialised {
+                    first: eal.args.join(" "),
+                })
             };
         }
         let c_args = args
@@ -38,14 +42,21 @@ impl Eal {
         // and remember option values), so the strings and the array are deliberately leaked:
         // this happens once per process.
         let argv: &'static mut [*mut c_char] = Box::leak(
-            c_args.into_iter().map(CString::into_raw).collect::<Vec<_>>().into_boxed_slice(),
+            c_args
+                .into_iter()
+                .map(CString::into_raw)
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
         );
         let argc = i32::try_from(argv.len()).expect("argument count fits in i32");
         // SAFETY: argv holds argc valid NUL-terminated strings that live forever (leaked
         // above); init is serialised by EAL_INIT_LOCK and runs at most once successfully.
         let rc = unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) };
         if rc < 0 {
-            return Err(DpdkError::EalInit { args: args.join(" "), reason: last_error() });
+            return Err(DpdkError::EalInit {
+                args: args.join(" "),
+                reason: last_error(),
+            });
         }
         Ok(EAL.get_or_init(|| Eal { args }))
     }
@@ -69,7 +80,9 @@ impl Eal {
         if rc < 0 {
             return Err(DpdkError::ThreadRegister(last_error()));
         }
-        Ok(ThreadRegistration { _not_send: std::marker::PhantomData })
+        Ok(ThreadRegistration {
+            _not_send: std::marker::PhantomData,
+        })
     }
 
     /// This thread's lcore id, or `None` for a thread DPDK does not know.

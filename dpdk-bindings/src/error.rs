@@ -12,13 +12,21 @@ pub enum DpdkError {
     #[error("cannot register this thread with DPDK: {0}")]
     ThreadRegister(String),
     #[error("cannot create mempool {name:?} of {count} buffers: {reason}")]
-    MempoolCreate { name: String, count: u32, reason: String },
+    MempoolCreate {
+        name: String,
+        count: u32,
+        reason: String,
+    },
     #[error("cannot create device {device:?}: {reason}")]
     Probe { device: String, reason: String },
     #[error("no DPDK port named {name:?} (available: {available})")]
     NoSuchPort { name: String, available: String },
     #[error("port {port}: {step} failed: {reason}")]
-    Port { port: String, step: &'static str, reason: String },
+    Port {
+        port: String,
+        step: &'static str,
+        reason: String,
+    },
 }
 
 /// DPDK's text for an error number (either a `-errno` return value or `rte_errno`).

@@ -196,7 +196,10 @@ impl std::fmt::Debug for MbufBurst {
 
 impl MbufBurst {
     pub const fn new() -> Self {
-        Self { slots: [const { MaybeUninit::uninit() }; BURST_CAPACITY], len: 0 }
+        Self {
+            slots: [const { MaybeUninit::uninit() }; BURST_CAPACITY],
+            len: 0,
+        }
     }
 
     #[inline]
@@ -247,7 +250,11 @@ impl MbufBurst {
     #[inline]
     pub fn drain(&mut self) -> Drain<'_> {
         let len = std::mem::replace(&mut self.len, 0);
-        Drain { burst: self, next: 0, end: len }
+        Drain {
+            burst: self,
+            next: 0,
+            end: len,
+        }
     }
 
     /// Frees every buffer still in the burst; returns how many.

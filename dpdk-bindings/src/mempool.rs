@@ -26,14 +26,25 @@ impl Mempool {
         // SAFETY: c_name is a valid NUL-terminated string for the duration of the call; DPDK
         // copies it. SOCKET_ID_ANY lets DPDK choose the memory.
         let raw = unsafe {
-            ffi::rte_pktmbuf_pool_create(c_name.as_ptr(), count, cache, 0, data_room, ffi::SOCKET_ID_ANY)
+            ffi::rte_pktmbuf_pool_create(
+                c_name.as_ptr(),
+                count,
+                cache,
+                0,
+                data_room,
+                ffi::SOCKET_ID_ANY,
+            )
         };
         let raw = NonNull::new(raw).ok_or_else(|| DpdkError::MempoolCreate {
             name: name.to_owned(),
             count,
             reason: last_error(),
         })?;
-        Ok(Self { raw, name: name.to_owned(), size: count })
+        Ok(Self {
+            raw,
+            name: name.to_owned(),
+            size: count,
+        })
     }
 
     pub fn name(&self) -> &str {

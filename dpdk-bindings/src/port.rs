@@ -68,7 +68,11 @@ pub struct Port {
 }
 
 fn port_err(port: &str, step: &'static str, rc: i32) -> DpdkError {
-    DpdkError::Port { port: port.to_owned(), step, reason: strerror(rc) }
+    DpdkError::Port {
+        port: port.to_owned(),
+        step,
+        reason: strerror(rc),
+    }
 }
 
 /// The DPDK name of the device a devargs string creates: everything before the first comma.
@@ -84,12 +88,16 @@ impl Port {
         if let Ok(port) = Self::by_name(name) {
             return Ok(port);
         }
-        let c_args = CString::new(devargs).map_err(|_| DpdkError::NulInArgument(devargs.to_owned()))?;
+        let c_args =
+            CString::new(devargs).map_err(|_| DpdkError::NulInArgument(devargs.to_owned()))?;
         // SAFETY: EAL is initialised by the caller (no port can exist otherwise, and DPDK
         // reports an error rather than crashing when it is not); c_args outlives the call.
         let rc = unsafe { ffi::rte_dev_probe(c_args.as_ptr()) };
         if rc < 0 {
-            return Err(DpdkError::Probe { device: devargs.to_owned(), reason: strerror(rc) });
+            return Err(DpdkError::Probe {
+                device: devargs.to_owned(),
+                reason: strerror(rc),
+            });
         }
         Self::by_name(name).or_else(|err| {
             // PCI devices are named in their long form (0000:01:00.0) whatever was written.
@@ -104,12 +112,22 @@ impl Port {
         // SAFETY: c_name is a valid string for the call; id is a valid out-pointer.
         let rc = unsafe { ffi::rte_eth_dev_get_port_by_name(c_name.as_ptr(), &mut id) };
         if rc != 0 {
-            return Err(DpdkError::NoSuchPort { name: name.to_owned(), available: available_ports() });
+            return Err(DpdkError::NoSuchPort {
+                name: name.to_owned(),
+                available: available_ports(),
+            });
         }
         let info = device_info(id, name)?;
         // SAFETY: driver_name points to the driver's static name string (or is NULL).
         let driver = unsafe { cstr_or_empty(info.driver_name) };
-        Ok(Self { id, name: name.to_owned(), driver, started: false, closed: false, rss_enabled: false })
+        Ok(Self {
+            id,
+            name: name.to_owned(),
+            driver,
+            started: false,
+            closed: false,
+            rss_enabled: false,
+        })
     }
 
     pub fn id(&self) -> u16 {
@@ -152,7 +170,9 @@ impl Port {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: conf is a fully initialised rte_eth_conf; the port id is valid.
-        let rc = unsafe { ffi::rte_eth_dev_configure(self.id, config.rx_queues, config.tx_queues, &conf) };
+        let rc = unsafe {
+            ffi::rte_eth_dev_configure(self.id, config.rx_queues, config.tx_queues, &conf)
+        };
         if rc < 0 {
             return Err(port_err(&self.name, "configure", rc));
         }
@@ -175,7 +195,14 @@ impl Port {
             // SAFETY: the port is configured with rx_queues queues; a NULL rxconf selects the
             // driver defaults; the pool outlives the port (the caller closes ports first).
             let rc = unsafe {
-                ffi::rte_eth_rx_queue_setup(self.id, queue, rxd, socket, std::ptr::null(), pool.as_ptr())
+                ffi::rte_eth_rx_queue_setup(
+                    self.id,
+                    queue,
+                    rxd,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
             };
             if rc < 0 {
                 return Err(port_err(&self.name, "rx queue setup", rc));
@@ -183,7 +210,9 @@ impl Port {
         }
         for queue in 0..config.tx_queues {
             // SAFETY: as above, for the tx side.
-            let rc = unsafe { ffi::rte_eth_tx_queue_setup(self.id, queue, txd, socket, std::ptr::null()) };
+            let rc = unsafe {
+                ffi::rte_eth_tx_queue_setup(self.id, queue, txd, socket, std::ptr::null())
+            };
             if rc < 0 {
                 return Err(port_err(&self.name, "tx queue setup", rc));
             }
@@ -204,7 +233,16 @@ impl Port {
     /// The rx/tx handles of queue `queue`. Each handle must be given to exactly one thread;
     /// the types make sure it is then used by that thread alone.
     pub fn queue(&self, queue: u16) -> (RxQueue, TxQueue) {
-        (RxQueue { port: self.id, queue }, TxQueue { port: self.id, queue })
+        (
+            RxQueue {
+                port: self.id,
+                queue,
+            },
+            TxQueue {
+                port: self.id,
+                queue,
+            },
+        )
     }
 
     pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
@@ -227,7 +265,10 @@ impl Port {
         let mut link = ffi::rte_eth_link::default();
         // SAFETY: valid port id and out-pointer; the call does not wait.
         unsafe { ffi::rte_eth_link_get_nowait(self.id, &mut link) };
-        LinkStatus { up: link.link_status() != 0, speed_mbps: link.link_speed }
+        LinkStatus {
+            up: link.link_status() != 0,
+            speed_mbps: link.link_speed,
+        }
     }
 
     pub fn stats(&self) -> PortStats {
@@ -250,13 +291,17 @@ impl Port {
     pub fn xstats(&self) -> Vec<(String, u64)> {
         // SAFETY: a NULL array with size 0 asks for the count only.
         let count = unsafe { ffi::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
-        let Ok(count) = usize::try_from(count) else { return Vec::new() };
+        let Ok(count) = usize::try_from(count) else {
+            return Vec::new();
+        };
         let mut names = vec![ffi::rte_eth_xstat_name::default(); count];
         let mut values = vec![ffi::rte_eth_xstat::default(); count];
         // SAFETY: both arrays have room for `count` entries, as passed.
-        let got_names = unsafe { ffi::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), count as u32) };
+        let got_names =
+            unsafe { ffi::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), count as u32) };
         // SAFETY: as above.
-        let got_values = unsafe { ffi::rte_eth_xstats_get(self.id, values.as_mut_ptr(), count as u32) };
+        let got_values =
+            unsafe { ffi::rte_eth_xstats_get(self.id, values.as_mut_ptr(), count as u32) };
         if got_names < 0 || got_values < 0 {
             return Vec::new();
         }
@@ -322,7 +367,9 @@ unsafe fn cstr_or_empty(ptr: *const std::os::raw::c_char) -> String {
         String::new()
     } else {
         // SAFETY: non-NULL and NUL-terminated per the caller's contract.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
     }
 }
 

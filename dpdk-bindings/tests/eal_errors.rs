@@ -6,7 +6,8 @@ use dpdk_sys::{DpdkError, Eal};
 
 #[test]
 fn bad_argument_is_reported_then_a_good_init_still_works() {
-    let err = Eal::init(&["dpdk-sys-test", "--no-huge", "--this-is-not-an-eal-option"]).unwrap_err();
+    let err =
+        Eal::init(&["dpdk-sys-test", "--no-huge", "--this-is-not-an-eal-option"]).unwrap_err();
     match &err {
         DpdkError::EalInit { args, reason } => {
             assert!(args.contains("--this-is-not-an-eal-option"), "{args}");
@@ -14,10 +15,16 @@ fn bad_argument_is_reported_then_a_good_init_still_works() {
         }
         other => panic!("unexpected error {other:?}"),
     }
-    assert!(err.to_string().starts_with("EAL initialisation failed"), "{err}");
+    assert!(
+        err.to_string().starts_with("EAL initialisation failed"),
+        "{err}"
+    );
 
     let eal = common::eal();
     assert_eq!(eal.args(), common::TEST_EAL_ARGS);
     let again = Eal::init(&["dpdk-sys-test", "--no-huge"]).unwrap_err();
-    assert!(matches!(again, DpdkError::EalAlreadyInitialised { .. }), "{again:?}");
+    assert!(
+        matches!(again, DpdkError::EalAlreadyInitialised { .. }),
+        "{again:?}"
+    );
 }

@@ -8,16 +8,24 @@ use dpdk_sys::{DpdkError, Mbuf, MbufBurst, Mempool, Port, PortConfig, MBUF_DEFAU
 /// A distinct 64..=127-byte frame per (queue, index), so reordering or mixing shows.
 fn frame(queue: u8, index: u8) -> Vec<u8> {
     let len = 64 + usize::from(index % 64);
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ index ^ (queue << 7)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ index ^ (queue << 7))
+        .collect()
 }
 
 fn send_and_receive(port: &Port, queue: u16, pool: &Mempool, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let (mut rx, mut tx) = port.queue(queue);
     let mut burst = MbufBurst::new();
     for bytes in frames {
-        burst.push(Mbuf::from_bytes(pool, bytes).expect("pool has room")).expect("burst has room");
+        burst
+            .push(Mbuf::from_bytes(pool, bytes).expect("pool has room"))
+            .expect("burst has room");
     }
-    assert_eq!(tx.tx_burst(&mut burst), frames.len(), "net_ring accepts the whole burst");
+    assert_eq!(
+        tx.tx_burst(&mut burst),
+        frames.len(),
+        "net_ring accepts the whole burst"
+    );
     assert!(burst.is_empty(), "accepted buffers leave the burst");
 
     let mut received = MbufBurst::new();
@@ -36,7 +44,15 @@ fn one_queue_burst_comes_back_unchanged_and_no_mbuf_leaks() {
     common::eal();
     let pool = Mempool::create("ring_one_q", 1023, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     let mut port = Port::open("net_ring0").unwrap();
-    port.configure(&PortConfig { rx_queues: 1, tx_queues: 1, ..PortConfig::default() }, &pool).unwrap();
+    port.configure(
+        &PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            ..PortConfig::default()
+        },
+        &pool,
+    )
+    .unwrap();
     let baseline = pool.in_use();
 
     let frames: Vec<Vec<u8>> = (0..32).map(|i| frame(0, i)).collect();
@@ -56,7 +72,15 @@ fn two_queues_each_get_their_own_burst_back() {
     common::eal();
     let pool = Mempool::create("ring_two_q", 1023, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     let mut port = Port::open("net_ring1").unwrap();
-    port.configure(&PortConfig { rx_queues: 2, tx_queues: 2, ..PortConfig::default() }, &pool).unwrap();
+    port.configure(
+        &PortConfig {
+            rx_queues: 2,
+            tx_queues: 2,
+            ..PortConfig::default()
+        },
+        &pool,
+    )
+    .unwrap();
     let baseline = pool.in_use();
 
     let frames_q0: Vec<Vec<u8>> = (0..32).map(|i| frame(0, i)).collect();
@@ -74,11 +98,21 @@ fn refused_buffers_stay_in_the_burst_and_are_freed_once() {
     let pool = Mempool::create("ring_refuse", 1023, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     // A ring of 16 holds 15 packets, so a 32-packet burst is partly refused.
     let mut port = Port::open("net_ring2").unwrap();
-    port.configure(&PortConfig { rx_descriptors: 16, tx_descriptors: 16, ..PortConfig::default() }, &pool).unwrap();
+    port.configure(
+        &PortConfig {
+            rx_descriptors: 16,
+            tx_descriptors: 16,
+            ..PortConfig::default()
+        },
+        &pool,
+    )
+    .unwrap();
     let (mut rx, mut tx) = port.queue(0);
     let mut burst = MbufBurst::new();
     for i in 0..64u8 {
-        burst.push(Mbuf::from_bytes(&pool, &frame(0, i)).unwrap()).unwrap();
+        burst
+            .push(Mbuf::from_bytes(&pool, &frame(0, i)).unwrap())
+            .unwrap();
     }
     let accepted = tx.tx_burst(&mut burst);
     assert_eq!(accepted + burst.len(), 64);
@@ -100,13 +134,19 @@ fn mbuf_headroom_operations_keep_the_bytes() {
     assert_eq!(m.headroom(), dpdk_sys::MBUF_HEADROOM);
     m.prepend(2).unwrap().copy_from_slice(&[9, 9, 1, 2, 3, 4]);
     assert_eq!(m.data(), &[9, 9, 1, 2, 3, 4]);
-    assert!(m.prepend(10_000).is_none(), "too large a prepend is refused");
+    assert!(
+        m.prepend(10_000).is_none(),
+        "too large a prepend is refused"
+    );
     m.adj(3).unwrap();
     assert_eq!(m.data(), &[2, 3, 4]);
     m.trim(1).unwrap();
     assert_eq!(m.data(), &[2, 3]);
     assert_eq!(m.pkt_len(), 2);
-    assert!(m.adj(3).is_none() && m.trim(3).is_none(), "cannot cut more than there is");
+    assert!(
+        m.adj(3).is_none() && m.trim(3).is_none(),
+        "cannot cut more than there is"
+    );
     drop(m);
     assert_eq!(pool.in_use(), 0);
 }

@@ -1,0 +1,27 @@
+//! The fleet topology and everything decided from it, as pure Rust (no DPDK):
+//!
+//! - [`parse`] / [`load`]: the topology file (contract section 4) into a validated
+//!   [`Topology`], or every error as `FILE:LINE:COL: message`.
+//! - [`ForwardingTable::compile`]: for one server, the decision of contract section 1 for
+//!   every egress prefix, and the per-flow choice of a target within a tier (weighted
+//!   rendezvous hashing, precomputed into buckets).
+//! - [`ForwardingTable::decide_v4`] and friends: the one implementation of the decision that
+//!   both the data plane and `egressfwd explain` call.
+
+pub mod diag;
+pub mod model;
+pub mod parse;
+pub mod prefix;
+
+pub use diag::{Diagnostic, Diagnostics, SourceMap};
+pub use model::*;
+pub use parse::{load, parse};
+pub use prefix::{Ipv4Prefix, Ipv6Prefix, Prefix};
+pub mod hash;
+pub mod lookup;
+pub mod rendezvous;
+pub mod table;
+
+pub use hash::FlowKey;
+pub use table::{CompileError, Decision, DecisionV6, ForwardingTable, Route, ServerInfo, Tier};
+pub mod explain;

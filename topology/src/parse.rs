@@ -1,0 +1,590 @@
+//! Reading a topology file: TOML → typed entries (serde, one entry at a time so that every
+//! entry's errors are reported, not just the first) → the validated [`Topology`].
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use hashbrown::HashMap;
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::{Diagnostic, Diagnostics, SourceMap};
+use crate::model::*;
+use crate::prefix::Prefix;
+
+/// The only topology format version this build understands.
+pub const FORMAT_VERSION: i64 = 1;
+/// An IPv4 pool may be held in at most this many locations.
+pub const MAX_POOL_LOCATIONS: usize = 4;
+pub const MAX_WEIGHT: i64 = 1000;
+/// Server indices are stored in 16 bits in the per-flow tables.
+pub const MAX_SERVERS: usize = u16::MAX as usize;
+
+const ROOT_KEYS: &[&str] = &[
+    "version",
+    "location",
+    "datacenter",
+    "server",
+    "pool",
+    "egress",
+];
+
+#[derive(Deserialize)]
+struct LocationSpec {
+    name: Spanned<String>,
+    latitude: Spanned<f64>,
+    longitude: Spanned<f64>,
+}
+const LOCATION_KEYS: &[&str] = &["name", "latitude", "longitude"];
+
+#[derive(Deserialize)]
+struct DatacenterSpec {
+    name: Spanned<String>,
+    location: Spanned<String>,
+}
+const DATACENTER_KEYS: &[&str] = &["name", "location"];
+
+#[derive(Deserialize)]
+struct ServerSpec {
+    name: Spanned<String>,
+    datacenter: Spanned<String>,
+    underlay: Spanned<String>,
+}
+const SERVER_KEYS: &[&str] = &["name", "datacenter", "underlay"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HolderSpec {
+    server: Spanned<String>,
+    weight: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+struct PoolSpec {
+    name: Spanned<String>,
+    holders: Spanned<Vec<Spanned<HolderSpec>>>,
+}
+const POOL_KEYS: &[&str] = &["name", "holders"];
+
+#[derive(Deserialize)]
+struct EgressSpec {
+    prefix: Spanned<String>,
+    pool: Option<Spanned<String>>,
+}
+const EGRESS_KEYS: &[&str] = &["prefix", "pool"];
+
+/// Just the name of an entry that failed to deserialise: registering it keeps references to
+/// it from adding misleading "unknown ..." errors to the real one.
+#[derive(Deserialize)]
+struct NameOnly {
+    name: Spanned<String>,
+}
+
+/// The entries of one kind that deserialised, and the names of those that did not.
+struct Entries<T> {
+    ok: Vec<T>,
+    failed_names: Vec<Spanned<String>>,
+}
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Self {
+            ok: Vec::new(),
+            failed_names: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Specs {
+    version: Option<Spanned<i64>>,
+    version_present: bool,
+    locations: Entries<LocationSpec>,
+    datacenters: Entries<DatacenterSpec>,
+    servers: Entries<ServerSpec>,
+    pools: Entries<PoolSpec>,
+    egress: Entries<EgressSpec>,
+}
+
+/// Parses and validates a topology. `file` is only used to name the place of each error.
+pub fn parse(file: &str, text: &str) -> Result<Topology, Diagnostics> {
+    let map = SourceMap::new(file, text);
+    let mut errors = Vec::new();
+    let specs = read_specs(&map, text, &mut errors);
+    let topology = specs.map(|specs| validate(&map, specs, &mut errors));
+    if errors.is_empty() {
+        Ok(topology.expect("no errors means the specs were read"))
+    } else {
+        errors.sort_by_key(|d| (d.line, d.column));
+        errors.dedup();
+        Err(Diagnostics(errors))
+    }
+}
+
+/// Reads and parses a topology file.
+pub fn load(path: &std::path::Path) -> Result<Topology, Diagnostics> {
+    let file = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => parse(&file, &text),
+            Err(err) => {
+                let text = String::from_utf8_lossy(err.as_bytes()).into_owned();
+                let offset = err.utf8_error().valid_up_to();
+                Err(Diagnostics(vec![SourceMap::new(&file, &text)
+                    .diagnostic(offset..offset, "file is not valid UTF-8")]))
+            }
+        },
+        Err(err) => Err(Diagnostics(vec![Diagnostic {
+            file,
+            line: 1,
+            column: 1,
+            message: format!("cannot read: {err}"),
+        }])),
+    }
+}
+
+fn read_specs(map: &SourceMap<'_>, text: &str, errors: &mut Vec<Diagnostic>) -> Option<Specs> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        // What follows a syntax error is guesswork; reporting on it would mislead.
+        errors.extend(syntax_errors.iter().map(|e| map.toml_error(e, 0..0)));
+        return None;
+    }
+    let mut specs = Specs::default();
+    for (key, value) in root.into_inner() {
+        let key_span = key.span();
+        match key.get_ref().as_ref() {
+            "version" => {
+                specs.version_present = true;
+                let span = value.span();
+                match i64::deserialize(value.into_deserializer()) {
+                    Ok(v) => specs.version = Some(Spanned::new(span, v)),
+                    Err(_) => errors.push(map.diagnostic(span, "`version` must be an integer")),
+                }
+            }
+            "location" => specs.locations = entries(map, "location", value, LOCATION_KEYS, errors),
+            "datacenter" => {
+                specs.datacenters = entries(map, "datacenter", value, DATACENTER_KEYS, errors)
+            }
+            "server" => specs.servers = entries(map, "server", value, SERVER_KEYS, errors),
+            "pool" => specs.pools = entries(map, "pool", value, POOL_KEYS, errors),
+            "egress" => specs.egress = entries(map, "egress", value, EGRESS_KEYS, errors),
+            other => errors.push(map.diagnostic(
+                key_span,
+                format!(
+                    "unknown key `{other}` (expected one of: {})",
+                    ROOT_KEYS.join(", ")
+                ),
+            )),
+        }
+    }
+    Some(specs)
+}
+
+/// Deserialises every table of an array of tables (`[[server]]` ...). Unknown keys are
+/// reported and removed first, so that the entry still counts for cross-references.
+fn entries<T: DeserializeOwned>(
+    map: &SourceMap<'_>,
+    kind: &str,
+    value: Spanned<DeValue<'_>>,
+    allowed: &[&str],
+    errors: &mut Vec<Diagnostic>,
+) -> Entries<T> {
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        errors.push(map.diagnostic(
+            span,
+            format!("`{kind}` must be an array of tables (write `[[{kind}]]`)"),
+        ));
+        return Entries::default();
+    };
+    let mut out = Entries {
+        ok: Vec::with_capacity(items.len()),
+        failed_names: Vec::new(),
+    };
+    for item in items {
+        let item_span = item.span();
+        let DeValue::Table(table) = item.into_inner() else {
+            errors.push(map.diagnostic(item_span, format!("each `{kind}` entry must be a table")));
+            continue;
+        };
+        for key in table.keys() {
+            let name: &str = key.get_ref().as_ref();
+            if !allowed.contains(&name) {
+                errors.push(map.diagnostic(
+                    key.span(),
+                    format!(
+                        "unknown key `{name}` in {kind} (expected one of: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        let table: DeTable<'_> = table
+            .into_iter()
+            .filter(|(key, _)| allowed.contains(&key.get_ref().as_ref()))
+            .collect();
+        let table: Spanned<DeValue<'_>> = Spanned::new(item_span.clone(), DeValue::Table(table));
+        match T::deserialize(table.clone().into_deserializer()) {
+            Ok(spec) => out.ok.push(spec),
+            Err(err) => {
+                errors.push(map.toml_error(&err, item_span));
+                if let Ok(named) = NameOnly::deserialize(table.into_deserializer()) {
+                    out.failed_names.push(named.name);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Indexes names of one kind, reporting duplicates at the second occurrence.
+/// Names of entries that failed to deserialise come last: their indices point past the
+/// entries that exist, which is harmless because a file with errors yields no topology.
+fn index_names<'a, T>(
+    map: &SourceMap<'_>,
+    kind: &str,
+    entries: &'a Entries<T>,
+    name_of: impl Fn(&'a T) -> &'a Spanned<String>,
+    errors: &mut Vec<Diagnostic>,
+) -> HashMap<&'a str, (u32, Range<usize>)> {
+    let names = entries.ok.iter().map(name_of).chain(&entries.failed_names);
+    let mut index: HashMap<&str, (u32, Range<usize>)> = HashMap::with_capacity(entries.ok.len());
+    for (i, name) in names.enumerate() {
+        if name.get_ref().is_empty() {
+            errors.push(map.diagnostic(name.span(), format!("{kind} name must not be empty")));
+        }
+        if let Some((_, first)) = index.get(name.get_ref().as_str()) {
+            let (line, _) = map.position(first.start);
+            errors.push(map.diagnostic(
+                name.span(),
+                format!(
+                    "duplicate {kind} name `{}` (first defined on line {line})",
+                    name.get_ref()
+                ),
+            ));
+        } else {
+            index.insert(name.get_ref(), (i as u32, name.span()));
+        }
+    }
+    index
+}
+
+fn resolve(
+    map: &SourceMap<'_>,
+    index: &HashMap<&str, (u32, Range<usize>)>,
+    what: &str,
+    reference: &Spanned<String>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<u32> {
+    let found = index.get(reference.get_ref().as_str()).map(|(i, _)| *i);
+    if found.is_none() {
+        errors.push(map.diagnostic(
+            reference.span(),
+            format!("unknown {what} `{}`", reference.get_ref()),
+        ));
+    }
+    found
+}
+
+fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> Topology {
+    match &specs.version {
+        None if specs.version_present => {}
+        None => errors.push(map.diagnostic(0..0, format!("missing `version = {FORMAT_VERSION}`"))),
+        Some(v) if *v.get_ref() != FORMAT_VERSION => errors.push(map.diagnostic(
+            v.span(),
+            format!(
+                "unsupported topology version {} (this build reads version {FORMAT_VERSION})",
+                v.get_ref()
+            ),
+        )),
+        Some(_) => {}
+    }
+
+    let location_index = index_names(map, "location", &specs.locations, |l| &l.name, errors);
+    let locations: Vec<Location> = specs
+        .locations
+        .ok
+        .iter()
+        .map(|l| {
+            check_coordinate(map, "latitude", &l.latitude, 90.0, errors);
+            check_coordinate(map, "longitude", &l.longitude, 180.0, errors);
+            Location {
+                name: l.name.get_ref().clone(),
+                latitude: *l.latitude.get_ref(),
+                longitude: *l.longitude.get_ref(),
+            }
+        })
+        .collect();
+
+    let dc_index = index_names(map, "datacenter", &specs.datacenters, |d| &d.name, errors);
+    let datacenters: Vec<Datacenter> = specs
+        .datacenters
+        .ok
+        .iter()
+        .map(|d| Datacenter {
+            name: d.name.get_ref().clone(),
+            location: LocationId(
+                resolve(map, &location_index, "location", &d.location, errors).unwrap_or(0),
+            ),
+        })
+        .collect();
+
+    let server_index = index_names(map, "server", &specs.servers, |s| &s.name, errors);
+    if specs.servers.ok.len() > MAX_SERVERS {
+        let span = specs.servers.ok[MAX_SERVERS].name.span();
+        errors.push(map.diagnostic(
+            span,
+            format!("too many servers: at most {MAX_SERVERS} are supported"),
+        ));
+    }
+    let mut underlays: HashMap<Ipv4Addr, Range<usize>> =
+        HashMap::with_capacity(specs.servers.ok.len());
+    let servers: Vec<Server> = specs
+        .servers
+        .ok
+        .iter()
+        .map(|s| {
+            let underlay = match s.underlay.get_ref().parse::<Ipv4Addr>() {
+                Ok(addr) => {
+                    if let Some(first) = underlays.get(&addr) {
+                        let (line, _) = map.position(first.start);
+                        errors.push(map.diagnostic(
+                            s.underlay.span(),
+                            format!(
+                                "duplicate underlay address {addr} (first used on line {line})"
+                            ),
+                        ));
+                    } else {
+                        underlays.insert(addr, s.underlay.span());
+                    }
+                    addr
+                }
+                Err(_) => {
+                    errors.push(map.diagnostic(
+                        s.underlay.span(),
+                        format!("underlay `{}` is not an IPv4 address", s.underlay.get_ref()),
+                    ));
+                    Ipv4Addr::UNSPECIFIED
+                }
+            };
+            let datacenter = DatacenterId(
+                resolve(map, &dc_index, "datacenter", &s.datacenter, errors).unwrap_or(0),
+            );
+            let location = datacenters
+                .get(datacenter.index())
+                .map_or(LocationId(0), |d| d.location);
+            Server {
+                name: s.name.get_ref().clone(),
+                datacenter,
+                location,
+                underlay,
+            }
+        })
+        .collect();
+
+    let pool_index = index_names(map, "pool", &specs.pools, |p| &p.name, errors);
+    let pools: Vec<Pool> = specs
+        .pools
+        .ok
+        .iter()
+        .map(|p| validate_pool(map, p, &server_index, &servers, &locations, errors))
+        .collect();
+
+    let mut egress_v4 = Vec::new();
+    let mut egress_v4_spans = Vec::new();
+    let mut egress_v6 = Vec::new();
+    let mut egress_v6_spans = Vec::new();
+    for e in &specs.egress.ok {
+        let prefix = match e.prefix.get_ref().parse::<Prefix>() {
+            Ok(p) => p,
+            Err(message) => {
+                errors.push(map.diagnostic(e.prefix.span(), message));
+                continue;
+            }
+        };
+        match (prefix, &e.pool) {
+            (Prefix::V4(p), Some(pool)) => {
+                if let Some(pool) = resolve(map, &pool_index, "pool", pool, errors) {
+                    egress_v4.push(EgressV4 {
+                        prefix: p,
+                        pool: PoolId(pool),
+                    });
+                    egress_v4_spans.push(e.prefix.span());
+                }
+            }
+            (Prefix::V4(p), None) => errors.push(map.diagnostic(
+                e.prefix.span(),
+                format!("IPv4 egress prefix {p} names no pool (add `pool = \"...\"`)"),
+            )),
+            (Prefix::V6(p), None) => {
+                egress_v6.push(p);
+                egress_v6_spans.push(e.prefix.span());
+            }
+            (Prefix::V6(p), Some(pool)) => errors.push(map.diagnostic(
+                pool.span(),
+                format!("IPv6 egress prefix {p} must not name a pool: IPv6 egress is global"),
+            )),
+        }
+    }
+    report_overlaps(
+        map,
+        egress_v4.iter().map(|e| {
+            (
+                u128::from(e.prefix.first()),
+                u128::from(e.prefix.last()),
+                e.prefix.to_string(),
+            )
+        }),
+        &egress_v4_spans,
+        errors,
+    );
+    report_overlaps(
+        map,
+        egress_v6
+            .iter()
+            .map(|p| (p.first(), p.last(), p.to_string())),
+        &egress_v6_spans,
+        errors,
+    );
+
+    Topology {
+        locations,
+        datacenters,
+        servers,
+        pools,
+        egress_v4,
+        egress_v6,
+    }
+}
+
+fn check_coordinate(
+    map: &SourceMap<'_>,
+    what: &str,
+    value: &Spanned<f64>,
+    limit: f64,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let v = *value.get_ref();
+    if !(v.is_finite() && (-limit..=limit).contains(&v)) {
+        errors.push(map.diagnostic(
+            value.span(),
+            format!("{what} {v} is out of range -{limit}..={limit}"),
+        ));
+    }
+}
+
+fn validate_pool(
+    map: &SourceMap<'_>,
+    pool: &PoolSpec,
+    server_index: &HashMap<&str, (u32, Range<usize>)>,
+    servers: &[Server],
+    locations: &[Location],
+    errors: &mut Vec<Diagnostic>,
+) -> Pool {
+    let name = pool.name.get_ref();
+    if pool.holders.get_ref().is_empty() {
+        errors.push(map.diagnostic(pool.holders.span(), format!("pool `{name}` has no holders")));
+    }
+    let mut holders: Vec<Holder> = Vec::with_capacity(pool.holders.get_ref().len());
+    for holder in pool.holders.get_ref() {
+        let spec = holder.get_ref();
+        let weight = match &spec.weight {
+            None => 1,
+            Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
+            Some(w) => {
+                errors.push(map.diagnostic(
+                    w.span(),
+                    format!("weight {} is out of range 1..={MAX_WEIGHT}", w.get_ref()),
+                ));
+                1
+            }
+        };
+        let Some(server) = resolve(map, server_index, "server", &spec.server, errors) else {
+            continue;
+        };
+        if holders.iter().any(|h| h.server.0 == server) {
+            errors.push(map.diagnostic(
+                spec.server.span(),
+                format!(
+                    "server `{}` is listed twice in pool `{name}`",
+                    spec.server.get_ref()
+                ),
+            ));
+            continue;
+        }
+        holders.push(Holder {
+            server: ServerId(server),
+            weight,
+        });
+    }
+    let mut spanned: Vec<LocationId> = holders
+        .iter()
+        .filter_map(|h| servers.get(h.server.index()))
+        .map(|s| s.location)
+        .collect();
+    spanned.sort_unstable();
+    spanned.dedup();
+    if spanned.len() > MAX_POOL_LOCATIONS {
+        let names: Vec<&str> = spanned
+            .iter()
+            .filter_map(|l| locations.get(l.index()))
+            .map(|l| l.name.as_str())
+            .collect();
+        errors.push(map.diagnostic(
+            pool.holders.span(),
+            format!(
+                "pool `{name}` is held in {} locations ({}); an IPv4 pool may span at most {MAX_POOL_LOCATIONS}",
+                spanned.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    Pool {
+        name: name.clone(),
+        holders,
+    }
+}
+
+/// Reports every prefix that overlaps an earlier-starting one, naming it and its line.
+fn report_overlaps(
+    map: &SourceMap<'_>,
+    ranges: impl Iterator<Item = (u128, u128, String)>,
+    spans: &[Range<usize>],
+    errors: &mut Vec<Diagnostic>,
+) {
+    let mut sorted: Vec<(u128, u128, String, usize)> = ranges
+        .enumerate()
+        .map(|(i, (a, b, s))| (a, b, s, i))
+        .collect();
+    sorted.sort_unstable_by_key(|&(first, last, _, i)| (first, std::cmp::Reverse(last), i));
+    // The range reaching furthest so far: any later range starting inside it overlaps it.
+    let mut widest: Option<usize> = None;
+    for k in 0..sorted.len() {
+        if let Some(w) = widest {
+            let (_, w_last, ref w_text, w_index) = sorted[w];
+            let (first, last, ref text, index) = sorted[k];
+            if first <= w_last {
+                // Report at whichever of the two comes later in the file.
+                let (later, earlier, earlier_text) = if spans[index].start > spans[w_index].start {
+                    (index, w_index, w_text)
+                } else {
+                    (w_index, index, text)
+                };
+                let later_text = if later == index { text } else { w_text };
+                let (line, _) = map.position(spans[earlier].start);
+                errors.push(map.diagnostic(
+                    spans[later].clone(),
+                    format!("egress prefix {later_text} overlaps {earlier_text} (line {line})"),
+                ));
+            }
+            if last > w_last {
+                widest = Some(k);
+            }
+        } else {
+            widest = Some(k);
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The decision table of one server: what contract section 1 decides for every egress
+//! prefix, compiled into the lookups the data plane reads per packet.
+
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+
+use crate::hash::{bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
+use crate::lookup::{FlatMap, PrefixMapV4, PrefixSetV6};
+use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
+use crate::prefix::Ipv4Prefix;
+use crate::prefix::Ipv6Prefix;
+use crate::rendezvous::{fill_buckets, Candidate, BUCKETS};
+
+/// Where an IPv4 egress address may leave from, as seen from one server; or IPv6 egress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Local,
+    SameDc,
+    SameLocation,
+    NearestLocation,
+    Ipv6Local,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 5] = [
+        Tier::Local,
+        Tier::SameDc,
+        Tier::SameLocation,
+        Tier::NearestLocation,
+        Tier::Ipv6Local,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Local => "local",
+            Tier::SameDc => "same_dc",
+            Tier::SameLocation => "same_location",
+            Tier::NearestLocation => "nearest_location",
+            Tier::Ipv6Local => "ipv6_local",
+        }
+    }
+}
+
+/// What the table decides for one IPv4 packet (before any packet-level check such as TTL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Encapsulated to this server by a fleet server: decapsulate, then decide the inner packet.
+    Decapsulate { peer: ServerId },
+    /// Encapsulated to this server by someone who is not a fleet server.
+    UnknownPeer,
+    /// The source is an egress address this server holds: send it out.
+    LocalEgress,
+    /// The source is an egress address held elsewhere: encapsulate to `target`.
+    Forward {
+        tier: Tier,
+        target: ServerId,
+        flow_hash: u64,
+    },
+    /// The destination is an egress address: a reply from an origin.
+    Reply,
+    /// Not egress traffic.
+    Pass,
+}
+
+/// What the table decides for one IPv6 packet: IPv6 egress is global, never forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionV6 {
+    LocalEgress,
+    Reply,
+    Pass,
+}
+
+/// A server as the data plane and `explain` need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub name: String,
+    pub underlay: Ipv4Addr,
+    pub datacenter: String,
+    pub location: String,
+}
+
+/// The compiled decision for one pool (every prefix of the pool shares it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub pool: PoolId,
+    pub tier: Tier,
+    /// The weighted servers flows are spread over (just this server for `local`).
+    pub candidates: Vec<Holder>,
+    bucket_base: u32,
+}
+
+impl Route {
+    /// Share of flows each candidate receives (fraction of buckets), in candidate order.
+    pub fn shares(&self, table: &ForwardingTable) -> Vec<f64> {
+        if self.tier == Tier::Local {
+            return vec![1.0];
+        }
+        let buckets = table.buckets_of(self);
+        self.candidates
+            .iter()
+            .map(|h| {
+                buckets
+                    .iter()
+                    .filter(|&&b| u32::from(b) == h.server.0)
+                    .count() as f64
+                    / BUCKETS as f64
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompileError {
+    #[error("server `{0}` is not in the topology")]
+    UnknownServer(String),
+}
+
+/// Everything one server needs to decide every packet.
+#[derive(Debug, Clone)]
+pub struct ForwardingTable {
+    me: ServerId,
+    my_underlay: u32,
+    servers: Vec<ServerInfo>,
+    /// Underlay address → server: who may send us encapsulated packets.
+    peers: FlatMap,
+    v4: PrefixMapV4,
+    routes: Vec<Route>,
+    buckets: Vec<u16>,
+    v6: PrefixSetV6,
+    egress_v4: Vec<(Ipv4Prefix, PoolId)>,
+    egress_v6: Vec<Ipv6Prefix>,
+    pool_names: Vec<String>,
+}
+
+/// Great-circle distance in kilometres (haversine).
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    const EARTH_RADIUS_KM: f64 = 6371.0;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+}
+
+impl ForwardingTable {
+    /// Compiles the table of server `server` of `topology`.
+    pub fn compile(topology: &Topology, server: &str) -> Result<Self, CompileError> {
+        let me = topology
+            .server_by_name(server)
+            .ok_or_else(|| CompileError::UnknownServer(server.to_owned()))?;
+        let my = topology.server(me);
+        let my_location = topology.location(my.location);
+        let distance: Vec<f64> = topology
+            .locations
+            .iter()
+            .map(|l| {
+                distance_km(
+                    my_location.latitude,
+                    my_location.longitude,
+                    l.latitude,
+                    l.longitude,
+                )
+            })
+            .collect();
+
+        let servers: Vec<ServerInfo> = topology
+            .servers
+            .iter()
+            .map(|s| ServerInfo {
+                name: s.name.clone(),
+                underlay: s.underlay,
+                datacenter: topology.datacenter(s.datacenter).name.clone(),
+                location: topology.location(s.location).name.clone(),
+            })
+            .collect();
+        let mut peers = FlatMap::with_capacity(servers.len());
+        for (i, s) in topology.servers.iter().enumerate() {
+            peers.insert(u32::from(s.underlay), i as u32);
+        }
+
+        // Pools that end up with the same candidates share one bucket array.
+        let mut sets: HashMap<Vec<Holder>, u32> = HashMap::new();
+        let mut set_list: Vec<Vec<Holder>> = Vec::new();
+        let mut routes = Vec::with_capacity(topology.pools.len());
+        for (p, pool) in topology.pools.iter().enumerate() {
+            let (tier, mut candidates) = choose_tier(topology, me, &distance, &pool.holders);
+            candidates.sort_unstable_by_key(|h| h.server);
+            let bucket_base = if tier == Tier::Local {
+                0
+            } else {
+                let next = set_list.len() as u32;
+                let set = *sets.entry(candidates.clone()).or_insert_with(|| {
+                    set_list.push(candidates.clone());
+                    next
+                });
+                set * BUCKETS as u32
+            };
+            routes.push(Route {
+                pool: PoolId(p as u32),
+                tier,
+                candidates,
+                bucket_base,
+            });
+        }
+        let buckets = fill_all_buckets(topology, &set_list);
+
+        let egress_v4: Vec<(Ipv4Prefix, PoolId)> = topology
+            .egress_v4
+            .iter()
+            .map(|e| (e.prefix, e.pool))
+            .collect();
+        let v4 = PrefixMapV4::build(egress_v4.iter().map(|&(p, pool)| (p, pool.0)));
+        let v6 = PrefixSetV6::build(
+            topology
+                .egress_v6
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (p, i as u32)),
+        );
+        Ok(Self {
+            me,
+            my_underlay: u32::from(my.underlay),
+            servers,
+            peers,
+            v4,
+            routes,
+            buckets,
+            v6,
+            egress_v4,
+            egress_v6: topology.egress_v6.clone(),
+            pool_names: topology.pools.iter().map(|p| p.name.clone()).collect(),
+        })
+    }
+
+    pub fn me(&self) -> ServerId {
+        self.me
+    }
+
+    pub fn my_underlay(&self) -> u32 {
+        self.my_underlay
+    }
+
+    pub fn server(&self, id: ServerId) -> &ServerInfo {
+        &self.servers[id.index()]
+    }
+
+    #[inline]
+    pub fn underlay_of(&self, id: ServerId) -> u32 {
+        u32::from(self.servers[id.index()].underlay)
+    }
+
+    /// The fleet server with this underlay address.
+    #[inline]
+    pub fn peer(&self, underlay: u32) -> Option<ServerId> {
+        self.peers.get(underlay).map(ServerId)
+    }
+
+    /// The route of the egress prefix containing `addr`, if any.
+    #[inline]
+    pub fn route_v4(&self, addr: u32) -> Option<&Route> {
+        self.v4.get(addr).map(|r| &self.routes[r as usize])
+    }
+
+    /// Whether `addr` is inside an IPv6 egress prefix.
+    #[inline]
+    pub fn is_egress_v6(&self, addr: u128) -> bool {
+        self.v6.get(addr).is_some()
+    }
+
+    /// Number of IPv4 egress addresses this server holds itself.
+    pub fn local_addresses(&self) -> u64 {
+        self.egress_v4
+            .iter()
+            .filter(|(_, pool)| self.routes[pool.index()].tier == Tier::Local)
+            .map(|(p, _)| p.size())
+            .sum()
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn pool_name(&self, pool: PoolId) -> &str {
+        &self.pool_names[pool.index()]
+    }
+
+    pub fn egress_v4(&self) -> &[(Ipv4Prefix, PoolId)] {
+        &self.egress_v4
+    }
+
+    pub fn egress_v6(&self) -> &[Ipv6Prefix] {
+        &self.egress_v6
+    }
+
+    fn buckets_of(&self, route: &Route) -> &[u16] {
+        let base = route.bucket_base as usize;
+        &self.buckets[base..base + BUCKETS]
+    }
+
+    /// Approximate memory the data plane reads from, for logs.
+    pub fn memory_bytes(&self) -> usize {
+        self.v4.memory_bytes() + self.buckets.len() * 2 + self.peers.memory_bytes()
+    }
+
+    /// The decision for one IPv4 packet, contract section 5 steps 3 to 6. `encap_port` is the
+    /// UDP port fleet packets arrive on.
+    #[inline]
+    pub fn decide_v4(&self, flow: &FlowKey, encap_port: u16) -> Decision {
+        let src_route = self.v4.get(flow.src);
+        self.decide_v4_with(flow, encap_port, src_route)
+    }
+
+    /// [`ForwardingTable::decide_v4`] for a burst, with the source lookups batched (their
+    /// cache misses overlap). `out` must be as long as `flows`.
+    #[inline]
+    pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Decision]) {
+        const CHUNK: usize = 32;
+        for (flows, out) in flows.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let mut sources = [0u32; CHUNK];
+            for (s, f) in sources.iter_mut().zip(flows) {
+                *s = f.src;
+            }
+            let mut routes = [None; CHUNK];
+            self.v4
+                .get_burst(&sources[..flows.len()], &mut routes[..flows.len()]);
+            for ((o, f), &r) in out.iter_mut().zip(flows).zip(&routes) {
+                *o = self.decide_v4_with(f, encap_port, r);
+            }
+        }
+    }
+
+    #[inline]
+    fn decide_v4_with(&self, flow: &FlowKey, encap_port: u16, src_route: Option<u32>) -> Decision {
+        if flow.dst == self.my_underlay
+            && (flow.proto == PROTO_IPIP || (flow.proto == PROTO_UDP && flow.dport == encap_port))
+        {
+            return match self.peers.get(flow.src) {
+                Some(peer) => Decision::Decapsulate {
+                    peer: ServerId(peer),
+                },
+                None => Decision::UnknownPeer,
+            };
+        }
+        if let Some(route) = src_route {
+            let route = &self.routes[route as usize];
+            if route.tier == Tier::Local {
+                return Decision::LocalEgress;
+            }
+            let flow_hash = flow.hash();
+            let target = self.buckets[route.bucket_base as usize + bucket_of(flow_hash)];
+            return Decision::Forward {
+                tier: route.tier,
+                target: ServerId(u32::from(target)),
+                flow_hash,
+            };
+        }
+        if self.v4.get(flow.dst).is_some() {
+            return Decision::Reply;
+        }
+        Decision::Pass
+    }
+
+    /// The decision for one IPv6 packet.
+    #[inline]
+    pub fn decide_v6(&self, src: u128, dst: u128) -> DecisionV6 {
+        if self.v6.get(src).is_some() {
+            DecisionV6::LocalEgress
+        } else if self.v6.get(dst).is_some() {
+            DecisionV6::Reply
+        } else {
+            DecisionV6::Pass
+        }
+    }
+}
+
+/// Contract section 1 for one pool: the first tier that has holders, and those holders.
+fn choose_tier(
+    topology: &Topology,
+    me: ServerId,
+    distance: &[f64],
+    holders: &[Holder],
+) -> (Tier, Vec<Holder>) {
+    let my = topology.server(me);
+    if holders.iter().any(|h| h.server == me) {
+        return (
+            Tier::Local,
+            vec![Holder {
+                server: me,
+                weight: 1,
+            }],
+        );
+    }
+    let in_my_dc: Vec<Holder> = holders
+        .iter()
+        .copied()
+        .filter(|h| topology.server(h.server).datacenter == my.datacenter)
+        .collect();
+    if !in_my_dc.is_empty() {
+        return (Tier::SameDc, in_my_dc);
+    }
+    let in_my_location: Vec<Holder> = holders
+        .iter()
+        .copied()
+        .filter(|h| topology.server(h.server).location == my.location)
+        .collect();
+    if !in_my_location.is_empty() {
+        return (Tier::SameLocation, in_my_location);
+    }
+    let nearest: LocationId = holders
+        .iter()
+        .map(|h| topology.server(h.server).location)
+        .min_by(|&a, &b| {
+            distance[a.index()]
+                .total_cmp(&distance[b.index()])
+                .then_with(|| topology.location(a).name.cmp(&topology.location(b).name))
+        })
+        .expect("validation guarantees every pool has a holder");
+    let there = holders
+        .iter()
+        .copied()
+        .filter(|h| topology.server(h.server).location == nearest)
+        .collect();
+    (Tier::NearestLocation, there)
+}
+
+/// Fills the buckets of every candidate set, spread over the machine's cores (compile time
+/// is dominated by this for large fleets).
+fn fill_all_buckets(topology: &Topology, sets: &[Vec<Holder>]) -> Vec<u16> {
+    let mut buckets = vec![0u16; sets.len() * BUCKETS];
+    let seeds: Vec<u64> = topology
+        .servers
+        .iter()
+        .map(|s| name_seed(&s.name))
+        .collect();
+    let fill = |set: &[Holder], out: &mut [u16]| {
+        let candidates: Vec<Candidate<'_>> = set
+            .iter()
+            .map(|h| Candidate {
+                index: h.server.0 as u16,
+                seed: seeds[h.server.index()],
+                weight: h.weight,
+                name: &topology.server(h.server).name,
+            })
+            .collect();
+        fill_buckets(&candidates, out);
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sets.len().div_ceil(64))
+        .max(1);
+    if threads == 1 {
+        for (set, out) in sets.iter().zip(buckets.chunks_mut(BUCKETS)) {
+            fill(set, out);
+        }
+        return buckets;
+    }
+    let per_thread = sets.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (sets, out) in sets
+            .chunks(per_thread)
+            .zip(buckets.chunks_mut(per_thread * BUCKETS))
+        {
+            scope.spawn(move || {
+                for (set, out) in sets.iter().zip(out.chunks_mut(BUCKETS)) {
+                    fill(set, out);
+                }
+            });
+        }
+    });
+    buckets
+}

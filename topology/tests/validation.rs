@@ -1,0 +1,402 @@
+//! Every rejection rule of the contract (section 4), each with the exact place reported.
+
+use topology::parse;
+
+const BASE: &str = r#"version = 1
+
+[[location]]
+name = "lhr"
+latitude = 51.47
+longitude = -0.45
+
+[[location]]
+name = "cdg"
+latitude = 49.01
+longitude = 2.55
+
+[[datacenter]]
+name = "lhr01"
+location = "lhr"
+
+[[datacenter]]
+name = "cdg01"
+location = "cdg"
+
+[[server]]
+name = "lhr01-a"
+datacenter = "lhr01"
+underlay = "10.10.1.1"
+
+[[server]]
+name = "cdg01-b"
+datacenter = "cdg01"
+underlay = "10.20.1.2"
+
+[[pool]]
+name = "acme"
+holders = [{ server = "lhr01-a", weight = 2 }, { server = "cdg01-b" }]
+
+[[egress]]
+prefix = "198.51.100.0/30"
+pool = "acme"
+
+[[egress]]
+prefix = "2001:db8:1::/48"
+"#;
+
+/// The errors for BASE with `extra` appended, as printed.
+fn errors_with(extra: &str) -> Vec<String> {
+    errors(&format!("{BASE}{extra}"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse("fleet.toml", text) {
+        Ok(_) => Vec::new(),
+        Err(diags) => diags.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+const BASE_LINES: usize = 40;
+
+/// Line number (1-based) of line `n` of the appended text.
+fn extra_line(n: usize) -> usize {
+    BASE_LINES + n
+}
+
+#[test]
+fn base_topology_is_valid() {
+    assert_eq!(BASE.lines().count(), BASE_LINES);
+    let topology = parse("fleet.toml", BASE).unwrap();
+    let summary = topology.summary();
+    assert_eq!(
+        (
+            summary.locations,
+            summary.datacenters,
+            summary.servers,
+            summary.pools
+        ),
+        (2, 2, 2, 1)
+    );
+    assert_eq!(
+        (summary.ipv4_egress_addresses, summary.ipv6_egress_prefixes),
+        (4, 1)
+    );
+}
+
+#[test]
+fn bundled_example_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet.toml");
+    let topology = topology::load(std::path::Path::new(path)).unwrap();
+    assert_eq!(topology.summary().to_string(), "4 locations, 5 datacenters, 8 servers, 5 pools, 157 IPv4 egress addresses, 2 IPv6 egress prefixes");
+}
+
+#[test]
+fn unknown_keys_everywhere_are_each_reported() {
+    let errs = errors_with("colour = \"blue\"\n");
+    // A bare key after [[egress]] belongs to that egress table.
+    assert_eq!(
+        errs,
+        vec![format!(
+            "fleet.toml:{}:1: unknown key `colour` in egress (expected one of: prefix, pool)",
+            extra_line(1)
+        )]
+    );
+
+    let text = BASE
+        .replace("version = 1\n", "version = 1\nowner = \"netops\"\n")
+        .replace(
+            "name = \"lhr01\"\nlocation = \"lhr\"",
+            "name = \"lhr01\"\nlocation = \"lhr\"\nracks = 4",
+        );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(errs[0], "fleet.toml:2:1: unknown key `owner` (expected one of: version, location, datacenter, server, pool, egress)");
+    assert!(
+        errs[1].starts_with("fleet.toml:17:1: unknown key `racks` in datacenter"),
+        "{errs:?}"
+    );
+
+    let errs = errors(&BASE.replace(
+        "{ server = \"cdg01-b\" }",
+        "{ server = \"cdg01-b\", wieght = 3 }",
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("fleet.toml:33:") && errs[0].contains("unknown field `wieght`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn duplicate_names_of_each_kind() {
+    let errs = errors_with(
+        "\n[[location]]\nname = \"lhr\"\nlatitude = 1.0\nlongitude = 1.0\n\
+         \n[[datacenter]]\nname = \"cdg01\"\nlocation = \"cdg\"\n\
+         \n[[server]]\nname = \"lhr01-a\"\ndatacenter = \"lhr01\"\nunderlay = \"10.99.0.1\"\n\
+         \n[[pool]]\nname = \"acme\"\nholders = [{ server = \"lhr01-a\" }]\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            format!(
+                "fleet.toml:{}:8: duplicate location name `lhr` (first defined on line 4)",
+                extra_line(3)
+            ),
+            format!(
+                "fleet.toml:{}:8: duplicate datacenter name `cdg01` (first defined on line 18)",
+                extra_line(8)
+            ),
+            format!(
+                "fleet.toml:{}:8: duplicate server name `lhr01-a` (first defined on line 22)",
+                extra_line(12)
+            ),
+            format!(
+                "fleet.toml:{}:8: duplicate pool name `acme` (first defined on line 32)",
+                extra_line(17)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn duplicate_underlay() {
+    let errs = errors_with(
+        "\n[[server]]\nname = \"lhr01-z\"\ndatacenter = \"lhr01\"\nunderlay = \"10.20.1.2\"\n",
+    );
+    assert_eq!(
+        errs,
+        vec![format!(
+            "fleet.toml:{}:12: duplicate underlay address 10.20.1.2 (first used on line 29)",
+            extra_line(5)
+        )]
+    );
+}
+
+#[test]
+fn references_to_missing_things() {
+    let errs = errors_with(
+        "\n[[datacenter]]\nname = \"ams01\"\nlocation = \"ams\"\n\
+         \n[[server]]\nname = \"x\"\ndatacenter = \"nowhere01\"\nunderlay = \"10.99.0.1\"\n\
+         \n[[pool]]\nname = \"p\"\nholders = [{ server = \"ghost\" }]\n\
+         \n[[egress]]\nprefix = \"192.0.2.0/24\"\npool = \"nopool\"\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            format!("fleet.toml:{}:12: unknown location `ams`", extra_line(4)),
+            format!(
+                "fleet.toml:{}:14: unknown datacenter `nowhere01`",
+                extra_line(8)
+            ),
+            format!("fleet.toml:{}:23: unknown server `ghost`", extra_line(13)),
+            format!("fleet.toml:{}:8: unknown pool `nopool`", extra_line(17)),
+        ]
+    );
+}
+
+#[test]
+fn pool_without_holders_and_pool_with_a_server_twice() {
+    let errs = errors_with(
+        "\n[[pool]]\nname = \"empty\"\nholders = []\n\
+         \n[[pool]]\nname = \"twice\"\nholders = [{ server = \"lhr01-a\" }, { server = \"lhr01-a\", weight = 3 }]\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            format!(
+                "fleet.toml:{}:11: pool `empty` has no holders",
+                extra_line(4)
+            ),
+            format!(
+                "fleet.toml:{}:47: server `lhr01-a` is listed twice in pool `twice`",
+                extra_line(8)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn ipv4_pool_spanning_more_than_four_locations() {
+    let mut extra = String::new();
+    for (i, loc) in ["ams", "fra", "mad"].iter().enumerate() {
+        extra.push_str(&format!(
+            "\n[[location]]\nname = \"{loc}\"\nlatitude = 50.0\nlongitude = {i}.0\n\n[[datacenter]]\nname = \"{loc}01\"\nlocation = \"{loc}\"\n\n[[server]]\nname = \"{loc}01-a\"\ndatacenter = \"{loc}01\"\nunderlay = \"10.50.{i}.1\"\n"
+        ));
+    }
+    let four = "\n[[pool]]\nname = \"four\"\nholders = [{ server = \"lhr01-a\" }, { server = \"cdg01-b\" }, { server = \"ams01-a\" }, { server = \"fra01-a\" }]\n";
+    assert_eq!(
+        errors_with(&format!("{extra}{four}")),
+        Vec::<String>::new(),
+        "four locations are allowed"
+    );
+    let five = "\n[[pool]]\nname = \"five\"\nholders = [{ server = \"lhr01-a\" }, { server = \"cdg01-b\" }, { server = \"ams01-a\" }, { server = \"fra01-a\" }, { server = \"mad01-a\" }]\n";
+    let errs = errors_with(&format!("{extra}{five}"));
+    let line = BASE_LINES + extra.lines().count() + 4;
+    assert_eq!(
+        errs,
+        vec![format!("fleet.toml:{line}:11: pool `five` is held in 5 locations (lhr, cdg, ams, fra, mad); an IPv4 pool may span at most 4")]
+    );
+}
+
+#[test]
+fn ipv4_egress_needs_a_pool_and_ipv6_egress_must_not_have_one() {
+    let errs = errors_with("\n[[egress]]\nprefix = \"192.0.2.0/24\"\n\n[[egress]]\nprefix = \"2001:db8:9::/48\"\npool = \"acme\"\n");
+    assert_eq!(
+        errs,
+        vec![
+            format!("fleet.toml:{}:10: IPv4 egress prefix 192.0.2.0/24 names no pool (add `pool = \"...\"`)", extra_line(3)),
+            format!("fleet.toml:{}:8: IPv6 egress prefix 2001:db8:9::/48 must not name a pool: IPv6 egress is global", extra_line(7)),
+        ]
+    );
+}
+
+#[test]
+fn overlapping_egress_prefixes() {
+    let errs = errors_with(
+        "\n[[egress]]\nprefix = \"198.51.100.0/24\"\npool = \"acme\"\n\
+         \n[[egress]]\nprefix = \"198.51.100.2\"\npool = \"acme\"\n\
+         \n[[egress]]\nprefix = \"2001:db8:1:5::/64\"\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            format!("fleet.toml:{}:10: egress prefix 198.51.100.0/24 overlaps 198.51.100.0/30 (line 36)", extra_line(3)),
+            format!("fleet.toml:{}:10: egress prefix 198.51.100.2/32 overlaps 198.51.100.0/24 (line {})", extra_line(7), extra_line(3)),
+            format!("fleet.toml:{}:10: egress prefix 2001:db8:1:5::/64 overlaps 2001:db8:1::/48 (line 40)", extra_line(11)),
+        ]
+    );
+    // Adjacent is not overlapping.
+    assert_eq!(
+        errors_with("\n[[egress]]\nprefix = \"198.51.100.4/30\"\npool = \"acme\"\n"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn coordinates_out_of_range() {
+    let errs = errors(
+        &BASE
+            .replace("latitude = 51.47", "latitude = 91")
+            .replace("longitude = 2.55", "longitude = -180.5"),
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "fleet.toml:5:12: latitude 91 is out of range -90..=90".to_owned(),
+            "fleet.toml:11:13: longitude -180.5 is out of range -180..=180".to_owned(),
+        ]
+    );
+    let errs = errors(&BASE.replace("latitude = 51.47", "latitude = nan"));
+    assert_eq!(
+        errs,
+        vec!["fleet.toml:5:12: latitude NaN is out of range -90..=90".to_owned()]
+    );
+}
+
+#[test]
+fn weights_out_of_range() {
+    for (weight, col) in [("0", 43), ("1001", 43), ("-5", 43)] {
+        let errs = errors(&BASE.replace("weight = 2", &format!("weight = {weight}")));
+        assert_eq!(
+            errs,
+            vec![format!(
+                "fleet.toml:33:{col}: weight {weight} is out of range 1..=1000"
+            )]
+        );
+    }
+    assert_eq!(
+        errors(&BASE.replace("weight = 2", "weight = 1000")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn version_must_be_one() {
+    assert_eq!(
+        errors(&BASE.replace("version = 1", "version = 2")),
+        vec![
+            "fleet.toml:1:11: unsupported topology version 2 (this build reads version 1)"
+                .to_owned()
+        ]
+    );
+    assert_eq!(
+        errors(&BASE.replace("version = 1\n", "\n")),
+        vec!["fleet.toml:1:1: missing `version = 1`".to_owned()]
+    );
+    assert_eq!(
+        errors(&BASE.replace("version = 1", "version = \"1\"")),
+        vec!["fleet.toml:1:11: `version` must be an integer".to_owned()]
+    );
+}
+
+#[test]
+fn bad_values_say_what_is_wrong() {
+    let errs = errors(
+        &BASE
+            .replace("underlay = \"10.10.1.1\"", "underlay = \"10.10.1\"")
+            .replace("198.51.100.0/30", "198.51.100.1/30"),
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "fleet.toml:24:12: underlay `10.10.1` is not an IPv4 address".to_owned(),
+            "fleet.toml:36:10: `198.51.100.1/30` has host bits set beyond /30 (did you mean `198.51.100.0/30`?)".to_owned(),
+        ]
+    );
+    let errs = errors(&BASE.replace("latitude = 51.47", "latitude = \"north\""));
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("fleet.toml:5:12: invalid type: string \"north\", expected f64"),
+        "{errs:?}"
+    );
+    let errs = errors(&BASE.replace("name = \"lhr01-a\"\ndatacenter", "datacenter"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("fleet.toml:21:1: missing field `name`")),
+        "{errs:?}"
+    );
+    let errs = errors(&BASE.replace("[[egress]]\nprefix = \"2001", "[egress]\nprefix = \"2001"));
+    assert!(!errs.is_empty());
+}
+
+#[test]
+fn syntax_errors_are_reported_with_their_place() {
+    let errs = errors("version = 1\n[[location]\nname = \"x\"\n");
+    assert!(!errs.is_empty());
+    assert!(errs[0].starts_with("fleet.toml:2:"), "{errs:?}");
+    let errs = errors("version = = 1\n");
+    assert!(errs[0].starts_with("fleet.toml:1:"), "{errs:?}");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_in_file_order() {
+    let text = BASE
+        .replace("latitude = 51.47", "latitude = 100")
+        .replace("location = \"cdg\"", "location = \"cdx\"")
+        .replace("underlay = \"10.20.1.2\"", "underlay = \"10.10.1.1\"")
+        .replace("weight = 2", "weight = 0");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    let lines: Vec<&str> = errs.iter().map(|e| e.split(':').nth(1).unwrap()).collect();
+    assert_eq!(lines, ["5", "19", "29", "33"]);
+}
+
+#[test]
+fn load_reports_unreadable_and_non_utf8_files() {
+    let err = topology::load(std::path::Path::new("/nonexistent/fleet.toml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/fleet.toml:1:1: cannot read:"),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join(format!("topology-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, b"version = 1\n# caf\xe9\n").unwrap();
+    let err = topology::load(&path).unwrap_err();
+    assert!(
+        err.to_string().ends_with(":2:6: file is not valid UTF-8"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
