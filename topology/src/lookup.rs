@@ -2,16 +2,22 @@
 //! IPv4 egress addresses given as any mix of prefix lengths.
 //!
 //! Egress prefixes never overlap (validation refuses it), so a lookup only has to find *the*
-//! prefix containing an address, not the longest. The IPv4 map has three levels:
-//! - a 65,536-entry directory indexed by the top 16 bits (256 KiB, stays in cache): either
-//!   nothing here (the common answer for non-egress addresses), a route for a whole /16 or
-//!   shorter prefix, or flags saying which finer table holds this /16's prefixes;
-//! - an open-addressing table keyed by /24 for prefixes /17../24 (each expanded to its /24s,
-//!   at most 128 per prefix);
-//! - an open-addressing table keyed by /32 for prefixes /25../32 (each expanded to its
-//!   addresses, at most 128 per prefix).
-//! A lookup is one directory read plus at most two hash probes; memory is bounded by
-//! 128 entries per prefix whatever the prefix lengths.
+//! prefix containing an address, not the longest. The IPv4 map is a DIR-16-8-8 trie whose
+//! last level adapts to density:
+//! - a 65,536-entry directory indexed by the top 16 bits (256 KiB, stays in cache): nothing
+//!   here (the usual answer for non-egress addresses), a route for a /16 or shorter prefix,
+//!   or a 256-entry block for the /24s of this /16;
+//! - per /24 in such a block: nothing, a route (prefixes /17 to /24), or, for prefixes /25 to
+//!   /32, either a dense 256-entry leaf (when the /24 holds many egress addresses) or "look
+//!   in the /32 hash table" (when it holds a few).
+//!
+//! Dense leaves keep neighbouring addresses in the same cache lines, which is what egress
+//! ranges look like; scattered /32s go to a hash table so that memory stays bounded by a
+//! small constant per prefix. A lookup is at most three dependent reads, the first one or two
+//! almost always cached. On a machine whose cache is small next to the table, how many
+//! distinct cache lines a packet touches decides the cost: this layout touches one (plus the
+//! small directory levels), where a /32 hash table touches one line in a table four times as
+//! large.
 
 use crate::prefix::Ipv4Prefix;
 
@@ -101,81 +107,110 @@ impl FlatMap {
     }
 }
 
-const DIR_LEAF: u32 = 1 << 31;
-const DIR_HAS_24: u32 = 1;
-const DIR_HAS_32: u32 = 2;
+/// Entry encoding shared by every level: 0 = no egress here; `ROUTE | r` = route `r`;
+/// otherwise a tagged index of the next level.
+const EMPTY: u32 = 0;
+const ROUTE: u32 = 1 << 31;
+const NEXT_BLOCK: u32 = 1 << 30;
+const NEXT_LEAF: u32 = 1 << 29;
+const NEXT_HASH: u32 = 1 << 28;
+const INDEX_MASK: u32 = NEXT_HASH - 1;
+/// A /24 with at least this many addresses in /25../32 prefixes gets a dense leaf.
+const DENSE_LEAF_MIN: usize = 16;
 
 /// IPv4 address → route index for non-overlapping prefixes.
 #[derive(Debug, Clone)]
 pub struct PrefixMapV4 {
     directory: Box<[u32]>,
-    by_24: FlatMap,
-    by_32: FlatMap,
+    /// 256 entries per block, one per /24 of a /16.
+    blocks: Vec<u32>,
+    /// 256 entries per leaf, one per address of a /24.
+    leaves: Vec<u32>,
+    sparse: FlatMap,
 }
 
 impl PrefixMapV4 {
-    /// Builds the map. Prefixes must not overlap; routes must be below 2^31.
+    /// Builds the map. Prefixes must not overlap; routes must be below 2^28.
     pub fn build(prefixes: impl IntoIterator<Item = (Ipv4Prefix, u32)> + Clone) -> Self {
-        let (mut n24, mut n32) = (0usize, 0usize);
+        // How many addresses of /25../32 prefixes each /24 holds, to choose leaf or hash.
+        let mut long_per_24: hashbrown::HashMap<u32, usize> = hashbrown::HashMap::new();
         for (p, _) in prefixes.clone() {
-            match p.len() {
-                17..=24 => n24 += 1 << (24 - p.len()),
-                25..=32 => n32 += 1 << (32 - p.len()),
-                _ => {}
+            if p.len() > 24 {
+                *long_per_24.entry(p.first() >> 8).or_default() += p.size() as usize;
             }
         }
+        let sparse_entries: usize = long_per_24.values().filter(|&&n| n < DENSE_LEAF_MIN).sum();
         let mut map = Self {
-            directory: vec![0; 1 << 16].into_boxed_slice(),
-            by_24: FlatMap::with_capacity(n24),
-            by_32: FlatMap::with_capacity(n32),
+            directory: vec![EMPTY; 1 << 16].into_boxed_slice(),
+            blocks: Vec::new(),
+            leaves: Vec::new(),
+            sparse: FlatMap::with_capacity(sparse_entries),
         };
         for (p, route) in prefixes {
-            assert!(route < DIR_LEAF, "route index too large");
+            assert!(route <= INDEX_MASK, "route index too large");
             let first = p.first();
-            match p.len() {
-                0..=16 => {
-                    let (lo, hi) = ((first >> 16) as usize, (p.last() >> 16) as usize);
-                    map.directory[lo..=hi].fill(DIR_LEAF | route);
+            if p.len() <= 16 {
+                let (lo, hi) = ((first >> 16) as usize, (p.last() >> 16) as usize);
+                map.directory[lo..=hi].fill(ROUTE | route);
+                continue;
+            }
+            let block = map.block_of(first >> 16);
+            if p.len() <= 24 {
+                let lo = block + ((first >> 8) & 0xff) as usize;
+                let hi = block + ((p.last() >> 8) & 0xff) as usize;
+                map.blocks[lo..=hi].fill(ROUTE | route);
+                continue;
+            }
+            let slot = block + ((first >> 8) & 0xff) as usize;
+            if long_per_24[&(first >> 8)] >= DENSE_LEAF_MIN {
+                if map.blocks[slot] == EMPTY {
+                    map.blocks[slot] = NEXT_LEAF | (map.leaves.len() / 256) as u32;
+                    map.leaves.resize(map.leaves.len() + 256, EMPTY);
                 }
-                17..=24 => {
-                    map.directory[(first >> 16) as usize] |= DIR_HAS_24;
-                    for k in 0..1u32 << (24 - p.len()) {
-                        map.by_24.insert((first >> 8) + k, route);
-                    }
-                }
-                _ => {
-                    map.directory[(first >> 16) as usize] |= DIR_HAS_32;
-                    for k in 0..1u32 << (32 - p.len()) {
-                        map.by_32.insert(first + k, route);
-                    }
+                let leaf = ((map.blocks[slot] & INDEX_MASK) * 256) as usize;
+                let (lo, hi) = (
+                    leaf + (first & 0xff) as usize,
+                    leaf + (p.last() & 0xff) as usize,
+                );
+                map.leaves[lo..=hi].fill(ROUTE | route);
+            } else {
+                map.blocks[slot] = NEXT_HASH;
+                for a in first..=p.last() {
+                    map.sparse.insert(a, route);
                 }
             }
         }
         map
     }
 
+    /// The block of a /16, creating it.
+    fn block_of(&mut self, top16: u32) -> usize {
+        let entry = &mut self.directory[top16 as usize];
+        if *entry == EMPTY {
+            *entry = NEXT_BLOCK | (self.blocks.len() / 256) as u32;
+            self.blocks.resize(self.blocks.len() + 256, EMPTY);
+        }
+        ((*entry & INDEX_MASK) * 256) as usize
+    }
+
     #[inline]
     pub fn get(&self, addr: u32) -> Option<u32> {
         let entry = self.directory[(addr >> 16) as usize];
-        if entry == 0 {
-            return None;
+        if entry & NEXT_BLOCK == 0 {
+            return route_of(entry);
         }
-        if entry & DIR_LEAF != 0 {
-            return Some(entry & !DIR_LEAF);
+        let entry = self.blocks[((entry & INDEX_MASK) * 256 + ((addr >> 8) & 0xff)) as usize];
+        if entry & NEXT_LEAF != 0 {
+            return route_of(self.leaves[((entry & INDEX_MASK) * 256 + (addr & 0xff)) as usize]);
         }
-        if entry & DIR_HAS_32 != 0 {
-            if let Some(route) = self.by_32.get(addr) {
-                return Some(route);
-            }
+        if entry & NEXT_HASH != 0 {
+            return self.sparse.get(addr);
         }
-        if entry & DIR_HAS_24 != 0 {
-            return self.by_24.get(addr >> 8);
-        }
-        None
+        route_of(entry)
     }
 
-    /// Looks up a burst of addresses. The directory reads for the whole burst are issued
-    /// before any hash probe, so their cache misses overlap instead of queueing.
+    /// Looks up a burst of addresses, level by level: the reads of one level are issued for
+    /// the whole burst before the next level, so their cache misses overlap.
     #[inline]
     pub fn get_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         const CHUNK: usize = 32;
@@ -184,21 +219,32 @@ impl PrefixMapV4 {
             for (e, &a) in entries.iter_mut().zip(addrs) {
                 *e = self.directory[(a >> 16) as usize];
             }
-            for ((o, &a), &e) in out.iter_mut().zip(addrs).zip(&entries) {
-                *o = if e == 0 {
-                    None
-                } else if e & DIR_LEAF != 0 {
-                    Some(e & !DIR_LEAF)
+            for (e, &a) in entries.iter_mut().zip(addrs) {
+                if *e & NEXT_BLOCK != 0 {
+                    *e = self.blocks[((*e & INDEX_MASK) * 256 + ((a >> 8) & 0xff)) as usize];
+                }
+            }
+            for ((o, e), &a) in out.iter_mut().zip(&entries).zip(addrs) {
+                *o = if e & NEXT_LEAF != 0 {
+                    route_of(self.leaves[((e & INDEX_MASK) * 256 + (a & 0xff)) as usize])
+                } else if e & NEXT_HASH != 0 {
+                    self.sparse.get(a)
                 } else {
-                    self.get(a)
+                    route_of(*e)
                 };
             }
         }
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.directory.len() * 4 + self.by_24.memory_bytes() + self.by_32.memory_bytes()
+        (self.directory.len() + self.blocks.len() + self.leaves.len()) * 4
+            + self.sparse.memory_bytes()
     }
+}
+
+#[inline]
+fn route_of(entry: u32) -> Option<u32> {
+    (entry & ROUTE != 0).then_some(entry & !ROUTE)
 }
 
 /// IPv6 address → index for a (small) set of non-overlapping prefixes: binary search.
@@ -297,6 +343,43 @@ mod tests {
         let mut out = vec![None; addrs.len()];
         map.get_burst(&addrs, &mut out);
         assert_eq!(out, vec![Some(1), None, Some(3), Some(5)]);
+    }
+
+    #[test]
+    fn dense_and_sparse_slash24s_both_resolve() {
+        // 200 /32s in one /24 (dense leaf) and 3 /32s in another (hash), side by side with a
+        // /24 route in the same /16.
+        let mut prefixes: Vec<(Ipv4Prefix, u32)> = (0..200)
+            .map(|i| (v4(&format!("100.64.1.{i}")), i))
+            .collect();
+        prefixes.extend([
+            (v4("100.64.2.7"), 500),
+            (v4("100.64.2.9"), 501),
+            (v4("100.64.2.200/30"), 502),
+        ]);
+        prefixes.push((v4("100.64.3.0/24"), 600));
+        let map = PrefixMapV4::build(prefixes.clone());
+        for (p, r) in &prefixes {
+            assert_eq!(map.get(p.first()), Some(*r), "{p}");
+            assert_eq!(map.get(p.last()), Some(*r), "{p}");
+        }
+        for miss in [
+            "100.64.1.200",
+            "100.64.1.255",
+            "100.64.2.8",
+            "100.64.2.199",
+            "100.64.2.204",
+            "100.64.4.0",
+            "100.65.0.0",
+        ] {
+            assert_eq!(map.get(addr(miss)), None, "{miss}");
+        }
+        let addrs: Vec<u32> = (0..1024u32).map(|i| addr("100.64.0.0") + i).collect();
+        let mut burst = vec![None; addrs.len()];
+        map.get_burst(&addrs, &mut burst);
+        for (a, b) in addrs.iter().zip(&burst) {
+            assert_eq!(map.get(*a), *b);
+        }
     }
 
     #[test]

@@ -75,14 +75,8 @@ struct EgressSpec {
 }
 const EGRESS_KEYS: &[&str] = &["prefix", "pool"];
 
-/// Just the name of an entry that failed to deserialise: registering it keeps references to
-/// it from adding misleading "unknown ..." errors to the real one.
-#[derive(Deserialize)]
-struct NameOnly {
-    name: Spanned<String>,
-}
-
-/// The entries of one kind that deserialised, and the names of those that did not.
+/// The entries of one kind that deserialised, and the names of those that did not (registering
+/// them keeps references to them from adding misleading "unknown ..." errors to the real one).
 struct Entries<T> {
     ok: Vec<T>,
     failed_names: Vec<Spanned<String>>,
@@ -226,14 +220,16 @@ fn entries<T: DeserializeOwned>(
             .into_iter()
             .filter(|(key, _)| allowed.contains(&key.get_ref().as_ref()))
             .collect();
+        // Kept aside (cheaply: one string) in case the entry fails to deserialise.
+        let name = table
+            .get("name")
+            .and_then(|v| Some(Spanned::new(v.span(), v.get_ref().as_str()?.to_owned())));
         let table: Spanned<DeValue<'_>> = Spanned::new(item_span.clone(), DeValue::Table(table));
-        match T::deserialize(table.clone().into_deserializer()) {
+        match T::deserialize(table.into_deserializer()) {
             Ok(spec) => out.ok.push(spec),
             Err(err) => {
                 errors.push(map.toml_error(&err, item_span));
-                if let Ok(named) = NameOnly::deserialize(table.into_deserializer()) {
-                    out.failed_names.push(named.name);
-                }
+                out.failed_names.extend(name);
             }
         }
     }
@@ -429,24 +425,22 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
             )),
         }
     }
+    let v4_ranges = egress_v4
+        .iter()
+        .map(|e| (u128::from(e.prefix.first()), u128::from(e.prefix.last())));
     report_overlaps(
         map,
-        egress_v4.iter().map(|e| {
-            (
-                u128::from(e.prefix.first()),
-                u128::from(e.prefix.last()),
-                e.prefix.to_string(),
-            )
-        }),
+        v4_ranges,
         &egress_v4_spans,
+        |i| egress_v4[i].prefix.to_string(),
         errors,
     );
+    let v6_ranges = egress_v6.iter().map(|p| (p.first(), p.last()));
     report_overlaps(
         map,
-        egress_v6
-            .iter()
-            .map(|p| (p.first(), p.last(), p.to_string())),
+        v6_ranges,
         &egress_v6_spans,
+        |i| egress_v6[i].to_string(),
         errors,
     );
 
@@ -549,42 +543,42 @@ fn validate_pool(
 }
 
 /// Reports every prefix that overlaps an earlier-starting one, naming it and its line.
+/// `text(i)` formats prefix `i`; only called for the prefixes reported.
 fn report_overlaps(
     map: &SourceMap<'_>,
-    ranges: impl Iterator<Item = (u128, u128, String)>,
+    ranges: impl Iterator<Item = (u128, u128)>,
     spans: &[Range<usize>],
+    text: impl Fn(usize) -> String,
     errors: &mut Vec<Diagnostic>,
 ) {
-    let mut sorted: Vec<(u128, u128, String, usize)> = ranges
-        .enumerate()
-        .map(|(i, (a, b, s))| (a, b, s, i))
-        .collect();
-    sorted.sort_unstable_by_key(|&(first, last, _, i)| (first, std::cmp::Reverse(last), i));
+    let mut sorted: Vec<(u128, u128, usize)> =
+        ranges.enumerate().map(|(i, (a, b))| (a, b, i)).collect();
+    sorted.sort_unstable_by_key(|&(first, last, i)| (first, std::cmp::Reverse(last), i));
     // The range reaching furthest so far: any later range starting inside it overlaps it.
-    let mut widest: Option<usize> = None;
-    for k in 0..sorted.len() {
-        if let Some(w) = widest {
-            let (_, w_last, ref w_text, w_index) = sorted[w];
-            let (first, last, ref text, index) = sorted[k];
-            if first <= w_last {
-                // Report at whichever of the two comes later in the file.
-                let (later, earlier, earlier_text) = if spans[index].start > spans[w_index].start {
-                    (index, w_index, w_text)
+    let mut widest: Option<(u128, usize)> = None;
+    for &(first, last, index) in &sorted {
+        match widest {
+            Some((widest_last, widest_index)) if first <= widest_last => {
+                // Reported at whichever of the two comes later in the file.
+                let (later, earlier) = if spans[index].start > spans[widest_index].start {
+                    (index, widest_index)
                 } else {
-                    (w_index, index, text)
+                    (widest_index, index)
                 };
-                let later_text = if later == index { text } else { w_text };
                 let (line, _) = map.position(spans[earlier].start);
                 errors.push(map.diagnostic(
                     spans[later].clone(),
-                    format!("egress prefix {later_text} overlaps {earlier_text} (line {line})"),
+                    format!(
+                        "egress prefix {} overlaps {} (line {line})",
+                        text(later),
+                        text(earlier)
+                    ),
                 ));
+                if last > widest_last {
+                    widest = Some((last, index));
+                }
             }
-            if last > w_last {
-                widest = Some(k);
-            }
-        } else {
-            widest = Some(k);
+            _ => widest = Some((last, index)),
         }
     }
 }

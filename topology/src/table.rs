@@ -89,6 +89,8 @@ pub struct Route {
     /// The weighted servers flows are spread over (just this server for `local`).
     pub candidates: Vec<Holder>,
     bucket_base: u32,
+    /// The target when there is only one candidate: no bucket to read.
+    only_target: Option<ServerId>,
 }
 
 impl Route {
@@ -96,6 +98,13 @@ impl Route {
     pub fn shares(&self, table: &ForwardingTable) -> Vec<f64> {
         if self.tier == Tier::Local {
             return vec![1.0];
+        }
+        if let Some(only) = self.only_target {
+            return vec![if self.candidates[0].server == only {
+                1.0
+            } else {
+                0.0
+            }];
         }
         let buckets = table.buckets_of(self);
         self.candidates
@@ -197,11 +206,13 @@ impl ForwardingTable {
                 });
                 set * BUCKETS as u32
             };
+            let only_target = (candidates.len() == 1).then(|| candidates[0].server);
             routes.push(Route {
                 pool: PoolId(p as u32),
                 tier,
                 candidates,
                 bucket_base,
+                only_target,
             });
         }
         let buckets = fill_all_buckets(topology, &set_list);
@@ -312,30 +323,88 @@ impl ForwardingTable {
         self.decide_v4_with(flow, encap_port, src_route)
     }
 
-    /// [`ForwardingTable::decide_v4`] for a burst, with the source lookups batched (their
-    /// cache misses overlap). `out` must be as long as `flows`.
+    /// [`ForwardingTable::decide_v4`] for a burst; `out` must be as long as `flows`.
+    ///
+    /// Same decisions, organised for memory-level parallelism: each phase issues one kind of
+    /// table read for the whole burst (source routes, then rendezvous buckets, then
+    /// destination routes), so their cache misses overlap instead of queueing behind one
+    /// another packet by packet.
     #[inline]
     pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Decision]) {
         const CHUNK: usize = 32;
         for (flows, out) in flows.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut sources = [0u32; CHUNK];
-            for (s, f) in sources.iter_mut().zip(flows) {
-                *s = f.src;
+            let n = flows.len();
+            let mut addrs = [0u32; CHUNK];
+            for (a, f) in addrs.iter_mut().zip(flows) {
+                *a = f.src;
             }
             let mut routes = [None; CHUNK];
-            self.v4
-                .get_burst(&sources[..flows.len()], &mut routes[..flows.len()]);
-            for ((o, f), &r) in out.iter_mut().zip(flows).zip(&routes) {
-                *o = self.decide_v4_with(f, encap_port, r);
+            self.v4.get_burst(&addrs[..n], &mut routes[..n]);
+
+            // Where a forwarded flow's target sits; u32::MAX when not forwarded.
+            let mut slots = [u32::MAX; CHUNK];
+            let mut need_dst = false;
+            for i in 0..n {
+                let f = &flows[i];
+                out[i] = if self.is_fleet_packet(f, encap_port) {
+                    match self.peers.get(f.src) {
+                        Some(peer) => Decision::Decapsulate {
+                            peer: ServerId(peer),
+                        },
+                        None => Decision::UnknownPeer,
+                    }
+                } else if let Some(r) = routes[i] {
+                    let route = &self.routes[r as usize];
+                    if route.tier == Tier::Local {
+                        Decision::LocalEgress
+                    } else {
+                        let flow_hash = f.hash();
+                        let target = match route.only_target {
+                            Some(only) => only,
+                            None => {
+                                slots[i] = route.bucket_base + bucket_of(flow_hash) as u32;
+                                ServerId(0)
+                            }
+                        };
+                        Decision::Forward {
+                            tier: route.tier,
+                            target,
+                            flow_hash,
+                        }
+                    }
+                } else {
+                    need_dst = true;
+                    addrs[i] = f.dst;
+                    Decision::Pass
+                };
+            }
+            for i in 0..n {
+                if slots[i] != u32::MAX {
+                    if let Decision::Forward { target, .. } = &mut out[i] {
+                        *target = ServerId(u32::from(self.buckets[slots[i] as usize]));
+                    }
+                }
+            }
+            if need_dst {
+                self.v4.get_burst(&addrs[..n], &mut routes[..n]);
+                for i in 0..n {
+                    if out[i] == Decision::Pass && routes[i].is_some() {
+                        out[i] = Decision::Reply;
+                    }
+                }
             }
         }
     }
 
     #[inline]
-    fn decide_v4_with(&self, flow: &FlowKey, encap_port: u16, src_route: Option<u32>) -> Decision {
-        if flow.dst == self.my_underlay
+    fn is_fleet_packet(&self, flow: &FlowKey, encap_port: u16) -> bool {
+        flow.dst == self.my_underlay
             && (flow.proto == PROTO_IPIP || (flow.proto == PROTO_UDP && flow.dport == encap_port))
-        {
+    }
+
+    #[inline]
+    fn decide_v4_with(&self, flow: &FlowKey, encap_port: u16, src_route: Option<u32>) -> Decision {
+        if self.is_fleet_packet(flow, encap_port) {
             return match self.peers.get(flow.src) {
                 Some(peer) => Decision::Decapsulate {
                     peer: ServerId(peer),

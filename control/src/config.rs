@@ -1,0 +1,545 @@
+//! The appliance config (contract section 3): one TOML file per server.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use topology::{Diagnostic, Diagnostics, SourceMap};
+
+/// Which tunnel forwarded packets use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encap {
+    Fou,
+    Ipip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Uplink,
+    Host,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Spanned<String>,
+    topology: Spanned<String>,
+    #[serde(default)]
+    dataplane: Option<Spanned<RawDataplane>>,
+    #[serde(default)]
+    port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    workers: Option<Spanned<i64>>,
+    encap: Option<Encap>,
+    encap_port: Option<Spanned<i64>>,
+    mtu: Option<Spanned<i64>>,
+    burst: Option<Spanned<i64>>,
+    idle_sleep_us: Option<Spanned<i64>>,
+    mbufs: Option<Spanned<i64>>,
+    cores: Option<Spanned<Vec<Spanned<i64>>>>,
+    connection_table_entries: Option<Spanned<i64>>,
+    rx_descriptors: Option<Spanned<i64>>,
+    tx_descriptors: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: Spanned<String>,
+    device: Spanned<String>,
+    roles: Spanned<Vec<Role>>,
+    next_hop_mac: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
+    stats_interval_seconds: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    pub name: String,
+    pub device: String,
+    pub uplink: bool,
+    pub host: bool,
+    pub next_hop_mac: [u8; 6],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    pub workers: u16,
+    pub encap: Encap,
+    pub encap_port: u16,
+    pub mtu: u16,
+    /// Packets per rx burst.
+    pub burst: u16,
+    /// How long an idle worker sleeps between polls; 0 busy-polls.
+    pub idle_sleep_us: u32,
+    /// Mbufs in the pool; 0 sizes it from the ports and queues.
+    pub mbufs: u32,
+    /// CPU core of each worker; empty picks cores after the control thread's.
+    pub cores: Vec<usize>,
+    pub connection_table_entries: u32,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            encap: Encap::Fou,
+            encap_port: 6080,
+            mtu: 1500,
+            burst: 32,
+            idle_sleep_us: 100,
+            mbufs: 0,
+            cores: Vec::new(),
+            connection_table_entries: 1 << 20,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: String,
+    /// Resolved against the config file's directory.
+    pub topology: PathBuf,
+    pub dataplane: DataplaneConfig,
+    pub ports: Vec<PortConfig>,
+    pub metrics_listen: SocketAddr,
+    pub stats_interval_seconds: u32,
+}
+
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9750";
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            Diagnostics(vec![Diagnostic {
+                file: file.clone(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read: {err}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Diagnostics> {
+        let file = path.display().to_string();
+        let map = SourceMap::new(&file, text);
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|err| Diagnostics(vec![map.toml_error(&err, 0..0)]))?;
+        let mut errors = Vec::new();
+        let config = validate(&map, path, raw, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            errors.sort_by_key(|d| (d.line, d.column));
+            Err(Diagnostics(errors))
+        }
+    }
+
+    pub fn uplink(&self) -> usize {
+        self.ports
+            .iter()
+            .position(|p| p.uplink)
+            .expect("validated: one uplink port")
+    }
+
+    pub fn host(&self) -> usize {
+        self.ports
+            .iter()
+            .position(|p| p.host)
+            .expect("validated: one host port")
+    }
+}
+
+fn ranged<T: TryFrom<i64>>(
+    map: &SourceMap<'_>,
+    value: &Option<Spanned<i64>>,
+    what: &str,
+    range: Range<i64>,
+    default: T,
+    errors: &mut Vec<Diagnostic>,
+) -> T {
+    let Some(v) = value else { return default };
+    let n = *v.get_ref();
+    if range.contains(&n) {
+        if let Ok(t) = T::try_from(n) {
+            return t;
+        }
+    }
+    errors.push(map.diagnostic(
+        v.span(),
+        format!(
+            "{what} {n} is out of range {}..={}",
+            range.start,
+            range.end - 1
+        ),
+    ));
+    default
+}
+
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    Some(mac)
+}
+
+fn validate(
+    map: &SourceMap<'_>,
+    path: &Path,
+    raw: RawConfig,
+    errors: &mut Vec<Diagnostic>,
+) -> Config {
+    if raw.server.get_ref().is_empty() {
+        errors.push(map.diagnostic(
+            raw.server.span(),
+            "`server` must name this server in the topology",
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let topology = base.join(raw.topology.get_ref());
+
+    let defaults = DataplaneConfig::default();
+    let dataplane = match &raw.dataplane {
+        None => defaults,
+        Some(dp) => {
+            let dp = dp.get_ref();
+            let cores = match &dp.cores {
+                None => Vec::new(),
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .filter_map(|c| {
+                        let ok = (0..4096).contains(c.get_ref());
+                        if !ok {
+                            errors.push(map.diagnostic(
+                                c.span(),
+                                format!("core {} is out of range 0..=4095", c.get_ref()),
+                            ));
+                        }
+                        ok.then_some(*c.get_ref() as usize)
+                    })
+                    .collect(),
+            };
+            let config = DataplaneConfig {
+                workers: ranged(
+                    map,
+                    &dp.workers,
+                    "workers",
+                    1..129,
+                    defaults.workers,
+                    errors,
+                ),
+                encap: dp.encap.unwrap_or(defaults.encap),
+                encap_port: ranged(
+                    map,
+                    &dp.encap_port,
+                    "encap_port",
+                    1..65536,
+                    defaults.encap_port,
+                    errors,
+                ),
+                mtu: ranged(map, &dp.mtu, "mtu", 576..9217, defaults.mtu, errors),
+                burst: ranged(map, &dp.burst, "burst", 1..33, defaults.burst, errors),
+                idle_sleep_us: ranged(
+                    map,
+                    &dp.idle_sleep_us,
+                    "idle_sleep_us",
+                    0..1_000_001,
+                    defaults.idle_sleep_us,
+                    errors,
+                ),
+                mbufs: ranged(
+                    map,
+                    &dp.mbufs,
+                    "mbufs",
+                    0..16_777_217,
+                    defaults.mbufs,
+                    errors,
+                ),
+                cores,
+                connection_table_entries: ranged(
+                    map,
+                    &dp.connection_table_entries,
+                    "connection_table_entries",
+                    1024..(1 << 28) + 1,
+                    defaults.connection_table_entries,
+                    errors,
+                ),
+                rx_descriptors: ranged(
+                    map,
+                    &dp.rx_descriptors,
+                    "rx_descriptors",
+                    32..32769,
+                    defaults.rx_descriptors,
+                    errors,
+                ),
+                tx_descriptors: ranged(
+                    map,
+                    &dp.tx_descriptors,
+                    "tx_descriptors",
+                    32..32769,
+                    defaults.tx_descriptors,
+                    errors,
+                ),
+            };
+            if let Some(list) = &dp.cores {
+                if !config.cores.is_empty() && config.cores.len() != usize::from(config.workers) {
+                    errors.push(map.diagnostic(
+                        list.span(),
+                        format!(
+                            "`cores` lists {} cores for {} workers (one core per worker)",
+                            config.cores.len(),
+                            config.workers
+                        ),
+                    ));
+                }
+            }
+            config
+        }
+    };
+
+    let mut ports: Vec<PortConfig> = Vec::new();
+    let (mut uplinks, mut hosts) = (Vec::new(), Vec::new());
+    for p in &raw.port {
+        let spec = p.get_ref();
+        if ports.iter().any(|q| q.name == *spec.name.get_ref()) {
+            errors.push(map.diagnostic(
+                spec.name.span(),
+                format!("duplicate port name `{}`", spec.name.get_ref()),
+            ));
+        }
+        if spec.device.get_ref().trim().is_empty() {
+            errors.push(map.diagnostic(spec.device.span(), "`device` must name a DPDK device"));
+        }
+        let roles = spec.roles.get_ref();
+        if roles.is_empty() {
+            errors.push(map.diagnostic(
+                spec.roles.span(),
+                "`roles` must contain \"uplink\", \"host\" or both",
+            ));
+        }
+        let uplink = roles.contains(&Role::Uplink);
+        let host = roles.contains(&Role::Host);
+        if uplink {
+            uplinks.push(spec.roles.span());
+        }
+        if host {
+            hosts.push(spec.roles.span());
+        }
+        let next_hop_mac = parse_mac(spec.next_hop_mac.get_ref()).unwrap_or_else(|| {
+            errors.push(map.diagnostic(
+                spec.next_hop_mac.span(),
+                format!(
+                    "`{}` is not a MAC address (expected xx:xx:xx:xx:xx:xx)",
+                    spec.next_hop_mac.get_ref()
+                ),
+            ));
+            [0; 6]
+        });
+        ports.push(PortConfig {
+            name: spec.name.get_ref().clone(),
+            device: spec.device.get_ref().clone(),
+            uplink,
+            host,
+            next_hop_mac,
+        });
+    }
+    for (role, spans) in [("uplink", &uplinks), ("host", &hosts)] {
+        match spans.len() {
+            0 => errors.push(map.diagnostic(
+                0..0,
+                format!("no port has the `{role}` role (one port must)"),
+            )),
+            1 => {}
+            _ => errors.push(map.diagnostic(
+                spans[1].clone(),
+                format!("a second port has the `{role}` role (exactly one port may)"),
+            )),
+        }
+    }
+
+    let (listen_text, listen_span) = match raw.metrics.as_ref().and_then(|m| m.listen.as_ref()) {
+        Some(l) => (l.get_ref().clone(), l.span()),
+        None => (DEFAULT_METRICS_LISTEN.to_owned(), 0..0),
+    };
+    let metrics_listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        errors.push(map.diagnostic(
+            listen_span,
+            format!("`{listen_text}` is not an address:port to listen on"),
+        ));
+        DEFAULT_METRICS_LISTEN.parse().expect("valid default")
+    });
+    let stats_interval_seconds = ranged(
+        map,
+        &raw.metrics
+            .as_ref()
+            .and_then(|m| m.stats_interval_seconds.clone()),
+        "stats_interval_seconds",
+        0..86_401,
+        1,
+        errors,
+    );
+
+    Config {
+        path: path.to_owned(),
+        server: raw.server.into_inner(),
+        topology,
+        dataplane,
+        ports,
+        metrics_listen,
+        stats_interval_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"server = "lhr01-a"
+topology = "topology.toml"
+
+[dataplane]
+workers = 1
+encap = "fou"
+encap_port = 6080
+mtu = 1500
+
+[[port]]
+name = "uplink"
+device = "net_null0"
+roles = ["uplink"]
+next_hop_mac = "02:00:00:00:00:fe"
+
+[[port]]
+name = "host"
+device = "net_tap0,iface=egress0"
+roles = ["host"]
+next_hop_mac = "02:00:00:00:00:01"
+
+[metrics]
+listen = "127.0.0.1:9750"
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse(Path::new("/etc/egressfwd/lhr01-a.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn contract_example_parses_with_paths_relative_to_the_file() {
+        let c = Config::parse(Path::new("/etc/egressfwd/lhr01-a.toml"), GOOD).unwrap();
+        assert_eq!(c.server, "lhr01-a");
+        assert_eq!(c.topology, Path::new("/etc/egressfwd/topology.toml"));
+        assert_eq!(c.dataplane, DataplaneConfig::default());
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!((c.uplink(), c.host()), (0, 1));
+        assert_eq!(c.ports[0].next_hop_mac, [2, 0, 0, 0, 0, 0xfe]);
+        assert_eq!(c.metrics_listen, "127.0.0.1:9750".parse().unwrap());
+    }
+
+    #[test]
+    fn one_armed_port_holds_both_roles() {
+        let text = GOOD
+            .replace("roles = [\"uplink\"]", "roles = [\"uplink\", \"host\"]")
+            .replace("[[port]]\nname = \"host\"\ndevice = \"net_tap0,iface=egress0\"\nroles = [\"host\"]\nnext_hop_mac = \"02:00:00:00:00:01\"\n", "");
+        let c = Config::parse(Path::new("c.toml"), &text).unwrap();
+        assert_eq!((c.uplink(), c.host()), (0, 0));
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_values_name_their_place() {
+        let file = "/etc/egressfwd/lhr01-a.toml";
+        let errs = errors(&GOOD.replace("mtu = 1500", "mtu = 1500\nturbo = true"));
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with(&format!("{file}:9:1: unknown field `turbo`")),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errors(&GOOD.replace("mtu = 1500", "mtu = 70000")),
+            vec![format!("{file}:8:7: mtu 70000 is out of range 576..=9216")]
+        );
+        assert_eq!(
+            errors(&GOOD.replace("workers = 1", "workers = 0")),
+            vec![format!("{file}:5:11: workers 0 is out of range 1..=128")]
+        );
+        let errs = errors(&GOOD.replace("encap = \"fou\"", "encap = \"gre\""));
+        assert!(
+            errs[0].starts_with(&format!("{file}:6:9: unknown variant `gre`")),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errors(&GOOD.replace("02:00:00:00:00:fe", "02:00:00:00:fe")),
+            vec![format!(
+                "{file}:14:16: `02:00:00:00:fe` is not a MAC address (expected xx:xx:xx:xx:xx:xx)"
+            )]
+        );
+        assert_eq!(
+            errors(&GOOD.replace("roles = [\"host\"]", "roles = [\"uplink\"]")),
+            vec![
+                format!("{file}:1:1: no port has the `host` role (one port must)"),
+                format!("{file}:19:9: a second port has the `uplink` role (exactly one port may)"),
+            ]
+        );
+        assert_eq!(
+            errors(&GOOD.replace("127.0.0.1:9750", "localhost")),
+            vec![format!(
+                "{file}:23:10: `localhost` is not an address:port to listen on"
+            )]
+        );
+        let errs = errors(&GOOD.replace("server = \"lhr01-a\"\n", ""));
+        assert!(errs[0].contains("missing field `server`"), "{errs:?}");
+        assert_eq!(
+            errors(&GOOD.replace("workers = 1", "workers = 2\ncores = [1]")),
+            vec![format!(
+                "{file}:6:9: `cores` lists 1 cores for 2 workers (one core per worker)"
+            )]
+        );
+    }
+
+    #[test]
+    fn macs_parse_strictly() {
+        assert_eq!(parse_mac("02:00:00:00:00:FE"), Some([2, 0, 0, 0, 0, 0xfe]));
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "2:0:0:0:0:0",
+            "zz:00:00:00:00:00",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
+}
