@@ -1,1 +1,18 @@
+//! The data plane of egressfwd.
+//!
+//! - [`wire`]: zero-copy header views with a written no-panic contract.
+//! - [`pipeline`]: contract section 5 as pure functions over a [`PacketBuf`], in bursts.
+//! - [`conn`]: the connection table that sends replies back to the server that forwarded
+//!   their flow.
+//! - `worker` (feature `dpdk`): the thin poll loop over DPDK mbufs.
 
+pub mod buf;
+pub mod conn;
+pub mod counters;
+pub mod pipeline;
+pub mod wire;
+
+pub use buf::{PacketBuf, VecBuf};
+pub use conn::ConnTable;
+pub use counters::{DropReason, PipelineCounters};
+pub use pipeline::{Context, Encap, Pipeline, PipelineConfig, PortAddrs, Verdict};

@@ -316,11 +316,11 @@ impl ForwardingTable {
     }
 
     /// The decision for one IPv4 packet, contract section 5 steps 3 to 6. `encap_port` is the
-    /// UDP port fleet packets arrive on.
-    #[inline]
+    /// UDP port fleet packets arrive on. A burst of one: the rule has one implementation.
     pub fn decide_v4(&self, flow: &FlowKey, encap_port: u16) -> Decision {
-        let src_route = self.v4.get(flow.src);
-        self.decide_v4_with(flow, encap_port, src_route)
+        let mut out = [Decision::Pass];
+        self.decide_v4_burst(std::slice::from_ref(flow), encap_port, &mut out);
+        out[0]
     }
 
     /// [`ForwardingTable::decide_v4`] for a burst; `out` must be as long as `flows`.
@@ -400,35 +400,6 @@ impl ForwardingTable {
     fn is_fleet_packet(&self, flow: &FlowKey, encap_port: u16) -> bool {
         flow.dst == self.my_underlay
             && (flow.proto == PROTO_IPIP || (flow.proto == PROTO_UDP && flow.dport == encap_port))
-    }
-
-    #[inline]
-    fn decide_v4_with(&self, flow: &FlowKey, encap_port: u16, src_route: Option<u32>) -> Decision {
-        if self.is_fleet_packet(flow, encap_port) {
-            return match self.peers.get(flow.src) {
-                Some(peer) => Decision::Decapsulate {
-                    peer: ServerId(peer),
-                },
-                None => Decision::UnknownPeer,
-            };
-        }
-        if let Some(route) = src_route {
-            let route = &self.routes[route as usize];
-            if route.tier == Tier::Local {
-                return Decision::LocalEgress;
-            }
-            let flow_hash = flow.hash();
-            let target = self.buckets[route.bucket_base as usize + bucket_of(flow_hash)];
-            return Decision::Forward {
-                tier: route.tier,
-                target: ServerId(u32::from(target)),
-                flow_hash,
-            };
-        }
-        if self.v4.get(flow.dst).is_some() {
-            return Decision::Reply;
-        }
-        Decision::Pass
     }
 
     /// The decision for one IPv6 packet.

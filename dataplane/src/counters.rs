@@ -1,0 +1,189 @@
+//! What the pipeline counts. Each worker owns its counters and writes them as plain integers;
+//! the control thread sums snapshots (see [`crate::stats`]).
+
+use topology::Tier;
+
+/// Why a packet was dropped: one reason per failure, a value and not a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Frame or header shorter than it must be.
+    Truncated,
+    /// IP version field does not match the ethertype.
+    BadVersion,
+    /// IPv4 header length below 5 words.
+    BadHeaderLength,
+    /// IP total (or payload) length beyond the frame, or below the header.
+    BadTotalLength,
+    /// IPv4 header checksum wrong.
+    BadChecksum,
+    /// Encapsulated to us by an address that is no fleet server's underlay.
+    UnknownPeer,
+    /// Decapsulated packet is not an IPv4 egress packet we may handle.
+    BadInner,
+    /// TTL (hop limit) would reach zero.
+    TtlExceeded,
+    /// Encapsulated packet would exceed the uplink MTU and may be fragmented (no DF): the
+    /// appliance does not fragment.
+    TooBig,
+    /// No headroom to prepend the tunnel headers.
+    NoHeadroom,
+    /// The packet spans several buffers (never with the appliance's port setup).
+    MultiSegment,
+    /// The driver did not accept the packet for transmission.
+    TxFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 12] = [
+        DropReason::Truncated,
+        DropReason::BadVersion,
+        DropReason::BadHeaderLength,
+        DropReason::BadTotalLength,
+        DropReason::BadChecksum,
+        DropReason::UnknownPeer,
+        DropReason::BadInner,
+        DropReason::TtlExceeded,
+        DropReason::TooBig,
+        DropReason::NoHeadroom,
+        DropReason::MultiSegment,
+        DropReason::TxFull,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadVersion => "bad_version",
+            DropReason::BadHeaderLength => "bad_header_length",
+            DropReason::BadTotalLength => "bad_total_length",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::BadInner => "bad_inner",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::TooBig => "too_big",
+            DropReason::NoHeadroom => "no_headroom",
+            DropReason::MultiSegment => "multi_segment",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+pub fn tier_index(tier: Tier) -> usize {
+    tier as usize
+}
+
+/// Pipeline counters of one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    /// Egress decisions, by tier (indexed by [`tier_index`]).
+    pub tiers: [u64; Tier::ALL.len()],
+    /// Drops, by reason (indexed by [`DropReason::index`]).
+    pub drops: [u64; DropReason::COUNT],
+    /// Passed unchanged to the other role (not egress traffic).
+    pub passed: u64,
+    /// Fleet packets decapsulated.
+    pub decapsulated: u64,
+    /// Replies sent back to the fleet server that forwarded their flow.
+    pub replies_to_peer: u64,
+    /// Replies delivered to the host port.
+    pub replies_to_host: u64,
+    /// ICMP "fragmentation needed" messages sent to the host port.
+    pub icmp_frag_needed: u64,
+    /// Connection-table writes (new flows, or flows whose sender changed).
+    pub connections_recorded: u64,
+}
+
+impl PipelineCounters {
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        for (a, b) in self.tiers.iter_mut().zip(&other.tiers) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
+            *a += b;
+        }
+        self.passed += other.passed;
+        self.decapsulated += other.decapsulated;
+        self.replies_to_peer += other.replies_to_peer;
+        self.replies_to_host += other.replies_to_host;
+        self.icmp_frag_needed += other.icmp_frag_needed;
+        self.connections_recorded += other.connections_recorded;
+    }
+
+    /// The counters as a flat list of values (for publishing across threads).
+    pub fn to_values(&self, out: &mut Vec<u64>) {
+        out.extend_from_slice(&self.tiers);
+        out.extend_from_slice(&self.drops);
+        out.extend_from_slice(&[
+            self.passed,
+            self.decapsulated,
+            self.replies_to_peer,
+            self.replies_to_host,
+            self.icmp_frag_needed,
+            self.connections_recorded,
+        ]);
+    }
+
+    /// Number of values [`PipelineCounters::to_values`] writes.
+    pub const VALUES: usize = Tier::ALL.len() + DropReason::COUNT + 6;
+
+    pub fn from_values(values: &[u64]) -> Self {
+        let mut c = Self::default();
+        let (tiers, rest) = values.split_at(c.tiers.len());
+        c.tiers.copy_from_slice(tiers);
+        let (drops, rest) = rest.split_at(c.drops.len());
+        c.drops.copy_from_slice(drops);
+        [
+            c.passed,
+            c.decapsulated,
+            c.replies_to_peer,
+            c.replies_to_host,
+            c.icmp_frag_needed,
+            c.connections_recorded,
+        ] = rest[..6].try_into().expect("six counters");
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_sum() {
+        let mut a = PipelineCounters::default();
+        a.tiers[tier_index(Tier::SameDc)] = 3;
+        a.drop(DropReason::TooBig);
+        a.passed = 7;
+        a.connections_recorded = 9;
+        let mut values = Vec::new();
+        a.to_values(&mut values);
+        assert_eq!(values.len(), PipelineCounters::VALUES);
+        assert_eq!(PipelineCounters::from_values(&values), a);
+        let mut b = a;
+        b.add(&a);
+        assert_eq!((b.passed, b.total_drops(), b.tiers[1]), (14, 2, 6));
+        assert_eq!(
+            DropReason::ALL
+                .iter()
+                .map(|r| r.index())
+                .collect::<Vec<_>>(),
+            (0..DropReason::COUNT).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Tier::ALL.iter().map(|&t| tier_index(t)).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! IPv4 headers.
+
+use super::checksum;
+use super::{read_u16, read_u32, write_u16, write_u32, Field, WireError};
+
+pub const HEADER_LEN: usize = 20;
+pub const FLAG_DONT_FRAGMENT: u16 = 0x4000;
+const FLAG_MORE_FRAGMENTS: u16 = 0x2000;
+const OFFSET_MASK: u16 = 0x1fff;
+
+mod field {
+    use super::Field;
+    pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
+    pub const TOTAL_LEN: Field = 2..4;
+    pub const IDENT: Field = 4..6;
+    pub const FLAGS_FRAG: Field = 6..8;
+    pub const TTL: usize = 8;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: Field = 10..12;
+    pub const SRC: Field = 12..16;
+    pub const DST: Field = 16..20;
+}
+
+/// An IPv4 packet: `buffer` starts at the IP header and may run past the packet's total
+/// length (Ethernet padding).
+#[derive(Debug)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Checks version, header length and total length against the buffer. After this no
+    /// accessor can read outside the buffer.
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let b = buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b[field::VER_IHL] >> 4 != 4 {
+            return Err(WireError::BadVersion);
+        }
+        let header_len = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+        if header_len < HEADER_LEN {
+            return Err(WireError::BadHeaderLength);
+        }
+        if header_len > b.len() {
+            return Err(WireError::Truncated);
+        }
+        let total = usize::from(read_u16(b, field::TOTAL_LEN));
+        if total < header_len || total > b.len() {
+            return Err(WireError::BadTotalLength);
+        }
+        Ok(Self { buffer })
+    }
+
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    /// DSCP and ECN bits.
+    pub fn tos(&self) -> u8 {
+        self.buffer.as_ref()[field::TOS]
+    }
+
+    pub fn total_len(&self) -> usize {
+        usize::from(read_u16(self.buffer.as_ref(), field::TOTAL_LEN))
+    }
+
+    pub fn ident(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::IDENT)
+    }
+
+    pub fn dont_fragment(&self) -> bool {
+        read_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & FLAG_DONT_FRAGMENT != 0
+    }
+
+    /// True for every fragment of a fragmented packet (first included).
+    pub fn is_fragment(&self) -> bool {
+        read_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & (FLAG_MORE_FRAGMENTS | OFFSET_MASK) != 0
+    }
+
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[field::TTL]
+    }
+
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
+    }
+
+    pub fn checksum(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
+    pub fn src(&self) -> u32 {
+        read_u32(self.buffer.as_ref(), field::SRC)
+    }
+
+    pub fn dst(&self) -> u32 {
+        read_u32(self.buffer.as_ref(), field::DST)
+    }
+
+    pub fn header(&self) -> &[u8] {
+        &self.buffer.as_ref()[..self.header_len()]
+    }
+
+    /// The bytes after the header, up to the total length (padding excluded).
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..self.total_len()]
+    }
+
+    pub fn verify_checksum(&self) -> bool {
+        checksum::sum(self.header()) == 0xffff
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Decrements the TTL, updating the header checksum incrementally (RFC 1624).
+    pub fn decrement_ttl(&mut self) {
+        let b = self.buffer.as_mut();
+        let old = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let new = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
+        let c = checksum::update(read_u16(b, field::CHECKSUM), old, new);
+        write_u16(b, field::CHECKSUM, c);
+    }
+
+    pub fn fill_checksum(&mut self) {
+        let header_len = self.header_len();
+        let b = self.buffer.as_mut();
+        write_u16(b, field::CHECKSUM, 0);
+        let c = checksum::checksum(&b[..header_len]);
+        write_u16(b, field::CHECKSUM, c);
+    }
+}
+
+/// A 20-byte IPv4 header to emit (no options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: u32,
+    pub dst: u32,
+    pub protocol: u8,
+    pub tos: u8,
+    pub ttl: u8,
+    pub dont_fragment: bool,
+    /// Payload length (the total length is this plus 20).
+    pub payload_len: usize,
+}
+
+impl Repr {
+    /// Writes the header, with identification 0 and a valid checksum, into the first 20 bytes
+    /// of `buffer`. Never panics on a buffer of at least [`HEADER_LEN`] bytes.
+    pub fn emit(&self, buffer: &mut [u8]) {
+        let b = &mut buffer[..HEADER_LEN];
+        b[field::VER_IHL] = 0x45;
+        b[field::TOS] = self.tos;
+        write_u16(b, field::TOTAL_LEN, (HEADER_LEN + self.payload_len) as u16);
+        write_u16(b, field::IDENT, 0);
+        write_u16(
+            b,
+            field::FLAGS_FRAG,
+            if self.dont_fragment {
+                FLAG_DONT_FRAGMENT
+            } else {
+                0
+            },
+        );
+        b[field::TTL] = self.ttl;
+        b[field::PROTOCOL] = self.protocol;
+        write_u32(b, field::SRC, self.src);
+        write_u32(b, field::DST, self.dst);
+        write_u16(b, field::CHECKSUM, 0);
+        let c = checksum::checksum(b);
+        write_u16(b, field::CHECKSUM, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10.0.0.1 -> 10.0.0.2, TCP, TTL 64, DF, id 0x1234, total 24 (4 payload bytes), plus 2
+    /// bytes of Ethernet padding. Header checksum 0x14aa (computed independently).
+    static PACKET: [u8; 26] = [
+        0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x14, 0xaa, 10, 0, 0, 1, 10, 0,
+        0, 2, 0xde, 0xad, 0xbe, 0xef, 0, 0,
+    ];
+
+    #[test]
+    fn deconstruct() {
+        let p = Packet::new_checked(&PACKET[..]).unwrap();
+        assert_eq!(
+            (p.header_len(), p.total_len(), p.tos(), p.ident()),
+            (20, 24, 0, 0x1234)
+        );
+        assert!(p.dont_fragment() && !p.is_fragment());
+        assert_eq!((p.ttl(), p.protocol()), (64, 6));
+        assert_eq!((p.src(), p.dst()), (0x0a00_0001, 0x0a00_0002));
+        assert_eq!(p.payload(), &[0xde, 0xad, 0xbe, 0xef]);
+        assert!(p.verify_checksum(), "checksum 0x{:04x}", p.checksum());
+    }
+
+    #[test]
+    fn construct_matches_the_bytes() {
+        let mut bytes = [0xa5u8; 24];
+        Repr {
+            src: 0x0a00_0001,
+            dst: 0x0a00_0002,
+            protocol: 6,
+            tos: 0,
+            ttl: 64,
+            dont_fragment: true,
+            payload_len: 4,
+        }
+        .emit(&mut bytes);
+        // Identification is always 0 when we emit: patch the fixture's for the comparison.
+        let mut expected = PACKET;
+        expected[4..6].copy_from_slice(&[0, 0]);
+        let mut p = Packet::new_checked(&mut expected[..]).unwrap();
+        p.fill_checksum();
+        assert_eq!(&bytes[..20], &expected[..20]);
+        assert_eq!(&bytes[20..], &[0xa5; 4]);
+    }
+
+    #[test]
+    fn ttl_decrement_keeps_the_checksum_valid() {
+        let mut bytes = PACKET;
+        let mut p = Packet::new_checked(&mut bytes[..]).unwrap();
+        p.decrement_ttl();
+        assert_eq!(p.ttl(), 63);
+        assert!(p.verify_checksum());
+        let incremental = p.checksum();
+        p.fill_checksum();
+        assert_eq!(
+            p.checksum(),
+            incremental,
+            "incremental update equals a full recompute"
+        );
+    }
+
+    #[test]
+    fn rejects_impossible_lengths() {
+        assert_eq!(
+            Packet::new_checked(&PACKET[..19]).unwrap_err(),
+            WireError::Truncated
+        );
+        let mut b = PACKET;
+        b[0] = 0x65;
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadVersion
+        );
+        b[0] = 0x44;
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadHeaderLength
+        );
+        b[0] = 0x47; // 28-byte header in a 26-byte buffer
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Truncated
+        );
+        b[0] = 0x45;
+        b[2..4].copy_from_slice(&27u16.to_be_bytes());
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLength
+        );
+        b[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadTotalLength
+        );
+    }
+
+    #[test]
+    fn fragments_are_recognised() {
+        let mut b = PACKET;
+        b[6] = 0x20; // MF
+        assert!(Packet::new_checked(&b[..]).unwrap().is_fragment());
+        b[6] = 0x00;
+        b[7] = 0x10; // offset
+        assert!(Packet::new_checked(&b[..]).unwrap().is_fragment());
+    }
+}

@@ -1,0 +1,454 @@
+//! The pipeline's drop reasons (one crafted packet each), and its properties: arbitrary bytes
+//! never panic; encapsulate-then-decapsulate gives the original back; outer ports spread.
+
+use dataplane::buf::PacketBuf;
+use dataplane::wire::checksum;
+use dataplane::{
+    ConnTable, Context, DropReason, Encap, Pipeline, PipelineConfig, PortAddrs, VecBuf, Verdict,
+};
+use proptest::prelude::*;
+use topology::ForwardingTable;
+
+const UPLINK: PortAddrs = PortAddrs {
+    mac: [2, 0, 0, 0, 0, 0x0a],
+    next_hop: [2, 0, 0, 0, 0, 0xfe],
+};
+const HOST: PortAddrs = PortAddrs {
+    mac: [2, 0, 0, 0, 0, 0x0b],
+    next_hop: [2, 0, 0, 0, 0, 0x01],
+};
+
+fn fleet() -> topology::Topology {
+    topology::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../topology/examples/fleet.toml"
+    )))
+    .unwrap()
+}
+
+fn config(encap: Encap) -> PipelineConfig {
+    PipelineConfig {
+        encap,
+        encap_port: 6080,
+        mtu: 1500,
+        uplink: UPLINK,
+        host: HOST,
+    }
+}
+
+/// The compiled table of a server of the example fleet, compiled once per test process.
+fn table(server: &str) -> &'static ForwardingTable {
+    static TABLES: std::sync::OnceLock<Vec<ForwardingTable>> = std::sync::OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        let fleet = fleet();
+        fleet
+            .servers
+            .iter()
+            .map(|s| ForwardingTable::compile(&fleet, &s.name).unwrap())
+            .collect()
+    });
+    tables
+        .iter()
+        .find(|t| t.server(t.me()).name == server)
+        .expect("server of the example fleet")
+}
+
+struct Rig {
+    table: &'static ForwardingTable,
+    connections: ConnTable,
+    pipeline: Pipeline,
+}
+
+impl Rig {
+    fn new(server: &str, encap: Encap) -> Self {
+        Self {
+            table: table(server),
+            connections: ConnTable::new(4096),
+            pipeline: Pipeline::new(config(encap)),
+        }
+    }
+
+    fn run(&mut self, buf: &mut VecBuf) -> Verdict {
+        let ctx = Context {
+            table: self.table,
+            connections: &self.connections,
+        };
+        self.pipeline.process(&ctx, buf)
+    }
+
+    fn verdict(&mut self, frame: &[u8]) -> Verdict {
+        self.run(&mut VecBuf::new(frame))
+    }
+}
+
+/// Ethernet + IPv4 (+ `l4`), valid checksum.
+fn ipv4_frame(src: [u8; 4], dst: [u8; 4], proto: u8, ttl: u8, flags: u16, l4: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 0x0a, 2, 0, 0, 0, 0, 0x77, 0x08, 0x00];
+    let total = 20 + l4.len();
+    let mut h = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        (flags >> 8) as u8,
+        flags as u8,
+        ttl,
+        proto,
+        0,
+        0,
+    ];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let c = checksum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&h);
+    f.extend_from_slice(l4);
+    f
+}
+
+fn tcp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 0x50;
+    t.extend_from_slice(payload);
+    t
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+const EGRESS_LOCAL: [u8; 4] = [198, 51, 100, 1];
+const EGRESS_SAME_LOCATION: [u8; 4] = [203, 0, 113, 1];
+const ORIGIN: [u8; 4] = [93, 184, 216, 34];
+const ME: [u8; 4] = [10, 10, 1, 1];
+const PEER: [u8; 4] = [10, 20, 1, 1];
+
+fn fou_from(peer: [u8; 4], inner_ip: &[u8]) -> Vec<u8> {
+    ipv4_frame(peer, ME, 17, 64, 0x4000, &udp(51000, 6080, inner_ip))
+}
+
+fn drop_of(reason: DropReason) -> Verdict {
+    Verdict::Drop(reason)
+}
+
+#[test]
+fn each_malformed_kind_is_dropped_with_its_reason() {
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    let good = ipv4_frame(EGRESS_LOCAL, ORIGIN, 6, 64, 0x4000, &tcp(1, 443, b""));
+    assert_eq!(rig.verdict(&good), Verdict::Uplink);
+
+    assert_eq!(
+        rig.verdict(&good[..13]),
+        drop_of(DropReason::Truncated),
+        "runt frame"
+    );
+    assert_eq!(
+        rig.verdict(&good[..14 + 19]),
+        drop_of(DropReason::Truncated),
+        "IPv4 header cut"
+    );
+    let short_ports = ipv4_frame(EGRESS_LOCAL, ORIGIN, 6, 64, 0, &[0, 1, 2]);
+    assert_eq!(
+        rig.verdict(&short_ports),
+        drop_of(DropReason::Truncated),
+        "TCP without room for ports"
+    );
+
+    let mut v = good.clone();
+    v[14] = 0x65;
+    assert_eq!(rig.verdict(&v), drop_of(DropReason::BadVersion));
+    let mut v = good.clone();
+    v[12..14].copy_from_slice(&[0x86, 0xdd]);
+    v.resize(14 + 40, 0);
+    assert_eq!(
+        rig.verdict(&v),
+        drop_of(DropReason::BadVersion),
+        "IPv4 bytes under the IPv6 ethertype"
+    );
+
+    let mut v = good.clone();
+    v[14] = 0x44;
+    assert_eq!(rig.verdict(&v), drop_of(DropReason::BadHeaderLength));
+
+    let mut v = good.clone();
+    v[17] = v[17].wrapping_add(1); // total length one byte beyond the frame
+    assert_eq!(rig.verdict(&v), drop_of(DropReason::BadTotalLength));
+    let mut v6 = vec![
+        2, 0, 0, 0, 0, 0x0a, 2, 0, 0, 0, 0, 0x77, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 9, 17, 64,
+    ];
+    v6.extend_from_slice(&[0; 32]);
+    v6.extend_from_slice(&[0; 8]);
+    assert_eq!(
+        rig.verdict(&v6),
+        drop_of(DropReason::BadTotalLength),
+        "IPv6 payload beyond the frame"
+    );
+
+    let mut v = good.clone();
+    v[24] ^= 0x01; // checksum byte
+    assert_eq!(rig.verdict(&v), drop_of(DropReason::BadChecksum));
+
+    let counted: u64 = rig.pipeline.counters.total_drops();
+    assert_eq!(counted, 9, "every drop is counted");
+    assert_eq!(
+        rig.pipeline.counters.drops[DropReason::Truncated.index()],
+        3
+    );
+}
+
+#[test]
+fn strangers_cannot_inject_and_peers_only_send_egress_traffic() {
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    let inner = ipv4_frame(EGRESS_LOCAL, ORIGIN, 6, 64, 0, &tcp(1, 443, b"x"))[14..].to_vec();
+    assert_eq!(rig.verdict(&fou_from(PEER, &inner)), Verdict::Uplink);
+    assert_eq!(
+        rig.verdict(&fou_from([192, 0, 2, 99], &inner)),
+        drop_of(DropReason::UnknownPeer)
+    );
+    let ipip = ipv4_frame([192, 0, 2, 99], ME, 4, 64, 0, &inner);
+    assert_eq!(rig.verdict(&ipip), drop_of(DropReason::UnknownPeer));
+
+    let bad_inner = |rig: &mut Rig, inner: &[u8], why: &str| {
+        assert_eq!(
+            rig.verdict(&fou_from(PEER, inner)),
+            drop_of(DropReason::BadInner),
+            "{why}"
+        );
+    };
+    let not_egress = ipv4_frame([1, 1, 1, 1], ORIGIN, 6, 64, 0, &tcp(1, 443, b""))[14..].to_vec();
+    bad_inner(
+        &mut rig,
+        &not_egress,
+        "inner neither from nor to an egress address",
+    );
+    let nested = ipv4_frame(PEER, ME, 17, 64, 0, &udp(1, 6080, &inner))[14..].to_vec();
+    bad_inner(&mut rig, &nested, "inner itself encapsulated to us");
+    let mut corrupt = inner.clone();
+    corrupt[10] ^= 0xff;
+    bad_inner(&mut rig, &corrupt, "inner checksum");
+    bad_inner(&mut rig, &inner[..19], "inner truncated");
+    bad_inner(&mut rig, &[0x60; 48], "IPv6 inside");
+    let mut gue_control = vec![0x20, 4, 0, 0];
+    gue_control.extend_from_slice(&inner);
+    bad_inner(&mut rig, &gue_control, "GUE control message");
+    let fragmented = ipv4_frame(PEER, ME, 17, 64, 0x2000, &udp(51000, 6080, &inner));
+    assert_eq!(
+        rig.verdict(&fragmented),
+        Verdict::Pass,
+        "a UDP fragment carries no port: not a fleet packet"
+    );
+    let ipip_fragment = ipv4_frame(PEER, ME, 4, 64, 0x2000, &inner);
+    assert_eq!(
+        rig.verdict(&ipip_fragment),
+        drop_of(DropReason::BadInner),
+        "tunnel fragments are not reassembled"
+    );
+    let udp_short = ipv4_frame(PEER, ME, 17, 64, 0, &[0xc3, 0x50, 0x17, 0xc0, 0, 20, 0, 0]);
+    assert_eq!(
+        rig.verdict(&udp_short),
+        drop_of(DropReason::BadInner),
+        "UDP length beyond the datagram"
+    );
+}
+
+#[test]
+fn ttl_exceeded_everywhere_a_packet_is_routed() {
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    let ttl = DropReason::TtlExceeded;
+    assert_eq!(
+        rig.verdict(&ipv4_frame(EGRESS_LOCAL, ORIGIN, 6, 1, 0, &tcp(1, 2, b""))),
+        drop_of(ttl),
+        "local egress"
+    );
+    assert_eq!(
+        rig.verdict(&ipv4_frame(
+            EGRESS_SAME_LOCATION,
+            ORIGIN,
+            6,
+            1,
+            0,
+            &tcp(1, 2, b"")
+        )),
+        drop_of(ttl),
+        "forward"
+    );
+    assert_eq!(
+        rig.verdict(&ipv4_frame(
+            EGRESS_SAME_LOCATION,
+            ORIGIN,
+            6,
+            0,
+            0,
+            &tcp(1, 2, b"")
+        )),
+        drop_of(ttl),
+        "TTL 0"
+    );
+    assert_eq!(
+        rig.verdict(&ipv4_frame(ORIGIN, EGRESS_LOCAL, 6, 1, 0, &tcp(2, 1, b""))),
+        drop_of(ttl),
+        "reply to host"
+    );
+    assert_eq!(
+        rig.verdict(&ipv4_frame(
+            EGRESS_SAME_LOCATION,
+            ORIGIN,
+            6,
+            2,
+            0,
+            &tcp(1, 2, b"")
+        )),
+        Verdict::Uplink
+    );
+    let mut v6 = vec![
+        2, 0, 0, 0, 0, 0x0a, 2, 0, 0, 0, 0, 0x77, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 0, 59, 1,
+    ];
+    v6.extend_from_slice(&0x2001_0db8_0001_0000_0000_0000_0000_0001u128.to_be_bytes());
+    v6.extend_from_slice(&[0x26; 16]);
+    assert_eq!(rig.verdict(&v6), drop_of(ttl), "IPv6 hop limit");
+    // A loop between servers is bounded by the TTL: re-forwarding a decapsulated packet
+    // whose TTL ran out drops it.
+    let inner = ipv4_frame(EGRESS_SAME_LOCATION, ORIGIN, 6, 1, 0, &tcp(1, 2, b""))[14..].to_vec();
+    assert_eq!(rig.verdict(&fou_from(PEER, &inner)), drop_of(ttl));
+}
+
+#[test]
+fn too_big_without_df_and_no_headroom() {
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    // IPv4 20 + TCP 20 + payload, plus 28 bytes of FOU, against an MTU of 1500.
+    let big = ipv4_frame(
+        EGRESS_SAME_LOCATION,
+        ORIGIN,
+        6,
+        64,
+        0,
+        &tcp(1, 2, &[0; 1433]),
+    );
+    assert_eq!(rig.verdict(&big), drop_of(DropReason::TooBig));
+    let fits = ipv4_frame(
+        EGRESS_SAME_LOCATION,
+        ORIGIN,
+        6,
+        64,
+        0,
+        &tcp(1, 2, &[0; 1432]),
+    );
+    assert_eq!(rig.verdict(&fits), Verdict::Uplink);
+    let mut cramped = VecBuf::with_headroom(&fits, 27);
+    assert_eq!(rig.run(&mut cramped), drop_of(DropReason::NoHeadroom));
+    let mut ipip_rig = Rig::new("lhr01-a", Encap::Ipip);
+    let mut roomy_enough = VecBuf::with_headroom(&fits, 20);
+    assert_eq!(
+        ipip_rig.run(&mut roomy_enough),
+        Verdict::Uplink,
+        "IP-in-IP needs 20 bytes"
+    );
+}
+
+#[test]
+fn ten_flows_differing_in_one_port_use_several_outer_ports() {
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    let mut ports = std::collections::BTreeSet::new();
+    for sport in 40000..40010 {
+        let mut buf = VecBuf::new(&ipv4_frame(
+            EGRESS_SAME_LOCATION,
+            ORIGIN,
+            6,
+            64,
+            0,
+            &tcp(sport, 443, b""),
+        ));
+        assert_eq!(rig.run(&mut buf), Verdict::Uplink);
+        let d = buf.data();
+        ports.insert(u16::from_be_bytes([d[34], d[35]]));
+        // The same flow again gets the same port.
+        let mut again = VecBuf::new(&ipv4_frame(
+            EGRESS_SAME_LOCATION,
+            ORIGIN,
+            6,
+            64,
+            0,
+            &tcp(sport, 443, b""),
+        ));
+        rig.run(&mut again);
+        assert_eq!(&again.data()[34..36], &d[34..36]);
+    }
+    assert!(ports.len() >= 2, "{ports:?}");
+    assert!(ports.iter().all(|&p| p >= 49152));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..200), headroom in 0usize..64) {
+        let mut rig = Rig::new("lhr01-a", Encap::Fou);
+        let mut buf = VecBuf::with_headroom(&frame, headroom);
+        let _ = rig.run(&mut buf);
+    }
+
+    #[test]
+    fn arbitrary_ip_payloads_never_panic(
+        src in prop::sample::select(vec![EGRESS_LOCAL, EGRESS_SAME_LOCATION, ORIGIN, PEER, ME]),
+        dst in prop::sample::select(vec![EGRESS_LOCAL, EGRESS_SAME_LOCATION, ORIGIN, PEER, ME]),
+        proto in prop::sample::select(vec![1u8, 4, 6, 17, 47]),
+        flags in prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001]),
+        ttl in any::<u8>(),
+        l4 in proptest::collection::vec(any::<u8>(), 0..120),
+        encap in prop::sample::select(vec![Encap::Fou, Encap::Ipip]),
+    ) {
+        // Valid outer headers around arbitrary contents reach the deep paths (decapsulation
+        // of garbage, GUE parsing, ICMP building) instead of stopping at the first check.
+        let mut rig = Rig::new("lhr01-a", encap);
+        let frame = ipv4_frame(src, dst, proto, ttl, flags, &l4);
+        let mut buf = VecBuf::new(&frame);
+        let verdict = rig.run(&mut buf);
+        if verdict == Verdict::Pass {
+            prop_assert_eq!(buf.data(), &frame[..], "passed packets are unchanged");
+        }
+    }
+
+    #[test]
+    fn encapsulate_then_decapsulate_gives_the_packet_back(
+        host in 0u8..16,
+        sport in any::<u16>(),
+        dport in any::<u16>(),
+        tos in any::<u8>(),
+        ttl in 3u8..=255,
+        payload in proptest::collection::vec(any::<u8>(), 0..200),
+        use_udp in any::<bool>(),
+        encap in prop::sample::select(vec![Encap::Fou, Encap::Ipip]),
+    ) {
+        // From lhr01-a, 203.0.113.0/29 goes to lhr02-a, which holds it.
+        let src = [203, 0, 113, host % 8];
+        let l4 = if use_udp { udp(sport, dport, &payload) } else { tcp(sport, dport, &payload) };
+        let mut original = ipv4_frame(src, ORIGIN, if use_udp { 17 } else { 6 }, ttl, 0x4000, &l4);
+        original[15] = tos;
+        let c = { original[24] = 0; original[25] = 0; checksum::checksum(&original[14..34]) };
+        original[24..26].copy_from_slice(&c.to_be_bytes());
+
+        let mut sender = Rig::new("lhr01-a", encap);
+        let mut buf = VecBuf::new(&original);
+        prop_assert_eq!(sender.run(&mut buf), Verdict::Uplink);
+        let mut receiver = Rig::new("lhr02-a", encap);
+        prop_assert_eq!(receiver.run(&mut buf), Verdict::Uplink, "the holder egresses it");
+        let out = buf.data();
+        prop_assert_eq!(out.len(), original.len());
+        // Identical but for the Ethernet addresses, the TTL (one hop each) and the checksum.
+        prop_assert_eq!(&out[14..22], &original[14..22]);
+        prop_assert_eq!(out[22], ttl - 2);
+        prop_assert_eq!(&out[23..24], &original[23..24]);
+        prop_assert_eq!(&out[26..], &original[26..]);
+        prop_assert_eq!(checksum::sum(&out[14..34]), 0xffff);
+        prop_assert_eq!(receiver.pipeline.counters.decapsulated, 1);
+    }
+}
