@@ -2,6 +2,8 @@
 
 mod commands;
 mod config;
+mod metrics;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ enum Command {
     Check { topology: PathBuf },
     /// Print the decision for flows, one JSON object a line.
     Explain(commands::explain::ExplainArgs),
+    /// Run the appliance.
+    Run(run::RunArgs),
     /// Print the compiled decision table of one server.
     Table {
         #[arg(long)]
@@ -54,6 +58,13 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let result = match cli.command {
         Command::Check { topology } => commands::check(&topology),
         Command::Explain(args) => commands::explain::run(&args),
@@ -62,6 +73,7 @@ fn main() -> ExitCode {
             server,
             json,
         } => commands::table(&topology, &server, json),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,9 +10,15 @@ pub mod buf;
 pub mod conn;
 pub mod counters;
 pub mod pipeline;
+pub mod publish;
+pub mod stats;
 pub mod wire;
+#[cfg(feature = "dpdk")]
+pub mod worker;
 
 pub use buf::{PacketBuf, VecBuf};
 pub use conn::ConnTable;
 pub use counters::{DropReason, PipelineCounters};
 pub use pipeline::{Context, Encap, Pipeline, PipelineConfig, PortAddrs, Verdict};
+pub use publish::{Published, Reader, Retired};
+pub use stats::{PortCounters, StatsCell, WorkerStats};

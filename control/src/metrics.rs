@@ -1,0 +1,418 @@
+//! Prometheus metrics (contract section 6), served as text on the configured address.
+//!
+//! Worker counters are summed from the per-worker cells at scrape time; the control-plane
+//! figures live in [`Shared`]. One thread serves scrapes, one at a time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dataplane::{DropReason, Published, StatsCell};
+use dpdk_sys::{Mempool, Port};
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use topology::{ForwardingTable, Tier};
+
+use crate::config::Config;
+use crate::run::report::Totals;
+
+/// Control-plane figures, written by the control thread, read by scrapes and reports.
+#[derive(Debug)]
+pub struct Shared {
+    pub port_names: Vec<String>,
+    pub port_devices: Vec<String>,
+    pub mbufs_capacity: u32,
+    reloads_ok: AtomicU64,
+    reloads_error: AtomicU64,
+    last_success_unix_ms: AtomicU64,
+    local_addresses: AtomicU64,
+    retired_pending: AtomicU64,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Shared {
+    pub fn new(
+        config: &Config,
+        _ports: &[Port],
+        local_addresses: u64,
+        mbufs_capacity: u32,
+    ) -> Self {
+        Self {
+            port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
+            port_devices: config.ports.iter().map(|p| p.device.clone()).collect(),
+            mbufs_capacity,
+            reloads_ok: AtomicU64::new(0),
+            reloads_error: AtomicU64::new(0),
+            // The table loaded at start counts as the first successful load.
+            last_success_unix_ms: AtomicU64::new(now_unix_ms()),
+            local_addresses: AtomicU64::new(local_addresses),
+            retired_pending: AtomicU64::new(0),
+        }
+    }
+
+    pub fn reload_succeeded(&self, _generation: u64, local_addresses: u64) {
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.last_success_unix_ms
+            .store(now_unix_ms(), Ordering::Relaxed);
+        self.local_addresses
+            .store(local_addresses, Ordering::Relaxed);
+    }
+
+    pub fn reload_failed(&self) {
+        self.reloads_error.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_retired(&self, pending: usize) {
+        self.retired_pending
+            .store(pending as u64, Ordering::Relaxed);
+    }
+
+    pub fn reloads_ok(&self) -> u64 {
+        self.reloads_ok.load(Ordering::Relaxed)
+    }
+
+    pub fn reloads_error(&self) -> u64 {
+        self.reloads_error.load(Ordering::Relaxed)
+    }
+
+    pub fn last_success_unix_seconds(&self) -> f64 {
+        self.last_success_unix_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn local_addresses(&self) -> u64 {
+        self.local_addresses.load(Ordering::Relaxed)
+    }
+
+    pub fn retired_pending(&self) -> u64 {
+        self.retired_pending.load(Ordering::Relaxed)
+    }
+}
+
+/// The registry and its metrics, updated from [`Totals`] at each scrape.
+struct Exposition {
+    registry: Registry,
+    counters: Vec<(String, IntCounterVec)>,
+    gauges: Vec<(String, IntGaugeVec)>,
+    float_gauges: prometheus::GaugeVec,
+}
+
+impl Exposition {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            (name.to_owned(), c)
+        };
+        let counters = vec![
+            counter(
+                "egressfwd_rx_packets_total",
+                "Packets received, per port and queue.",
+                &["port", "queue"],
+            ),
+            counter(
+                "egressfwd_rx_bytes_total",
+                "Bytes received, per port and queue.",
+                &["port", "queue"],
+            ),
+            counter(
+                "egressfwd_tx_packets_total",
+                "Packets transmitted, per port and queue.",
+                &["port", "queue"],
+            ),
+            counter(
+                "egressfwd_tx_bytes_total",
+                "Bytes transmitted, per port and queue.",
+                &["port", "queue"],
+            ),
+            counter(
+                "egressfwd_decisions_total",
+                "Egress packets decided, per tier.",
+                &["tier"],
+            ),
+            counter(
+                "egressfwd_drops_total",
+                "Packets dropped, per reason.",
+                &["reason"],
+            ),
+            counter(
+                "egressfwd_passed_total",
+                "Packets passed unchanged to the other role.",
+                &[],
+            ),
+            counter(
+                "egressfwd_decapsulated_total",
+                "Fleet packets decapsulated.",
+                &[],
+            ),
+            counter(
+                "egressfwd_replies_total",
+                "Replies from origins, by where they went.",
+                &["to"],
+            ),
+            counter(
+                "egressfwd_icmp_frag_needed_total",
+                "ICMP fragmentation-needed messages sent.",
+                &[],
+            ),
+            counter(
+                "egressfwd_connections_recorded_total",
+                "Connection-table writes.",
+                &[],
+            ),
+            counter(
+                "egressfwd_topology_reloads_total",
+                "Topology reloads, by result.",
+                &["result"],
+            ),
+            counter(
+                "egressfwd_worker_idle_sleeps_total",
+                "Idle sleeps, per worker.",
+                &["worker"],
+            ),
+            counter(
+                "egressfwd_device_rx_missed_total",
+                "Packets the device dropped for lack of rx descriptors.",
+                &["port"],
+            ),
+            counter(
+                "egressfwd_device_rx_nombuf_total",
+                "Receive failures for lack of mbufs.",
+                &["port"],
+            ),
+        ];
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            (name.to_owned(), g)
+        };
+        let gauges = vec![
+            gauge(
+                "egressfwd_topology_generation",
+                "Generation of the table in use (1 = loaded at start).",
+                &[],
+            ),
+            gauge(
+                "egressfwd_egress_addresses_local",
+                "IPv4 egress addresses this server holds.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_mbufs_in_use",
+                "Packet buffers currently taken from the pool.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_mbufs_capacity",
+                "Packet buffers in the pool.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_tables_retired_pending",
+                "Replaced tables still held by a worker.",
+                &[],
+            ),
+        ];
+        let float_gauges = prometheus::GaugeVec::new(
+            Opts::new(
+                "egressfwd_topology_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful topology load.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(float_gauges.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            counters,
+            gauges,
+            float_gauges,
+        }
+    }
+
+    fn counter(&self, name: &str, labels: &[&str], value: u64) {
+        let (_, vec) = self
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("known counter");
+        let c = vec.with_label_values(labels);
+        // Counters only go up: advance to the summed value.
+        let current = c.get();
+        if value > current {
+            c.inc_by(value - current);
+        }
+    }
+
+    fn gauge(&self, name: &str, value: u64) {
+        let (_, vec) = self
+            .gauges
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("known gauge");
+        vec.with_label_values::<&str>(&[]).set(value as i64);
+    }
+
+    fn update(&self, t: &Totals) {
+        for port in &t.ports {
+            for (q, c) in port.queues.iter().enumerate() {
+                let labels = [port.name.as_str(), &q.to_string()];
+                self.counter("egressfwd_rx_packets_total", &labels, c.rx_packets);
+                self.counter("egressfwd_rx_bytes_total", &labels, c.rx_bytes);
+                self.counter("egressfwd_tx_packets_total", &labels, c.tx_packets);
+                self.counter("egressfwd_tx_bytes_total", &labels, c.tx_bytes);
+            }
+            self.counter(
+                "egressfwd_device_rx_missed_total",
+                &[&port.name],
+                port.device.rx_missed,
+            );
+            self.counter(
+                "egressfwd_device_rx_nombuf_total",
+                &[&port.name],
+                port.device.rx_nombuf,
+            );
+        }
+        let p = &t.sum.pipeline;
+        for tier in Tier::ALL {
+            self.counter(
+                "egressfwd_decisions_total",
+                &[tier.as_str()],
+                p.tiers[dataplane::counters::tier_index(tier)],
+            );
+        }
+        for reason in DropReason::ALL {
+            self.counter(
+                "egressfwd_drops_total",
+                &[reason.as_str()],
+                p.drops[reason.index()],
+            );
+        }
+        self.counter("egressfwd_passed_total", &[], p.passed);
+        self.counter("egressfwd_decapsulated_total", &[], p.decapsulated);
+        self.counter("egressfwd_replies_total", &["peer"], p.replies_to_peer);
+        self.counter("egressfwd_replies_total", &["host"], p.replies_to_host);
+        self.counter("egressfwd_icmp_frag_needed_total", &[], p.icmp_frag_needed);
+        self.counter(
+            "egressfwd_connections_recorded_total",
+            &[],
+            p.connections_recorded,
+        );
+        self.counter("egressfwd_topology_reloads_total", &["ok"], t.reloads_ok);
+        self.counter(
+            "egressfwd_topology_reloads_total",
+            &["error"],
+            t.reloads_error,
+        );
+        for (w, s) in t.workers.iter().enumerate() {
+            self.counter(
+                "egressfwd_worker_idle_sleeps_total",
+                &[&w.to_string()],
+                s.idle_sleeps,
+            );
+        }
+        self.gauge("egressfwd_topology_generation", t.generation);
+        self.gauge("egressfwd_egress_addresses_local", t.local_addresses);
+        self.gauge("egressfwd_mbufs_in_use", u64::from(t.mbufs_in_use));
+        self.gauge("egressfwd_mbufs_capacity", u64::from(t.mbufs_capacity));
+        self.gauge("egressfwd_tables_retired_pending", t.retired_pending);
+        self.float_gauges
+            .with_label_values::<&str>(&[])
+            .set(t.last_reload_success_unix_seconds);
+    }
+
+    fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        out
+    }
+}
+
+/// The metrics listener, bound before the workers start.
+pub struct MetricsServer {
+    listener: TcpListener,
+}
+
+impl MetricsServer {
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        // Non-blocking, polled: the thread notices the stop flag within a few milliseconds.
+        listener.set_nonblocking(true)?;
+        Ok(Self { listener })
+    }
+
+    pub fn serve(
+        &self,
+        shared: &Shared,
+        cells: &[StatsCell],
+        tables: &Published<ForwardingTable>,
+        ports: &[Port],
+        pool: &Mempool,
+        stop: &AtomicBool,
+    ) {
+        let exposition = Exposition::new();
+        while !stop.load(Ordering::Relaxed) {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let totals = Totals::gather(shared, cells, tables, ports, pool);
+                    exposition.update(&totals);
+                    if let Err(err) = respond(stream, &exposition) {
+                        tracing::debug!(%err, "metrics request failed");
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "metrics accept failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+fn respond(mut stream: TcpStream, exposition: &Exposition) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = [0u8; 2048];
+    let n = stream.read(&mut request)?;
+    let first_line = String::from_utf8_lossy(&request[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let mut parts = first_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) =
+        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+            (
+                "200 OK",
+                TextEncoder::new().format_type().to_owned(),
+                exposition.render(),
+            )
+        } else {
+            (
+                "404 Not Found",
+                "text/plain".to_owned(),
+                b"egressfwd serves /metrics\n".to_vec(),
+            )
+        };
+    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    stream.write_all(&body)?;
+    stream.flush()
+}

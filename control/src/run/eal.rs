@@ -1,0 +1,156 @@
+//! The EAL command line: the operator's arguments win; we only add what they left out.
+
+/// Whether a device string names a PCI device (`0000:01:00.0` or `01:00.0`) rather than a
+/// virtual device (`net_ring0`, `net_pcap0,rx_pcap=...`).
+pub fn is_pci(device: &str) -> bool {
+    let name = device.split(',').next().unwrap_or("");
+    let parts: Vec<&str> = name.split(':').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    match parts[..] {
+        [bus, devfn] | [_, bus, devfn] => {
+            hex(bus, 2)
+                && devfn
+                    .split_once('.')
+                    .is_some_and(|(d, f)| hex(d, 2) && f.len() == 1)
+        }
+        _ => false,
+    }
+}
+
+fn has(args: &[String], names: &[&str]) -> bool {
+    args.iter().any(|a| {
+        names
+            .iter()
+            .any(|n| a == n || a.starts_with(&format!("{n}=")))
+    })
+}
+
+/// Whether hugepages are reserved and mounted, so EAL can use them.
+pub fn hugepages_available() -> bool {
+    let free = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("HugePages_Free:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .is_ok_and(|m| m.lines().any(|l| l.contains(" hugetlbfs ")));
+    free > 0 && mounted
+}
+
+/// The full EAL argument list for `run`.
+///
+/// - PCI devices are allowed explicitly (`-a`), so EAL never takes a NIC it was not given;
+///   with only virtual devices, the PCI bus is not scanned at all.
+/// - Memory: hugepages when reserved (in memory, no files left behind), else `--no-huge`
+///   with enough memory for the mbuf pool (22.11 cannot combine `--no-huge` with
+///   `--in-memory`, so `--no-shconf` keeps instances from colliding).
+/// - The main lcore is the control thread's core; workers are our own pinned threads.
+pub fn arguments(
+    user: &[String],
+    devices: &[String],
+    control_core: usize,
+    memory_mb: usize,
+    hugepages: bool,
+) -> Vec<String> {
+    let mut args = vec!["egressfwd".to_owned()];
+    if !has(user, &["-l", "--lcores", "-c"]) {
+        args.push(format!("-l{control_core}"));
+    }
+    let pci: Vec<&String> = devices.iter().filter(|d| is_pci(d)).collect();
+    if pci.is_empty() {
+        if !has(user, &["-a", "--allow", "-b", "--block", "--no-pci"]) {
+            args.push("--no-pci".to_owned());
+        }
+    } else {
+        for device in pci {
+            args.push(format!("-a{device}"));
+        }
+    }
+    let memory_chosen = has(
+        user,
+        &[
+            "--no-huge",
+            "--in-memory",
+            "-m",
+            "--socket-mem",
+            "--file-prefix",
+            "--huge-dir",
+        ],
+    );
+    if !memory_chosen {
+        if hugepages {
+            args.push("--in-memory".to_owned());
+        } else {
+            args.extend([
+                "--no-huge".to_owned(),
+                "--no-shconf".to_owned(),
+                format!("-m{memory_mb}"),
+            ]);
+        }
+    }
+    if !has(user, &["--log-level"]) {
+        args.push("--log-level=lib.eal:notice".to_owned());
+    }
+    args.extend(user.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn recognises_pci_addresses() {
+        assert!(is_pci("0000:01:00.0"));
+        assert!(is_pci("01:00.1"));
+        assert!(is_pci("0000:af:00.0,rxq_cqe_comp_en=1"));
+        assert!(!is_pci("net_ring0"));
+        assert!(!is_pci("net_pcap0,rx_pcap=/tmp/a:b.pcap"));
+        assert!(!is_pci("net_tap0,iface=egress0"));
+    }
+
+    #[test]
+    fn adds_only_what_the_operator_left_out() {
+        let vdev_only = arguments(&[], &s(&["net_null0"]), 0, 512, false);
+        assert_eq!(
+            vdev_only,
+            s(&[
+                "egressfwd",
+                "-l0",
+                "--no-pci",
+                "--no-huge",
+                "--no-shconf",
+                "-m512",
+                "--log-level=lib.eal:notice"
+            ])
+        );
+        let huge = arguments(&[], &s(&["net_null0"]), 1, 512, true);
+        assert!(huge.contains(&"--in-memory".to_owned()) && huge.contains(&"-l1".to_owned()));
+        let nic = arguments(
+            &s(&["-l", "2-3", "--file-prefix", "a"]),
+            &s(&["0000:01:00.0", "net_tap0"]),
+            0,
+            512,
+            true,
+        );
+        assert_eq!(
+            nic,
+            s(&[
+                "egressfwd",
+                "-a0000:01:00.0",
+                "--log-level=lib.eal:notice",
+                "-l",
+                "2-3",
+                "--file-prefix",
+                "a"
+            ])
+        );
+    }
+}

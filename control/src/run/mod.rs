@@ -1,0 +1,266 @@
+//! `egressfwd run`: the appliance.
+//!
+//! The main thread is the control thread: it sets everything up, starts one pinned worker per
+//! queue, then reloads the topology, collects retired tables and prints statistics until it
+//! is told to stop; then it stops the workers, drains and closes the ports and reports.
+
+pub mod eal;
+mod reload;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::worker::{WorkerConfig, WorkerPort};
+use dataplane::{ConnTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell};
+use dpdk_sys::{Eal, Mempool, Port, PortConfig, BURST_CAPACITY, MBUF_DEFAULT_BUF_SIZE};
+
+use crate::config::{Config, Encap};
+use crate::metrics::{MetricsServer, Shared};
+use crate::Failure;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop cleanly after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write every counter as JSON here on stop.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Arguments for DPDK's EAL, after `--`.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+/// How often the control thread wakes up to look at signals, the topology file and stats.
+const CONTROL_TICK: Duration = Duration::from_millis(50);
+
+pub fn run(args: &RunArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config).map_err(|diagnostics| {
+        eprintln!("{diagnostics}");
+        Failure::Invalid
+    })?;
+    // An invalid topology refuses to start, with every error and its place.
+    let topology = crate::commands::load_topology(&config.topology)?;
+    let table = crate::commands::compile(&topology, &config.topology, &config.server)?;
+    drop(topology);
+
+    let signals = reload::Signals::register()?;
+    let dp = &config.dataplane;
+    let workers = usize::from(dp.workers);
+    let cores = worker_cores(&config);
+    let mbufs = mempool_size(&config);
+    // Each mbuf takes its data room plus about 200 bytes of headers and mempool overhead.
+    let memory_mb = (mbufs as usize * (usize::from(MBUF_DEFAULT_BUF_SIZE) + 256)) / (1 << 20) + 256;
+    let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
+    let hugepages = eal::hugepages_available();
+    let eal_args = eal::arguments(&args.eal, &devices, cores.control, memory_mb, hugepages);
+    tracing::info!(args = %eal_args.join(" "), "initialising EAL");
+    let eal = Eal::init(&eal_args).map_err(|err| Failure::Other(err.to_string()))?;
+
+    let pool = Mempool::create(
+        "egressfwd_mbufs",
+        mbufs,
+        256.min(mbufs / 8),
+        MBUF_DEFAULT_BUF_SIZE,
+    )
+    .map_err(|err| Failure::Other(err.to_string()))?;
+    let mut ports = Vec::with_capacity(config.ports.len());
+    for p in &config.ports {
+        let mut port = Port::open(&p.device)
+            .map_err(|err| Failure::Other(format!("port `{}`: {err}", p.name)))?;
+        let port_config = PortConfig {
+            rx_queues: dp.workers,
+            tx_queues: dp.workers,
+            rx_descriptors: dp.rx_descriptors,
+            tx_descriptors: dp.tx_descriptors,
+            mtu: p.uplink.then_some(dp.mtu),
+            ..PortConfig::default()
+        };
+        port.configure(&port_config, &pool)
+            .map_err(|err| Failure::Other(format!("port `{}`: {err}", p.name)))?;
+        tracing::info!(port = %p.name, device = %p.device, driver = port.driver(), rss = port.rss_enabled(), "port started");
+        ports.push(port);
+    }
+    let macs: Vec<[u8; 6]> = ports
+        .iter()
+        .map(|p| p.mac())
+        .collect::<Result<_, _>>()
+        .map_err(|err| Failure::Other(err.to_string()))?;
+    let (uplink, host) = (config.uplink(), config.host());
+    let pipeline_config = PipelineConfig {
+        encap: match dp.encap {
+            Encap::Fou => dataplane::Encap::Fou,
+            Encap::Ipip => dataplane::Encap::Ipip,
+        },
+        encap_port: dp.encap_port,
+        mtu: dp.mtu,
+        uplink: PortAddrs {
+            mac: macs[uplink],
+            next_hop: config.ports[uplink].next_hop_mac,
+        },
+        host: PortAddrs {
+            mac: macs[host],
+            next_hop: config.ports[host].next_hop_mac,
+        },
+    };
+
+    let local_addresses = table.local_addresses();
+    let tables = Published::new(Arc::new(table));
+    let connections = ConnTable::new(dp.connection_table_entries as usize);
+    let cells: Vec<StatsCell> = (0..workers).map(|_| StatsCell::new(ports.len())).collect();
+    let stop = AtomicBool::new(false);
+    let shared = Shared::new(&config, &ports, local_addresses, mbufs);
+    // Bind before starting workers: a taken address is a startup error, not a silent gap.
+    let metrics = MetricsServer::bind(config.metrics_listen).map_err(|err| {
+        Failure::Other(format!(
+            "cannot listen for metrics on {}: {err}",
+            config.metrics_listen
+        ))
+    })?;
+    tracing::info!(listen = %config.metrics_listen, "metrics at http://{}/metrics", config.metrics_listen);
+
+    let started = Instant::now();
+    let deadline = args
+        .duration
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let metrics_stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| metrics.serve(&shared, &cells, &tables, &ports, &pool, &metrics_stop));
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let worker_config = WorkerConfig {
+                    ports: ports
+                        .iter()
+                        .enumerate()
+                        .map(|(i, port)| {
+                            let (rx, tx) = port.queue(w as u16);
+                            let pass_to = match (config.ports[i].uplink, config.ports[i].host) {
+                                (true, true) => i,
+                                (true, false) => host,
+                                _ => uplink,
+                            };
+                            WorkerPort { rx, tx, pass_to }
+                        })
+                        .collect(),
+                    uplink,
+                    host,
+                    burst: usize::from(dp.burst).min(BURST_CAPACITY),
+                    idle_sleep: Duration::from_micros(u64::from(dp.idle_sleep_us)),
+                };
+                let pipeline = Pipeline::new(pipeline_config.clone());
+                let (tables, connections, cell, stop) = (&tables, &connections, &cells[w], &stop);
+                let core = cores.workers[w];
+                std::thread::Builder::new()
+                    .name(format!("worker-{w}"))
+                    .spawn_scoped(scope, move || {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                            tracing::warn!(worker = w, core, "could not pin worker to its core");
+                        }
+                        // A DPDK lcore id gives the worker its own mempool cache.
+                        let _registration = eal.register_thread().map_err(|err| tracing::warn!(worker = w, %err)).ok();
+                        tracing::info!(worker = w, core, lcore = ?Eal::lcore_id(), "worker polling queue {w} of every port");
+                        dataplane::worker::run(worker_config, pipeline, tables, connections, cell, stop)
+                    })
+                    .expect("spawn worker thread")
+            })
+            .collect();
+
+        let mut watcher = reload::Watcher::new(&config.topology);
+        let mut retired = dataplane::Retired::default();
+        let mut printer = report::Printer::new(config.stats_interval_seconds);
+        loop {
+            std::thread::sleep(CONTROL_TICK);
+            if signals.stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if signals.take_reload() || watcher.changed() {
+                reload::reload(&config, &tables, &mut retired, &shared);
+            }
+            shared.set_retired(retired.collect());
+            printer.tick(&|| report::Totals::gather(&shared, &cells, &tables, &ports, &pool));
+        }
+        tracing::info!("stopping: workers finish their burst");
+        stop.store(true, Ordering::Relaxed);
+        for handle in handles {
+            // The worker's final counters are in its cell; the returned copy is not needed.
+            let _ = handle.join().expect("worker thread");
+        }
+        metrics_stop.store(true, Ordering::Relaxed);
+        retired.collect();
+    });
+
+    // Workers are gone. The device counters are read while the ports still exist; then the
+    // ports are drained and closed (a pcap output is complete after this), which returns the
+    // buffers their rings held.
+    let mut totals = report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
+    for port in &mut ports {
+        port.close()
+            .map_err(|err| Failure::Other(err.to_string()))?;
+    }
+    totals.mbufs_in_use = pool.in_use();
+    report::print_final(&totals, started.elapsed());
+    if let Some(path) = &args.stats_json {
+        let json = serde_json::to_string_pretty(&totals.to_json(started.elapsed()))?;
+        std::fs::write(path, json + "\n")
+            .map_err(|err| Failure::Other(format!("{}: {err}", path.display())))?;
+    }
+    let leaked = pool.in_use();
+    drop(tables);
+    if leaked != 0 {
+        return Err(Failure::Other(format!(
+            "{leaked} mbufs were not returned to the pool"
+        )));
+    }
+    drop(pool);
+    eal.cleanup();
+    Ok(())
+}
+
+struct Cores {
+    control: usize,
+    workers: Vec<usize>,
+}
+
+/// The control thread's core and each worker's: as configured, or the control thread on the
+/// first core and workers on the following ones (wrapping when there are fewer cores).
+fn worker_cores(config: &Config) -> Cores {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let available = if available.is_empty() {
+        vec![0]
+    } else {
+        available
+    };
+    let control = available[0];
+    let workers = if config.dataplane.cores.is_empty() {
+        (0..usize::from(config.dataplane.workers))
+            .map(|w| available[(1 + w) % available.len()])
+            .collect()
+    } else {
+        config.dataplane.cores.clone()
+    };
+    Cores { control, workers }
+}
+
+/// Mbufs for every descriptor of every queue, a burst in flight per worker and port, the
+/// per-lcore caches, and what the config asks for on top (a pcap replayed with
+/// `infinite_rx` holds one mbuf per packet of the file).
+fn mempool_size(config: &Config) -> u32 {
+    let dp = &config.dataplane;
+    let ports = config.ports.len() as u32;
+    let queues = ports * u32::from(dp.workers);
+    let needed = queues * (u32::from(dp.rx_descriptors) + u32::from(dp.tx_descriptors))
+        + queues * 2 * BURST_CAPACITY as u32
+        + u32::from(dp.workers) * 512
+        + dp.mbufs;
+    // Mempools are most efficient at 2^n - 1 elements.
+    (needed.max(8191) + 1).next_power_of_two() - 1
+}

@@ -1,0 +1,128 @@
+//! Topology reloads: on SIGHUP, and when the file changes (written in place or replaced by an
+//! atomic rename). A file that does not parse, validate or compile keeps the old table.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dataplane::{Published, Retired};
+use topology::ForwardingTable;
+
+use crate::config::Config;
+use crate::metrics::Shared;
+use crate::Failure;
+
+/// Flags set by signal handlers (the handlers only store to an atomic).
+pub struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    pub fn register() -> Result<Self, Failure> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+        Ok(Self { stop, reload })
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn take_reload(&self) -> bool {
+        self.reload.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// What identifies a version of the file: an atomic rename changes the inode, an in-place
+/// write the modification time or size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    inode: u64,
+    device: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+    len: u64,
+}
+
+fn version(path: &Path) -> Option<Version> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Version {
+        inode: m.ino(),
+        device: m.dev(),
+        modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        changed_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        len: m.len(),
+    })
+}
+
+/// Polls the topology file's metadata (every control tick; no inotify needed, and renames
+/// over the watched name are seen like any write).
+pub struct Watcher {
+    path: PathBuf,
+    seen: Option<Version>,
+}
+
+impl Watcher {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            seen: version(path),
+        }
+    }
+
+    pub fn changed(&mut self) -> bool {
+        let now = version(&self.path);
+        if now != self.seen {
+            self.seen = now;
+            // A vanished file is not a new version: wait for it to come back.
+            return now.is_some();
+        }
+        false
+    }
+}
+
+/// Loads, validates and compiles the topology; publishes it on success, keeps the old table
+/// and logs every error on failure.
+pub fn reload(
+    config: &Config,
+    tables: &Published<ForwardingTable>,
+    retired: &mut Retired<ForwardingTable>,
+    shared: &Shared,
+) {
+    let started = std::time::Instant::now();
+    let compiled = topology::load(&config.topology)
+        .map_err(|d| d.to_string())
+        .and_then(|topology| {
+            ForwardingTable::compile(&topology, &config.server)
+                .map_err(|e| format!("{}: {e}", config.topology.display()))
+        });
+    match compiled {
+        Ok(table) => {
+            let local = table.local_addresses();
+            retired.push(tables.publish(Arc::new(table)));
+            shared.reload_succeeded(tables.generation(), local);
+            tracing::info!(
+                generation = tables.generation(),
+                local_addresses = local,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "topology reloaded"
+            );
+        }
+        Err(errors) => {
+            shared.reload_failed();
+            for line in errors.lines() {
+                tracing::error!("{line}");
+            }
+            tracing::error!(
+                generation = tables.generation(),
+                "topology reload failed; keeping the current table"
+            );
+        }
+    }
+}

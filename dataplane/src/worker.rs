@@ -1,0 +1,213 @@
+//! The poll-mode worker: the thin loop between DPDK queues and the pipeline.
+//!
+//! Per round: take the newest table (the quiescent point), then for each port receive a
+//! burst, run the pipeline over it, sort the packets by output port and send each group in one
+//! burst, freeing (and counting) whatever the driver refuses. No lock, allocation, system call
+//! or shared atomic write per packet; the only system call is the sleep of an idle worker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dpdk_sys::{Mbuf, MbufBurst, RxQueue, TxQueue, BURST_CAPACITY};
+use topology::ForwardingTable;
+
+use crate::buf::PacketBuf;
+use crate::conn::ConnTable;
+use crate::counters::DropReason;
+use crate::pipeline::{Context, Pipeline, Verdict};
+use crate::publish::Published;
+use crate::stats::{StatsCell, WorkerStats};
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+
+    #[inline]
+    fn prepend(&mut self, len: usize) -> bool {
+        Mbuf::prepend(self, len).is_some()
+    }
+
+    #[inline]
+    fn adj(&mut self, len: usize) -> bool {
+        Mbuf::adj(self, len).is_some()
+    }
+
+    #[inline]
+    fn trim(&mut self, len: usize) -> bool {
+        Mbuf::trim(self, len).is_some()
+    }
+}
+
+/// One port as one worker sees it: its queue pair, and where passed packets go.
+#[derive(Debug)]
+pub struct WorkerPort {
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    /// Index of the port that `Pass` packets received here leave from: the port of the other
+    /// role (this port itself when it holds both roles).
+    pub pass_to: usize,
+}
+
+#[derive(Debug)]
+pub struct WorkerConfig {
+    /// Ports in the appliance's order.
+    pub ports: Vec<WorkerPort>,
+    pub uplink: usize,
+    pub host: usize,
+    /// Packets per rx burst (at most 32).
+    pub burst: usize,
+    /// How long to sleep when every queue was empty for a while; zero busy-polls.
+    pub idle_sleep: Duration,
+}
+
+/// Empty poll rounds before an idle worker starts sleeping: under load a round is never
+/// empty for long, so the sleep costs nothing then.
+const IDLE_ROUNDS_BEFORE_SLEEP: u32 = 256;
+/// Bursts between two publications of the counters.
+const PUBLISH_EVERY: u64 = 64;
+
+/// Runs until `stop` is set, then publishes final counters. Every mbuf received is sent or
+/// freed before returning.
+pub fn run(
+    config: WorkerConfig,
+    mut pipeline: Pipeline,
+    tables: &Published<ForwardingTable>,
+    connections: &ConnTable,
+    stats_cell: &StatsCell,
+    stop: &AtomicBool,
+) -> WorkerStats {
+    let mut ports = config.ports;
+    let mut stats = WorkerStats::new(ports.len());
+    let mut scratch = Vec::new();
+    let mut reader = tables.reader();
+    let mut rx = MbufBurst::new();
+    let mut out: Vec<MbufBurst> = (0..ports.len()).map(|_| MbufBurst::new()).collect();
+    let mut verdicts = [Verdict::Pass; BURST_CAPACITY];
+    let burst = config.burst.clamp(1, crate::pipeline::CHUNK);
+    let mut idle_rounds = 0u32;
+    let mut since_publish = 0u64;
+
+    while !stop.load(Ordering::Relaxed) {
+        let table = reader.refresh();
+        let ctx = Context { table, connections };
+        let mut received_any = false;
+        for p in 0..ports.len() {
+            let n = ports[p].rx.rx_burst(&mut rx, burst);
+            if n == 0 {
+                continue;
+            }
+            received_any = true;
+            stats.bursts += 1;
+            let port_stats = &mut stats.ports[p];
+            port_stats.rx_packets += n as u64;
+            port_stats.rx_bytes += rx
+                .as_slice()
+                .iter()
+                .map(|m| u64::from(m.pkt_len()))
+                .sum::<u64>();
+
+            let verdicts = &mut verdicts[..n];
+            if rx.as_slice().iter().all(Mbuf::is_contiguous) {
+                pipeline.process_burst(&ctx, rx.as_mut_slice(), verdicts);
+            } else {
+                for (m, v) in rx.as_mut_slice().iter_mut().zip(verdicts.iter_mut()) {
+                    *v = if m.is_contiguous() {
+                        pipeline.process(&ctx, m)
+                    } else {
+                        Verdict::Drop(DropReason::MultiSegment)
+                    };
+                    if *v == Verdict::Drop(DropReason::MultiSegment) {
+                        pipeline.counters.drop(DropReason::MultiSegment);
+                    }
+                }
+            }
+            let pass_to = ports[p].pass_to;
+            for (m, v) in rx.drain().zip(verdicts.iter()) {
+                let target = match v {
+                    Verdict::Uplink => config.uplink,
+                    Verdict::Host => config.host,
+                    Verdict::Pass => pass_to,
+                    Verdict::Drop(_) => continue, // counted by the pipeline; freed here
+                };
+                if let Err(m) = out[target].push(m) {
+                    drop(m);
+                    pipeline.counters.drop(DropReason::TxFull);
+                }
+            }
+            for (q, port) in ports.iter_mut().enumerate() {
+                flush(
+                    &mut port.tx,
+                    &mut out[q],
+                    &mut stats.ports[q],
+                    &mut pipeline,
+                );
+            }
+        }
+        if received_any {
+            idle_rounds = 0;
+            since_publish += 1;
+            if since_publish >= PUBLISH_EVERY {
+                since_publish = 0;
+                stats.pipeline = pipeline.counters;
+                stats_cell.publish(&stats, &mut scratch);
+            }
+        } else {
+            idle_rounds = idle_rounds.saturating_add(1);
+            if idle_rounds >= IDLE_ROUNDS_BEFORE_SLEEP {
+                if since_publish > 0 || idle_rounds == IDLE_ROUNDS_BEFORE_SLEEP {
+                    since_publish = 0;
+                    stats.pipeline = pipeline.counters;
+                    stats_cell.publish(&stats, &mut scratch);
+                }
+                if !config.idle_sleep.is_zero() {
+                    stats.idle_sleeps += 1;
+                    std::thread::sleep(config.idle_sleep);
+                }
+            }
+        }
+    }
+    stats.pipeline = pipeline.counters;
+    stats_cell.publish(&stats, &mut scratch);
+    stats
+}
+
+/// Sends a port's pending packets: what the driver refuses gets one more try, then is freed
+/// and counted.
+#[inline]
+fn flush(
+    tx: &mut TxQueue,
+    pending: &mut MbufBurst,
+    counters: &mut crate::stats::PortCounters,
+    pipeline: &mut Pipeline,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let bytes_before: u64 = pending
+        .as_slice()
+        .iter()
+        .map(|m| u64::from(m.pkt_len()))
+        .sum();
+    let count_before = pending.len();
+    tx.tx_burst(pending);
+    if !pending.is_empty() {
+        tx.tx_burst(pending);
+    }
+    let bytes_left: u64 = pending
+        .as_slice()
+        .iter()
+        .map(|m| u64::from(m.pkt_len()))
+        .sum();
+    counters.tx_packets += (count_before - pending.len()) as u64;
+    counters.tx_bytes += bytes_before - bytes_left;
+    for _ in 0..pending.clear() {
+        pipeline.counters.drop(DropReason::TxFull);
+    }
+}
