@@ -7,7 +7,7 @@ APT_PACKAGES=(
   # build: DPDK headers and libraries, bindgen's libclang, pkg-config
   libdpdk-dev dpdk pkg-config clang libclang-dev
   # tests and benchmarks: dpdk-testpmd, packet checks, metrics lint, plots
-  dpdk-dev tshark prometheus python3-scapy python3-matplotlib
+  dpdk-dev tshark prometheus python3-scapy python3-matplotlib python3-pytest
   # network-namespace test for the metrics listener; profiling
   iproute2 valgrind
 )

@@ -21,6 +21,7 @@ use crate::run::report::Totals;
 pub struct Shared {
     pub port_names: Vec<String>,
     pub port_devices: Vec<String>,
+    pub port_macs: Vec<[u8; 6]>,
     pub mbufs_capacity: u32,
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
@@ -38,13 +39,14 @@ fn now_unix_ms() -> u64 {
 impl Shared {
     pub fn new(
         config: &Config,
-        _ports: &[Port],
+        port_macs: Vec<[u8; 6]>,
         local_addresses: u64,
         mbufs_capacity: u32,
     ) -> Self {
         Self {
             port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
             port_devices: config.ports.iter().map(|p| p.device.clone()).collect(),
+            port_macs,
             mbufs_capacity,
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),

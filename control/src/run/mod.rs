@@ -114,7 +114,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let connections = ConnTable::new(dp.connection_table_entries as usize);
     let cells: Vec<StatsCell> = (0..workers).map(|_| StatsCell::new(ports.len())).collect();
     let stop = AtomicBool::new(false);
-    let shared = Shared::new(&config, &ports, local_addresses, mbufs);
+    let shared = Shared::new(&config, macs.clone(), local_addresses, mbufs);
     // Bind before starting workers: a taken address is a startup error, not a silent gap.
     let metrics = MetricsServer::bind(config.metrics_listen).map_err(|err| {
         Failure::Other(format!(

@@ -14,6 +14,7 @@ use crate::metrics::Shared;
 pub struct PortTotals {
     pub name: String,
     pub device_args: String,
+    pub mac: [u8; 6],
     /// Per queue (= per worker).
     pub queues: Vec<PortCounters>,
     pub total: PortCounters,
@@ -57,6 +58,7 @@ impl Totals {
             .map(|(i, name)| PortTotals {
                 name: name.clone(),
                 device_args: shared.port_devices[i].clone(),
+                mac: shared.port_macs[i],
                 queues: workers.iter().map(|w| w.ports[i]).collect(),
                 total: sum.ports[i],
                 device: ports.get(i).map(Port::stats).unwrap_or_default(),
@@ -95,6 +97,7 @@ impl Totals {
             json!({
                 "name": pt.name,
                 "device": pt.device_args,
+                "mac": pt.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
                 "rx_packets": pt.total.rx_packets,
                 "rx_bytes": pt.total.rx_bytes,
                 "tx_packets": pt.total.tx_packets,

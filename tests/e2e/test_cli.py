@@ -1,0 +1,94 @@
+"""The command line of contract section 2: outputs and exit statuses."""
+import json
+import re
+
+from conftest import EXAMPLE, ROOT, run, write_config
+
+
+def test_check_prints_the_counts(tmp_path):
+    r = run(["check", EXAMPLE])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("4 locations, 5 datacenters, 8 servers, 5 pools, 157 IPv4 egress addresses, "
+                                "2 IPv6 egress prefixes")
+
+
+def test_check_reports_every_error_with_its_place(tmp_path):
+    bad = tmp_path / "bad.toml"
+    text = EXAMPLE.read_text().replace("latitude = 51.47", "latitude = 95").replace('underlay = "10.10.1.3"', 'underlay = "10.10.1.2"')
+    bad.write_text(text)
+    r = run(["check", bad])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2, r.stderr
+    for line in lines:
+        assert re.match(rf"^{re.escape(str(bad))}:\d+:\d+: ", line), line
+    assert "latitude 95 is out of range" in lines[0]
+    assert "duplicate underlay address 10.10.1.2" in lines[1]
+
+
+def test_explain_and_table(tmp_path):
+    r = run(["explain", "--topology", EXAMPLE, "--server", "lhr01-a", "--src", "203.0.113.1", "--dst", "93.184.216.34",
+             "--proto", "tcp", "--sport", "40000", "--dport", "443"])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["action"], out["tier"], out["target_server"]) == ("forward", "same_location", "lhr02-a")
+    for key in ("src", "dst", "proto", "sport", "dport", "target_underlay", "target_datacenter", "target_location"):
+        assert key in out
+    flows = tmp_path / "flows.txt"
+    flows.write_text("udp 2001:db8:1::1 1 2606:4700::1 53\nnonsense\nicmp 8.8.8.8 0 1.1.1.1 0\n")
+    r = run(["explain", "--topology", EXAMPLE, "--server", "lhr01-a", "--flows", flows])
+    assert r.returncode == 2, "a bad line is reported"
+    assert f"{flows}:2:1:" in r.stderr
+    assert [json.loads(l)["action"] for l in r.stdout.splitlines()] == ["local", "pass"]
+
+    r = run(["table", "--topology", EXAMPLE, "--server", "lhr01-a", "--json"])
+    assert r.returncode == 0
+    doc = json.loads(r.stdout)
+    tiers = {p["prefix"]: p["tier"] for p in doc["prefixes"]}
+    assert tiers["198.51.100.64/28"] == "same_dc" and tiers["2001:db8:1::/48"] == "ipv6_local"
+    shares = [c["share"] for p in doc["prefixes"] if p["prefix"] == "203.0.113.128/25" for c in p["candidates"]]
+    assert abs(sum(shares) - 1) < 1e-9 and 0.7 < max(shares) < 0.8, "umbrella splits 1:3"
+    r = run(["table", "--topology", EXAMPLE, "--server", "nobody"])
+    assert r.returncode == 2 and "nobody" in r.stderr
+
+
+def test_run_refuses_bad_configuration_and_topology(tmp_path):
+    config = write_config(tmp_path / "c.toml", [("u", "net_null0", ["uplink", "host"])])
+    bad = config.read_text().replace("mtu = 1500", "mtu = 1500\nturbo = true")
+    config.write_text(bad)
+    r = run(["run", "--config", config, "--duration", "1"])
+    assert r.returncode == 2
+    assert re.search(rf"{re.escape(str(config))}:\d+:\d+: unknown field `turbo`", r.stderr), r.stderr
+
+    topo = tmp_path / "t.toml"
+    topo.write_text(EXAMPLE.read_text().replace('pool = "acme"', 'pool = "acmee"'))
+    config = write_config(tmp_path / "c2.toml", [("u", "net_null0", ["uplink", "host"])], topology=topo)
+    r = run(["run", "--config", config, "--duration", "1"])
+    assert r.returncode == 2
+    assert re.search(rf"{re.escape(str(topo))}:\d+:\d+: unknown pool `acmee`", r.stderr), r.stderr
+
+
+def test_run_explains_device_and_eal_failures(tmp_path):
+    config = write_config(tmp_path / "c.toml", [("u", "net_nosuchdriver0", ["uplink", "host"])])
+    r = run(["run", "--config", config, "--duration", "1"])
+    assert r.returncode == 1
+    assert "net_nosuchdriver0" in r.stderr and "port `u`" in r.stderr, r.stderr
+    config = write_config(tmp_path / "c2.toml", [("u", "net_null0", ["uplink", "host"])])
+    r = run(["run", "--config", config, "--duration", "1", "--", "--not-an-eal-option"])
+    assert r.returncode == 1
+    assert "EAL initialisation failed" in r.stderr, r.stderr
+    r = run(["run", "--config", tmp_path / "missing.toml"])
+    assert r.returncode == 2 and "missing.toml:1:1: cannot read" in r.stderr
+    r = run(["frobnicate"])
+    assert r.returncode == 2
+
+
+def test_run_stops_cleanly_and_returns_every_mbuf(tmp_path):
+    config = write_config(tmp_path / "c.toml", [("uplink", "net_null0", ["uplink"]), ("host", "net_ring0", ["host"])])
+    r = run(["run", "--config", config, "--duration", "1.5", "--stats-json", tmp_path / "s.json"])
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["accounting"]["balanced"] and stats["accounting"]["received"] > 0
+    assert stats["mbufs"]["in_use"] == 0
+    assert "Forward statistics for port 0 (uplink)" in r.stdout
+    assert "Accumulated forward statistics" in r.stdout

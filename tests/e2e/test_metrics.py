@@ -1,0 +1,82 @@
+"""The metrics endpoint during traffic: valid Prometheus exposition (checked by promtool),
+the contract's figures present and moving, and unreachable from another network namespace."""
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+from conftest import EXAMPLE, HOST_NEXT_HOP, UPLINK_NEXT_HOP, free_tcp_port, metric, scrape, start, stop, wait_for_metrics, write_config
+from golden_model import Model
+from packets import Node, mixed_traffic
+from scapy.all import wrpcap
+
+
+@pytest.fixture
+def running(tmp_path):
+    node = Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", "02:00:00:00:00:0a", UPLINK_NEXT_HOP, "02:00:00:00:00:0b", HOST_NEXT_HOP)
+    traffic = mixed_traffic(node, 240, seed=5)
+    for side in ("uplink", "host"):
+        wrpcap(str(tmp_path / f"{side}.pcap"), [p for a, p, _, _ in traffic if a == side])
+    port = free_tcp_port()
+    config = write_config(tmp_path / "c.toml", [
+        ("uplink", f"net_pcap0,rx_pcap={tmp_path}/uplink.pcap,infinite_rx=1", ["uplink"]),
+        ("host", f"net_pcap1,rx_pcap={tmp_path}/host.pcap,infinite_rx=1", ["host"]),
+    ], metrics_port=port)
+    proc = start(["run", "--config", config, "--stats-json", tmp_path / "s.json"])
+    wait_for_metrics(port, proc)
+    yield port, proc
+    if proc.poll() is None:
+        stop(proc)
+
+
+def test_exposition_is_valid_and_has_the_contract_figures(running, tmp_path):
+    port, proc = running
+    time.sleep(1.0)
+    first = scrape(port)
+    time.sleep(1.0)
+    text = scrape(port)
+    (tmp_path / "metrics.txt").write_text(text)
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is needed"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    # promtool exits 0 on valid text; lint remarks (if any) are printed but not errors.
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    for name, labels in [
+        ("egressfwd_rx_packets_total", {"port": "uplink", "queue": "0"}),
+        ("egressfwd_rx_bytes_total", {"port": "host", "queue": "0"}),
+        ("egressfwd_tx_packets_total", {"port": "uplink", "queue": "0"}),
+        ("egressfwd_tx_bytes_total", {"port": "host", "queue": "0"}),
+        ("egressfwd_decisions_total", {"tier": "same_dc"}),
+        ("egressfwd_decisions_total", {"tier": "ipv6_local"}),
+        ("egressfwd_drops_total", {"reason": "bad_checksum"}),
+        ("egressfwd_drops_total", {"reason": "unknown_peer"}),
+    ]:
+        assert metric(text, name, **labels) > metric(first, name, **labels), (name, labels)
+    assert metric(text, "egressfwd_topology_generation") == 1
+    assert "egressfwd_topology_reloads_total" in text
+    assert metric(text, "egressfwd_topology_last_reload_success_timestamp_seconds") > 1.7e9
+    assert metric(text, "egressfwd_egress_addresses_local") == 4
+    assert metric(text, "egressfwd_mbufs_in_use") > 0
+    assert metric(text, "egressfwd_mbufs_capacity") >= metric(text, "egressfwd_mbufs_in_use")
+    rc, out, err = stop(running[1])
+    assert rc == 0, err
+    assert "balanced" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a network namespace needs root")
+def test_scrape_from_another_network_namespace_fails(running):
+    port, _ = running
+    assert scrape(port)  # reachable here
+    ns = f"efw-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        probe = ("import socket,sys\ns=socket.socket()\ns.settimeout(2)\n"
+                 f"sys.exit(0 if s.connect_ex(('127.0.0.1', {port})) == 0 else 3)\n")
+        result = subprocess.run(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", probe])
+        assert result.returncode == 3, "the metrics port must not be reachable from another namespace"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
