@@ -99,11 +99,17 @@ def cases():
 def main():
     doc = {"topology": TOPOLOGY, "server": SERVER, "uplink": UP, "host": HOST, "mtu": MTU,
            "encap_port": ENCAP_PORT, "cases": cases()}
+    text = json.dumps(doc, indent=1) + "\n"
     path = os.path.join(ROOT, "dataplane/tests/fixtures/golden.json")
+    if "--check" in sys.argv:
+        with open(path) as f:
+            if f.read() != text:
+                sys.exit(f"{path} is out of date: run scripts/gen_fixtures.py")
+        print(f"{path}: up to date ({len(doc['cases'])} cases)")
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+        f.write(text)
     print(f"{path}: {len(doc['cases'])} cases")
 
 

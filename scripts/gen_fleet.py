@@ -43,13 +43,23 @@ def build(args):
     by_location = {}
     for name, loc, dc in servers:
         by_location.setdefault(loc, []).append((name, dc))
+    first_name, first_location, _ = servers[0]
     for p in range(args.pools):
         locations = rng.sample(sorted(by_location), k=min(len(by_location), rng.randint(1, 4)))
+        # The benchmark server (the first) holds every Nth pool, so that it has local egress
+        # traffic to measure; its location replaces one so a pool still spans at most four.
+        first_holds = args.first_server_share and p % args.first_server_share == 0
+        if first_holds and first_location not in locations:
+            locations[-1] = first_location
         holders = []
         for loc in locations:
             for name, dc in rng.sample(by_location[loc], k=min(len(by_location[loc]), rng.randint(1, 3))):
+                if name == first_name:
+                    continue
                 # Capacity is set per data center.
                 holders.append(f'{{ server = "{name}", weight = {1 + dc % 4} }}')
+        if first_holds:
+            holders.append(f'{{ server = "{first_name}", weight = 1 }}')
         out += ["[[pool]]", f'name = "pool{p}"', f"holders = [{', '.join(holders)}]", ""]
 
     next_address = int(ipaddress.IPv4Address("16.0.0.0"))
@@ -88,6 +98,8 @@ def main():
     ap.add_argument("--pools", type=int, default=2_000)
     ap.add_argument("--slash32", action="store_true", help="every address as its own /32 entry")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--first-server-share", type=int, default=10,
+                    help="the first server also holds every Nth pool held in its location (0: none)")
     ap.add_argument("--flows", type=int, default=0, help="also write this many random egress flows")
     ap.add_argument("--flows-out")
     args = ap.parse_args()

@@ -61,8 +61,15 @@ reserve_hugepages() {
 }
 
 install_rust_tools() {
-  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  if command -v rustup >/dev/null; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  fi
+  # The fuzz targets build with cargo-fuzz; it runs on stable with `--sanitizer none`.
+  if ! command -v cargo-fuzz >/dev/null; then
+    log "installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+  fi
 }
 
 need_root

@@ -68,3 +68,58 @@ impl Rng {
         topology::hash::mix64(self.0)
     }
 }
+
+/// Frames for the pipeline benchmarks, built with the data plane's own header emitters
+/// (their correctness is the golden fixtures' business, not the benchmark's).
+pub mod frames {
+    use dataplane::wire::{ethernet, ipv4, udp};
+
+    /// Ethernet / IPv4 (TTL 64, DF) / TCP ports / `payload` bytes of zeros.
+    pub fn tcp(src: u32, dst: u32, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+        let l4 = 20 + payload;
+        let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + l4];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x0a]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x77]);
+        f[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        ipv4::Repr {
+            src,
+            dst,
+            protocol: 6,
+            tos: 0,
+            ttl: 64,
+            dont_fragment: true,
+            payload_len: l4,
+        }
+        .emit(&mut f[14..]);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[46] = 0x50;
+        f
+    }
+
+    /// `inner` (an Ethernet frame) encapsulated in FOU from `peer` to `me`.
+    pub fn fou(peer: u32, me: u32, inner: &[u8]) -> Vec<u8> {
+        let ip = &inner[ethernet::HEADER_LEN..];
+        let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN];
+        f[..14].copy_from_slice(&inner[..14]);
+        let payload_len = udp::HEADER_LEN + ip.len();
+        ipv4::Repr {
+            src: peer,
+            dst: me,
+            protocol: 17,
+            tos: 0,
+            ttl: 64,
+            dont_fragment: true,
+            payload_len,
+        }
+        .emit(&mut f[14..]);
+        udp::Repr {
+            src_port: 51000,
+            dst_port: 6080,
+            payload_len: ip.len(),
+        }
+        .emit(&mut f[34..]);
+        f.extend_from_slice(ip);
+        f
+    }
+}

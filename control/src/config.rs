@@ -87,7 +87,8 @@ pub struct DataplaneConfig {
     pub burst: u16,
     /// How long an idle worker sleeps between polls; 0 busy-polls.
     pub idle_sleep_us: u32,
-    /// Mbufs in the pool; 0 sizes it from the ports and queues.
+    /// Mbufs in the pool; 0 sizes it from the ports and queues (replaying a pcap with
+    /// `infinite_rx` needs one more per packet of the file).
     pub mbufs: u32,
     /// CPU core of each worker; empty picks cores after the control thread's.
     pub cores: Vec<usize>,

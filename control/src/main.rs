@@ -1,7 +1,6 @@
 //! `egressfwd`: the egress forwarding appliance (contract section 2).
 
 mod commands;
-mod config;
 mod metrics;
 mod run;
 

@@ -13,8 +13,8 @@ use dpdk_sys::{Mempool, Port};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use topology::{ForwardingTable, Tier};
 
-use crate::config::Config;
 use crate::run::report::Totals;
+use egressfwd::config::Config;
 
 /// Control-plane figures, written by the control thread, read by scrapes and reports.
 #[derive(Debug)]

@@ -44,6 +44,18 @@ impl VecBuf {
     pub fn headroom(&self) -> usize {
         self.start
     }
+
+    /// Replaces the contents with `frame` behind `headroom` bytes, reusing the allocation
+    /// (what a driver does with a recycled buffer).
+    pub fn refill(&mut self, frame: &[u8], headroom: usize) {
+        let end = headroom + frame.len();
+        if self.storage.len() < end {
+            self.storage.resize(end, 0);
+        }
+        self.storage[headroom..end].copy_from_slice(frame);
+        self.start = headroom;
+        self.end = end;
+    }
 }
 
 impl PacketBuf for VecBuf {
@@ -94,5 +106,7 @@ mod tests {
         assert!(b.adj(3) && b.trim(1));
         assert_eq!(b.data(), &[2]);
         assert_eq!(b.headroom(), 3);
+        b.refill(&[7, 8, 9, 10], 1);
+        assert_eq!((b.data(), b.headroom()), (&[7, 8, 9, 10][..], 1));
     }
 }

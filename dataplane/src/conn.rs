@@ -71,6 +71,14 @@ impl ConnTable {
         true
     }
 
+    /// Loads the flow's bucket into the cache ahead of [`ConnTable::record`] or
+    /// [`ConnTable::lookup`], so that a burst's misses overlap. Returns a value only so the
+    /// load cannot be optimised away.
+    #[inline]
+    pub fn touch(&self, flow_hash: u64) -> u64 {
+        self.bucket(flow_hash)[0].load(Ordering::Relaxed)
+    }
+
     /// The underlay address the flow with this hash came from, if remembered.
     #[inline]
     pub fn lookup(&self, flow_hash: u64) -> Option<u32> {

@@ -8,7 +8,7 @@ use topology::{Decision, DecisionV6, FlowKey, ForwardingTable, Tier};
 use crate::buf::PacketBuf;
 use crate::conn::ConnTable;
 use crate::counters::{tier_index, DropReason, PipelineCounters};
-use crate::wire::{ethernet, gue, icmp, ipv4, ipv6, udp, WireError};
+use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, udp, WireError};
 
 /// The tunnel forwarded packets travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,53 @@ pub struct Context<'a> {
     pub connections: &'a ConnTable,
 }
 
+/// A decapsulated packet, ready to be acted on.
+#[derive(Debug, Clone, Copy)]
+struct Inner {
+    /// Bytes of outer headers after the Ethernet header.
+    strip: usize,
+    flow: FlowKey,
+    decision: Decision,
+    /// The connection-table key of the flow (its outbound direction).
+    hash: u64,
+}
+
+/// The inner packets of one burst, indexed by the burst's IPv4 packets.
+struct PreparedInner {
+    /// Per IPv4 packet of the burst: its inner packet's index, or why it has none.
+    slot: [Result<u8, DropReason>; CHUNK],
+    flows: [FlowKey; CHUNK],
+    decisions: [Decision; CHUNK],
+    hashes: [u64; CHUNK],
+    strip: [u16; CHUNK],
+    count: usize,
+}
+
+impl Default for PreparedInner {
+    fn default() -> Self {
+        Self {
+            slot: [Err(DropReason::BadInner); CHUNK],
+            flows: [FlowKey::default(); CHUNK],
+            decisions: [Decision::Pass; CHUNK],
+            hashes: [0; CHUNK],
+            strip: [0; CHUNK],
+            count: 0,
+        }
+    }
+}
+
+impl PreparedInner {
+    fn get(&self, k: usize) -> Result<Inner, DropReason> {
+        let j = usize::from(self.slot[k]?);
+        Ok(Inner {
+            strip: usize::from(self.strip[j]),
+            flow: self.flows[j],
+            decision: self.decisions[j],
+            hash: self.hashes[j],
+        })
+    }
+}
+
 /// Outer TTL of encapsulated packets, as Linux tunnels default to.
 const OUTER_TTL: u8 = 64;
 /// TTL and TOS of ICMP errors we originate (Linux: precedence "internetwork control").
@@ -80,7 +127,17 @@ pub const CHUNK: usize = 32;
 enum Classified {
     Done(Verdict),
     V4(FlowKey),
-    V6 { src: u128, dst: u128 },
+    V6,
+}
+
+/// What the second pass of a burst needs to know per packet: kept to two bytes, because a
+/// wide per-packet record written and read back in the same burst costs store-forwarding
+/// stalls that dominated the whole pipeline.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Done(Verdict),
+    V4,
+    V6,
 }
 
 fn malformed(err: WireError) -> DropReason {
@@ -93,6 +150,10 @@ fn malformed(err: WireError) -> DropReason {
 }
 
 /// The flow key of a well-formed IPv4 packet, or why it is malformed.
+///
+/// Always inlined, like [`classify`]: returned through memory, the key is written field by
+/// field and read back whole by the caller, a store-forwarding stall per packet.
+#[inline(always)]
 fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
     let p = ipv4::Packet::new_checked(ip).map_err(malformed)?;
     if !p.verify_checksum() {
@@ -108,6 +169,7 @@ fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
 }
 
 /// Contract section 5 steps 1 and 2: not IP, malformed, or an IP packet to decide.
+#[inline(always)]
 fn classify(frame: &[u8]) -> Classified {
     let Ok(eth) = ethernet::Frame::new_checked(frame) else {
         return Classified::Done(Verdict::Drop(DropReason::Truncated));
@@ -118,10 +180,7 @@ fn classify(frame: &[u8]) -> Classified {
             Err(reason) => Classified::Done(Verdict::Drop(reason)),
         },
         ethernet::ETHERTYPE_IPV6 => match ipv6::Packet::new_checked(eth.payload()) {
-            Ok(p) => Classified::V6 {
-                src: p.src(),
-                dst: p.dst(),
-            },
+            Ok(_) => Classified::V6,
             Err(err) => Classified::Done(Verdict::Drop(malformed(err))),
         },
         _ => Classified::Done(Verdict::Pass),
@@ -144,15 +203,100 @@ fn ip4_mut(frame: &mut [u8]) -> Result<ipv4::Packet<&mut [u8]>, DropReason> {
     ipv4::Packet::new_checked(ip).map_err(malformed)
 }
 
+/// Room for the longest tunnel: Ethernet, IPv4 and UDP.
+const TUNNEL_MAX: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
+
+/// The outer headers of every encapsulated packet, built once per configuration. Per packet
+/// only the source and destination underlays, the TOS, the lengths, the UDP source port and
+/// the checksum change; the checksum is completed from the sum of the constant words.
+#[derive(Debug, Clone)]
+struct TunnelTemplate {
+    headers: [u8; TUNNEL_MAX],
+    udp: bool,
+    /// One's-complement sum of the IPv4 header words that never change: version and IHL
+    /// (TOS excluded), flags, TTL and protocol.
+    constant_sum: u32,
+}
+
+impl TunnelTemplate {
+    fn new(config: &PipelineConfig) -> Self {
+        let udp = config.encap == Encap::Fou;
+        let protocol = if udp { PROTO_UDP } else { PROTO_IPIP };
+        let mut headers = [0u8; TUNNEL_MAX];
+        headers[0..6].copy_from_slice(&config.uplink.next_hop);
+        headers[6..12].copy_from_slice(&config.uplink.mac);
+        headers[12..14].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        headers[14] = 0x45;
+        headers[20..22].copy_from_slice(&ipv4::FLAG_DONT_FRAGMENT.to_be_bytes());
+        headers[22] = OUTER_TTL;
+        headers[23] = protocol;
+        headers[36..38].copy_from_slice(&config.encap_port.to_be_bytes());
+        let constant_sum = checksum::add_words(
+            0,
+            &[
+                0x4500,
+                ipv4::FLAG_DONT_FRAGMENT,
+                u16::from_be_bytes([OUTER_TTL, protocol]),
+            ],
+        );
+        Self {
+            headers,
+            udp,
+            constant_sum,
+        }
+    }
+
+    fn len(&self) -> usize {
+        if self.udp {
+            TUNNEL_MAX
+        } else {
+            ethernet::HEADER_LEN + ipv4::HEADER_LEN
+        }
+    }
+
+    /// Writes the outer headers at the front of `frame`, in front of an inner packet of
+    /// `inner_len` bytes. `frame` has room for them (the caller prepended the overhead).
+    #[inline]
+    fn write(&self, frame: &mut [u8], src: u32, dst: u32, tos: u8, inner_len: usize, sport: u16) {
+        let len = self.len();
+        let Some(h) = frame.get_mut(..len) else {
+            return;
+        };
+        h.copy_from_slice(&self.headers[..len]);
+        let ip_total = (len - ethernet::HEADER_LEN + inner_len) as u16;
+        h[15] = tos;
+        h[16..18].copy_from_slice(&ip_total.to_be_bytes());
+        h[26..30].copy_from_slice(&src.to_be_bytes());
+        h[30..34].copy_from_slice(&dst.to_be_bytes());
+        let words = [
+            u16::from(tos),
+            ip_total,
+            (src >> 16) as u16,
+            src as u16,
+            (dst >> 16) as u16,
+            dst as u16,
+        ];
+        h[24..26].copy_from_slice(
+            &checksum::finish(checksum::add_words(self.constant_sum, &words)).to_be_bytes(),
+        );
+        if self.udp {
+            h[34..36].copy_from_slice(&sport.to_be_bytes());
+            h[38..40].copy_from_slice(&((udp::HEADER_LEN + inner_len) as u16).to_be_bytes());
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     config: PipelineConfig,
+    tunnel: TunnelTemplate,
     pub counters: PipelineCounters,
 }
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Self {
+            tunnel: TunnelTemplate::new(&config),
             config,
             counters: PipelineCounters::default(),
         }
@@ -178,34 +322,48 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         for (bufs, verdicts) in bufs.chunks_mut(CHUNK).zip(verdicts.chunks_mut(CHUNK)) {
-            let mut classified = [Classified::Done(Verdict::Pass); CHUNK];
+            let mut kinds = [Kind::V6; CHUNK];
             let mut flows = [FlowKey::default(); CHUNK];
+            // Which buffer each IPv4 flow came from.
+            let mut v4_buf = [0u8; CHUNK];
             let mut n4 = 0;
-            for (c, buf) in classified.iter_mut().zip(bufs.iter()) {
-                *c = classify(buf.data());
-                if let Classified::V4(flow) = *c {
-                    flows[n4] = flow;
-                    n4 += 1;
-                }
+            for (i, (kind, buf)) in kinds.iter_mut().zip(bufs.iter()).enumerate() {
+                *kind = match classify(buf.data()) {
+                    Classified::V4(flow) => {
+                        flows[n4] = flow;
+                        v4_buf[n4] = i as u8;
+                        n4 += 1;
+                        Kind::V4
+                    }
+                    Classified::V6 => Kind::V6,
+                    Classified::Done(verdict) => Kind::Done(verdict),
+                };
             }
             let mut decisions = [Decision::Pass; CHUNK];
             ctx.table
                 .decide_v4_burst(&flows[..n4], self.config.encap_port, &mut decisions[..n4]);
+            let inner =
+                self.prepare_inner(ctx, bufs, &flows[..n4], &v4_buf[..n4], &decisions[..n4]);
 
             let mut next_v4 = 0;
-            for ((c, buf), verdict) in classified
-                .iter()
-                .zip(bufs.iter_mut())
-                .zip(verdicts.iter_mut())
+            for ((kind, buf), verdict) in kinds.iter().zip(bufs.iter_mut()).zip(verdicts.iter_mut())
             {
-                *verdict = match *c {
-                    Classified::Done(v) => v,
-                    Classified::V4(flow) => {
-                        let d = decisions[next_v4];
+                *verdict = match *kind {
+                    Kind::Done(v) => v,
+                    Kind::V4 => {
+                        let k = next_v4;
                         next_v4 += 1;
-                        self.act_v4(ctx, buf, &flow, d)
+                        match decisions[k] {
+                            Decision::Decapsulate { peer } => self.decapsulate(
+                                ctx,
+                                buf,
+                                ctx.table.underlay_of(peer),
+                                inner.get(k),
+                            ),
+                            d => self.act_v4(ctx, buf, &flows[k], d),
+                        }
                     }
-                    Classified::V6 { src, dst } => self.act_v6(ctx, buf, src, dst),
+                    Kind::V6 => self.act_v6(ctx, buf),
                 };
                 match *verdict {
                     Verdict::Drop(reason) => self.counters.drop(reason),
@@ -214,6 +372,57 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// The inner packets of a burst's fleet packets, parsed and decided together, with the
+    /// connection-table buckets of every flow that will use them loaded: these lookups miss
+    /// the cache, and issuing them for the whole burst lets the misses overlap instead of
+    /// stalling each packet in turn.
+    fn prepare_inner<B: PacketBuf>(
+        &self,
+        ctx: &Context<'_>,
+        bufs: &[B],
+        flows: &[FlowKey],
+        v4_buf: &[u8],
+        decisions: &[Decision],
+    ) -> PreparedInner {
+        let mut prepared = PreparedInner::default();
+        let mut touched = 0u64;
+        for (k, d) in decisions.iter().enumerate() {
+            match d {
+                Decision::Decapsulate { .. } => {
+                    prepared.slot[k] = match self.inner_of(bufs[usize::from(v4_buf[k])].data()) {
+                        Ok((strip, flow)) => {
+                            let j = prepared.count;
+                            prepared.flows[j] = flow;
+                            prepared.strip[j] = strip as u16;
+                            prepared.count += 1;
+                            Ok(j as u8)
+                        }
+                        Err(reason) => Err(reason),
+                    };
+                }
+                Decision::Reply => touched ^= ctx.connections.touch(flows[k].reversed().hash()),
+                _ => {}
+            }
+        }
+        let n = prepared.count;
+        if n > 0 {
+            ctx.table.decide_v4_burst(
+                &prepared.flows[..n],
+                self.config.encap_port,
+                &mut prepared.decisions[..n],
+            );
+            for j in 0..n {
+                prepared.hashes[j] = match prepared.decisions[j] {
+                    Decision::Reply => prepared.flows[j].reversed().hash(),
+                    _ => prepared.flows[j].hash(),
+                };
+                touched ^= ctx.connections.touch(prepared.hashes[j]);
+            }
+        }
+        std::hint::black_box(touched);
+        prepared
     }
 
     /// Steps 3 to 6 for an IPv4 packet whose decision is known.
@@ -227,9 +436,9 @@ impl Pipeline {
         match decision {
             Decision::Pass => Verdict::Pass,
             Decision::UnknownPeer => Verdict::Drop(DropReason::UnknownPeer),
-            Decision::Decapsulate { peer } => {
-                self.decapsulate(ctx, buf, ctx.table.underlay_of(peer))
-            }
+            // Fleet packets are decapsulated before this; an inner packet that is itself a
+            // tunnel to us never gets here (it is a bad inner packet).
+            Decision::Decapsulate { .. } => Verdict::Drop(DropReason::BadInner),
             Decision::LocalEgress => {
                 self.counters.tiers[tier_index(Tier::Local)] += 1;
                 self.route_v4(buf, self.config.uplink, Verdict::Uplink)
@@ -259,14 +468,15 @@ impl Pipeline {
         }
     }
 
-    fn act_v6<B: PacketBuf>(
-        &mut self,
-        ctx: &Context<'_>,
-        buf: &mut B,
-        src: u128,
-        dst: u128,
-    ) -> Verdict {
-        let (addrs, verdict) = match ctx.table.decide_v6(src, dst) {
+    fn act_v6<B: PacketBuf>(&mut self, ctx: &Context<'_>, buf: &mut B) -> Verdict {
+        let frame = buf.data_mut();
+        let Some(Ok(mut ip)) = frame
+            .get_mut(ethernet::HEADER_LEN..)
+            .map(ipv6::Packet::new_checked)
+        else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let (addrs, verdict) = match ctx.table.decide_v6(ip.src(), ip.dst()) {
             DecisionV6::Pass => return Verdict::Pass,
             DecisionV6::LocalEgress => {
                 self.counters.tiers[tier_index(Tier::Ipv6Local)] += 1;
@@ -276,13 +486,6 @@ impl Pipeline {
                 self.counters.replies_to_host += 1;
                 (self.config.host, Verdict::Host)
             }
-        };
-        let frame = buf.data_mut();
-        let Some(Ok(mut ip)) = frame
-            .get_mut(ethernet::HEADER_LEN..)
-            .map(ipv6::Packet::new_checked)
-        else {
-            return Verdict::Drop(DropReason::Truncated);
         };
         if ip.hop_limit() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -321,61 +524,41 @@ impl Pipeline {
         target: u32,
         flow_hash: u64,
     ) -> Verdict {
-        let encap = self.config.encap;
-        let (total_len, tos, dont_fragment) = {
-            let ip = match ip4_mut(buf.data_mut()) {
-                Ok(ip) => ip,
-                Err(reason) => return Verdict::Drop(reason),
-            };
-            if ip.ttl() <= 1 {
-                return Verdict::Drop(DropReason::TtlExceeded);
-            }
-            (ip.total_len(), ip.tos(), ip.dont_fragment())
+        let overhead = self.config.encap.overhead();
+        let frame = buf.data_mut();
+        let frame_len = frame.len();
+        let mut ip = match ip4_mut(frame) {
+            Ok(ip) => ip,
+            Err(reason) => return Verdict::Drop(reason),
         };
-        let mtu = usize::from(self.config.mtu);
-        if total_len + encap.overhead() > mtu {
-            if !dont_fragment {
+        if ip.ttl() <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let (total_len, tos) = (ip.total_len(), ip.tos());
+        if total_len + overhead > usize::from(self.config.mtu) {
+            if !ip.dont_fragment() {
                 return Verdict::Drop(DropReason::TooBig);
             }
-            let room = mtu.saturating_sub(encap.overhead()) as u16;
+            let room = usize::from(self.config.mtu).saturating_sub(overhead) as u16;
             return self.frag_needed(ctx, buf, room);
         }
+        ip.decrement_ttl();
         // Ethernet padding must not travel inside the tunnel.
-        let padding = buf.data().len() - ethernet::HEADER_LEN - total_len;
-        if !buf.trim(padding) {
+        if !buf.trim(frame_len - ethernet::HEADER_LEN - total_len) {
             return Verdict::Drop(DropReason::Truncated);
         }
-        if let Ok(mut ip) = ip4_mut(buf.data_mut()) {
-            ip.decrement_ttl();
-        }
-        if !buf.prepend(encap.overhead()) {
+        if !buf.prepend(overhead) {
             return Verdict::Drop(DropReason::NoHeadroom);
         }
-        let frame = buf.data_mut();
-        set_ethernet(frame, self.config.uplink, ethernet::ETHERTYPE_IPV4);
-        let outer = &mut frame[ethernet::HEADER_LEN..];
-        let (protocol, ip_payload) = match encap {
-            Encap::Fou => (PROTO_UDP, udp::HEADER_LEN + total_len),
-            Encap::Ipip => (PROTO_IPIP, total_len),
-        };
-        ipv4::Repr {
-            src: ctx.table.my_underlay(),
-            dst: target,
-            protocol,
+        let sport = outer_source_port(flow_hash);
+        self.tunnel.write(
+            buf.data_mut(),
+            ctx.table.my_underlay(),
+            target,
             tos,
-            ttl: OUTER_TTL,
-            dont_fragment: true,
-            payload_len: ip_payload,
-        }
-        .emit(outer);
-        if encap == Encap::Fou {
-            udp::Repr {
-                src_port: outer_source_port(flow_hash),
-                dst_port: self.config.encap_port,
-                payload_len: total_len,
-            }
-            .emit(&mut outer[ipv4::HEADER_LEN..]);
-        }
+            total_len,
+            sport,
+        );
         Verdict::Uplink
     }
 
@@ -415,27 +598,33 @@ impl Pipeline {
         Verdict::Host
     }
 
-    /// Step 3: strips the tunnel of a fleet packet from `peer` and decides the inner packet.
-    fn decapsulate<B: PacketBuf>(&mut self, ctx: &Context<'_>, buf: &mut B, peer: u32) -> Verdict {
-        let (strip, inner_flow) = match self.inner_of(buf.data()) {
-            Ok(found) => found,
+    /// Step 3: strips the tunnel of a fleet packet from `peer` and acts on the inner packet,
+    /// already parsed and decided by [`Pipeline::prepare_inner`].
+    fn decapsulate<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        peer: u32,
+        inner: Result<Inner, DropReason>,
+    ) -> Verdict {
+        let inner = match inner {
+            Ok(inner) => inner,
             Err(reason) => return Verdict::Drop(reason),
         };
-        let decision = ctx.table.decide_v4(&inner_flow, self.config.encap_port);
-        match decision {
+        match inner.decision {
             // Not egress traffic, or itself a tunnel to us: nothing a peer may send.
             Decision::Pass | Decision::Decapsulate { .. } | Decision::UnknownPeer => {
                 return Verdict::Drop(DropReason::BadInner)
             }
             Decision::LocalEgress | Decision::Forward { .. } => {
-                if ctx.connections.record(inner_flow.hash(), peer) {
+                if ctx.connections.record(inner.hash, peer) {
                     self.counters.connections_recorded += 1;
                 }
             }
             Decision::Reply => {}
         }
         // [eth][outer headers: strip bytes][inner ...]  ->  [eth][inner ...]
-        if !buf.adj(strip) {
+        if !buf.adj(inner.strip) {
             return Verdict::Drop(DropReason::Truncated);
         }
         let frame = buf.data_mut();
@@ -449,7 +638,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::BadInner);
         }
         self.counters.decapsulated += 1;
-        self.act_v4(ctx, buf, &inner_flow, decision)
+        self.act_v4(ctx, buf, &inner.flow, inner.decision)
     }
 
     /// Where the inner IPv4 packet of a fleet packet starts (bytes after the Ethernet header)

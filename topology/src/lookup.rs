@@ -135,7 +135,7 @@ impl PrefixMapV4 {
         // How many addresses of /25../32 prefixes each /24 holds, to choose leaf or hash.
         let mut long_per_24: hashbrown::HashMap<u32, usize> = hashbrown::HashMap::new();
         for (p, _) in prefixes.clone() {
-            if p.len() > 24 {
+            if p.prefix_len() > 24 {
                 *long_per_24.entry(p.first() >> 8).or_default() += p.size() as usize;
             }
         }
@@ -149,13 +149,13 @@ impl PrefixMapV4 {
         for (p, route) in prefixes {
             assert!(route <= INDEX_MASK, "route index too large");
             let first = p.first();
-            if p.len() <= 16 {
+            if p.prefix_len() <= 16 {
                 let (lo, hi) = ((first >> 16) as usize, (p.last() >> 16) as usize);
                 map.directory[lo..=hi].fill(ROUTE | route);
                 continue;
             }
             let block = map.block_of(first >> 16);
-            if p.len() <= 24 {
+            if p.prefix_len() <= 24 {
                 let lo = block + ((first >> 8) & 0xff) as usize;
                 let hi = block + ((p.last() >> 8) & 0xff) as usize;
                 map.blocks[lo..=hi].fill(ROUTE | route);

@@ -37,7 +37,7 @@ impl Ipv4Prefix {
         self.addr | !mask_v4(self.len)
     }
 
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         self.len
     }
 
@@ -64,7 +64,7 @@ impl Ipv6Prefix {
         self.addr | !mask_v6(self.len)
     }
 
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         self.len
     }
 

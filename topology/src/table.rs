@@ -132,6 +132,9 @@ pub struct ForwardingTable {
     me: ServerId,
     my_underlay: u32,
     servers: Vec<ServerInfo>,
+    /// Each server's underlay, densely: the data plane reads it per forwarded packet, and a
+    /// 4-byte stride keeps a whole fleet's worth in cache.
+    underlays: Vec<u32>,
     /// Underlay address → server: who may send us encapsulated packets.
     peers: FlatMap,
     v4: PrefixMapV4,
@@ -233,6 +236,7 @@ impl ForwardingTable {
         Ok(Self {
             me,
             my_underlay: u32::from(my.underlay),
+            underlays: servers.iter().map(|s| u32::from(s.underlay)).collect(),
             servers,
             peers,
             v4,
@@ -259,7 +263,7 @@ impl ForwardingTable {
 
     #[inline]
     pub fn underlay_of(&self, id: ServerId) -> u32 {
-        u32::from(self.servers[id.index()].underlay)
+        self.underlays[id.index()]
     }
 
     /// The fleet server with this underlay address.

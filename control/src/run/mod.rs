@@ -17,9 +17,9 @@ use dataplane::worker::{WorkerConfig, WorkerPort};
 use dataplane::{ConnTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell};
 use dpdk_sys::{Eal, Mempool, Port, PortConfig, BURST_CAPACITY, MBUF_DEFAULT_BUF_SIZE};
 
-use crate::config::{Config, Encap};
 use crate::metrics::{MetricsServer, Shared};
 use crate::Failure;
+use egressfwd::config::{Config, Encap};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -250,17 +250,19 @@ fn worker_cores(config: &Config) -> Cores {
     Cores { control, workers }
 }
 
-/// Mbufs for every descriptor of every queue, a burst in flight per worker and port, the
-/// per-lcore caches, and what the config asks for on top (a pcap replayed with
-/// `infinite_rx` holds one mbuf per packet of the file).
+/// The configured pool size, or by default enough mbufs for every descriptor of every queue,
+/// a burst in flight per worker and port and the per-lcore caches. (A pcap replayed with
+/// `infinite_rx` also holds one mbuf per packet of the file: configure `mbufs` for those.)
 fn mempool_size(config: &Config) -> u32 {
     let dp = &config.dataplane;
+    if dp.mbufs > 0 {
+        return dp.mbufs;
+    }
     let ports = config.ports.len() as u32;
     let queues = ports * u32::from(dp.workers);
     let needed = queues * (u32::from(dp.rx_descriptors) + u32::from(dp.tx_descriptors))
         + queues * 2 * BURST_CAPACITY as u32
-        + u32::from(dp.workers) * 512
-        + dp.mbufs;
+        + u32::from(dp.workers) * 512;
     // Mempools are most efficient at 2^n - 1 elements.
     (needed.max(8191) + 1).next_power_of_two() - 1
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use dataplane::{Published, Retired};
 use topology::ForwardingTable;
 
-use crate::config::Config;
 use crate::metrics::Shared;
 use crate::Failure;
+use egressfwd::config::Config;
 
 /// Flags set by signal handlers (the handlers only store to an atomic).
 pub struct Signals {

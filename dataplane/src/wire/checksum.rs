@@ -2,17 +2,38 @@
 
 /// One's-complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
 /// folded to 16 bits, not inverted.
+///
+/// Summed four bytes at a time in native byte order and swapped once at the end: the
+/// one's-complement sum does not depend on byte order (RFC 1071 section 2(B)) nor on
+/// grouping 16-bit words in pairs (2^16 = 1 modulo 2^16 - 1).
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
+    let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+        acc += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
     }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(*last) << 8;
+    let mut tail = chunks.remainder();
+    if tail.len() >= 2 {
+        acc += u64::from(u16::from_ne_bytes([tail[0], tail[1]]));
+        tail = &tail[2..];
     }
-    fold(acc)
+    if let [last] = tail {
+        acc += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    u16::from_be(fold(acc))
+}
+
+/// Adds big-endian 16-bit words to a running sum (for headers built field by field).
+#[inline]
+pub fn add_words(acc: u32, words: &[u16]) -> u32 {
+    words.iter().fold(acc, |a, &w| a + u32::from(w))
+}
+
+/// Folds a running sum to 16 bits and inverts it: the checksum field value.
+#[inline]
+pub fn finish(acc: u32) -> u16 {
+    !fold(u64::from(acc))
 }
 
 #[inline]
@@ -49,6 +70,33 @@ mod tests {
         );
         assert_eq!(sum(&[0xff]), 0xff00);
         assert_eq!(checksum(&[]), 0xffff);
+    }
+
+    #[test]
+    fn every_length_and_alignment_matches_the_plain_definition() {
+        fn reference(data: &[u8]) -> u16 {
+            let mut acc: u64 = data
+                .chunks(2)
+                .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+                .sum();
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        }
+        let bytes: Vec<u8> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80)
+            .collect();
+        for start in 0..4 {
+            for len in 0..120 {
+                let data = &bytes[start..start + len];
+                assert_eq!(sum(data), reference(data), "start {start} len {len}");
+            }
+        }
+        assert_eq!(
+            finish(add_words(0, &[0x0001, 0xf203, 0xf4f5, 0xf6f7])),
+            !0xddf2
+        );
     }
 
     #[test]

@@ -116,13 +116,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Decrements the TTL, updating the header checksum incrementally (RFC 1624).
+    #[inline]
     pub fn decrement_ttl(&mut self) {
-        let b = self.buffer.as_mut();
+        // The fixed-size view lets every field access below compile without a bounds check.
+        let b: &mut [u8; HEADER_LEN] = (&mut self.buffer.as_mut()[..HEADER_LEN])
+            .try_into()
+            .expect("checked header");
         let old = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
         b[field::TTL] = b[field::TTL].wrapping_sub(1);
-        let new = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
-        let c = checksum::update(read_u16(b, field::CHECKSUM), old, new);
-        write_u16(b, field::CHECKSUM, c);
+        let new = old.wrapping_sub(0x100);
+        let c = checksum::update(u16::from_be_bytes([b[10], b[11]]), old, new);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
     }
 
     pub fn fill_checksum(&mut self) {

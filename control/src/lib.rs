@@ -1,0 +1,4 @@
+//! The parts of the `egressfwd` binary that are plain functions over input, exposed as a
+//! library so that the fuzz targets can reach them.
+
+pub mod config;

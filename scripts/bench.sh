@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Throughput of egressfwd side by side with dpdk-testpmd (forward modes macswap and 5tswap)
+# on the same input: a net_pcap vdev replaying the same pcap (infinite_rx=1), one forwarding
+# core each (main thread on core 0, forwarding on core 1), the same mempool and burst size,
+# hugepages when available. Runs alternate tools and repeat, because the machine is shared.
+#
+#   scripts/bench.sh                         # everything (about 20 minutes)
+#   REPEATS=5 DURATION=15 scripts/bench.sh   # longer
+#   SIZES="1000 1000000" scripts/bench.sh    # a shorter table-size sweep
+#
+# Writes bench-out/results.csv (every run), bench-out/results.md (medians and ratios) and
+# bench-out/throughput.png, bench-out/sweep.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPEATS=${REPEATS:-3}
+DURATION=${DURATION:-10}
+SIZES=${SIZES:-"1000 100000 1000000 4000000"}
+OUT=${OUT:-bench-out}
+MBUFS=131071
+SERVER=l00d0s000
+
+scripts/setup.sh
+cargo build --release -p egressfwd
+mkdir -p "$OUT"
+BIN=target/release/egressfwd
+# Both tools use hugepages when they are reserved, like production; else both run without.
+if grep -qs ' hugetlbfs ' /proc/mounts && [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -gt 0 ]; then
+  TESTPMD_MEMORY=(--in-memory)
+else
+  TESTPMD_MEMORY=(--no-huge --no-shconf -m 1024)
+fi
+
+fleet() { # addresses -> fleet file (generated once)
+  local f="$OUT/fleet-$1.toml"
+  [ -s "$f" ] || python3 scripts/gen_fleet.py --addresses "$1" --out "$f" >&2
+  [ -s "$OUT/table-$1.json" ] || "$BIN" table --topology "$f" --server "$SERVER" --json > "$OUT/table-$1.json"
+  echo "$f"
+}
+
+workload() { # name addresses -> pcap (generated once)
+  local name=$1 size=$2 pcap="$OUT/$1-$2.pcap"
+  fleet "$size" > /dev/null
+  if [ ! -s "$pcap" ]; then
+    case $name in
+      mix-imix) python3 scripts/gen_bench_traffic.py --table "$OUT/table-$size.json" --workload mix --imix --out "$pcap" >&2 ;;
+      *) python3 scripts/gen_bench_traffic.py --table "$OUT/table-$size.json" --workload "$name" --out "$pcap" >&2 ;;
+    esac
+  fi
+  echo "$pcap"
+}
+
+# The median packets/s of the periodic "Rx-pps:" lines both tools print, skipping the first
+# two seconds (pcap loading, warm-up).
+median_pps() {
+  grep -E '^\s*Rx-pps:' | awk '{print $2}' | tail -n +3 | sort -n | awk '{v[NR]=$1} END {if (NR==0) print 0; else print v[int((NR+1)/2)]}'
+}
+
+run_egressfwd() { # pcap fleet [idle_sleep_us] -> pps
+  local config="$OUT/egressfwd.toml"
+  cat > "$config" <<TOML
+server = "$SERVER"
+topology = "$(pwd)/$2"
+[dataplane]
+workers = 1
+cores = [1]
+burst = 32
+mbufs = $MBUFS
+idle_sleep_us = ${3:-0}
+[[port]]
+name = "wire"
+device = "net_pcap0,rx_pcap=$(pwd)/$1,infinite_rx=1"
+roles = ["uplink", "host"]
+next_hop_mac = "02:00:00:00:00:fe"
+[metrics]
+listen = "127.0.0.1:19790"
+stats_interval_seconds = 1
+TOML
+  "$BIN" run --config "$config" --duration "$DURATION" 2>>"$OUT/egressfwd.log" | median_pps
+}
+
+run_testpmd() { # pcap mode -> pps
+  # testpmd runs until interrupted; timeout's status 124 is the normal end here.
+  { timeout -s INT $((DURATION + 6)) dpdk-testpmd -l 0,1 "${TESTPMD_MEMORY[@]}" --no-pci \
+      --vdev "net_pcap0,rx_pcap=$(pwd)/$1,infinite_rx=1" -- \
+      --forward-mode="$2" --port-topology=loop --burst=32 --rxd=1024 --txd=1024 \
+      --total-num-mbufs=$MBUFS --stats-period 1 --auto-start 2>>"$OUT/testpmd.log" || [ $? -eq 124 ]; } | median_pps
+}
+
+CSV="$OUT/results.csv"
+echo "workload,addresses,tool,run,mpps" > "$CSV"
+record() { # workload size tool run pps
+  local mpps
+  mpps=$(awk -v p="$5" 'BEGIN {printf "%.3f", p / 1e6}')
+  echo "$1,$2,$3,$4,$mpps" >> "$CSV"
+  printf 'bench: run %s %-9s %8s addresses %-10s %s Mpps\n' "$4" "$1" "$2" "$3" "$mpps" >&2
+}
+
+CASES=("local 1000000" "forward 1000000" "mix 1000000" "mix-imix 1000000")
+for size in $SIZES; do
+  [ "$size" = 1000000 ] || CASES+=("mix $size")
+done
+TOOLS=(egressfwd macswap 5tswap)
+for run in $(seq 1 "$REPEATS"); do
+  for case in "${CASES[@]}"; do
+    read -r name size <<<"$case"
+    pcap=$(workload "$name" "$size")
+    fleet_file=$(fleet "$size")
+    # Rotate the order every run so no tool always goes first.
+    for i in 0 1 2; do
+      tool=${TOOLS[$(( (i + run) % 3 ))]}
+      if [ "$tool" = egressfwd ]; then
+        pps=$(run_egressfwd "$pcap" "$fleet_file")
+      else
+        pps=$(run_testpmd "$pcap" "$tool")
+      fi
+      record "$name" "$size" "$tool" "$run" "$pps"
+    done
+    # The cost of backing off when idle (the default, 100 us sleeps) under full load.
+    if [ "$case" = "mix 1000000" ]; then
+      record "$name" "$size" egressfwd-idle-sleep "$run" "$(run_egressfwd "$pcap" "$fleet_file" 100)"
+    fi
+  done
+done
+
+/usr/bin/python3 scripts/bench_report.py "$CSV" "$OUT"

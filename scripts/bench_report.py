@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Summarises scripts/bench.sh runs: medians per workload and tool, the egressfwd/testpmd
+ratio of each run (measured minutes apart on the same input) and their median, as markdown,
+plus two charts.
+
+  bench_report.py RESULTS.csv OUT_DIR
+"""
+import csv
+import statistics
+import sys
+from collections import defaultdict
+
+rows = list(csv.DictReader(open(sys.argv[1])))
+out = sys.argv[2]
+mpps = defaultdict(list)
+by_run = defaultdict(dict)
+for r in rows:
+    key = (r["workload"], int(r["addresses"]))
+    mpps[key + (r["tool"],)].append(float(r["mpps"]))
+    by_run[key + (r["run"],)][r["tool"]] = float(r["mpps"])
+
+
+def median(v):
+    return statistics.median(v) if v else float("nan")
+
+
+def ratios(key, tool):
+    return [runs["egressfwd"] / runs[tool] for (w, a, _), runs in by_run.items()
+            if (w, a) == key and runs.get(tool) and "egressfwd" in runs]
+
+
+cases = sorted({(r["workload"], int(r["addresses"])) for r in rows}, key=lambda k: (k[0] != "local", k[0], k[1]))
+lines = ["| workload | IPv4 egress addresses | egressfwd Mpps | testpmd macswap Mpps | testpmd 5tswap Mpps "
+         "| egressfwd / macswap | egressfwd / 5tswap |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+for key in cases:
+    e, m, f = (median(mpps[key + (t,)]) for t in ("egressfwd", "macswap", "5tswap"))
+    rm, rf = ratios(key, "macswap"), ratios(key, "5tswap")
+    lines.append(f"| {key[0]} | {key[1]:,} | {e:.2f} | {m:.2f} | {f:.2f} | {median(rm):.2f} "
+                 f"({', '.join(f'{x:.2f}' for x in rm)}) | {median(rf):.2f} ({', '.join(f'{x:.2f}' for x in rf)}) |")
+sweep = sorted((a, median(mpps[("mix", a, "egressfwd")])) for (w, a) in cases if w == "mix")
+notes = []
+if len(sweep) >= 2:
+    base = dict(sweep)
+    smallest = sweep[0]
+    for a, v in sweep[1:]:
+        notes.append(f"- mix, {smallest[0]:,} -> {a:,} addresses: throughput {100 * (v / smallest[1] - 1):+.1f}% "
+                     f"({smallest[1]:.2f} -> {v:.2f} Mpps)")
+sleepy = median(mpps[("mix", 1_000_000, "egressfwd-idle-sleep")])
+if sleepy == sleepy:  # not NaN
+    busy = median(mpps[("mix", 1_000_000, "egressfwd")])
+    notes.append(f"- idle back-off (idle_sleep_us = 100, the default) under full load: {sleepy:.2f} Mpps "
+                 f"against {busy:.2f} busy-polling ({100 * (sleepy / busy - 1):+.1f}%)")
+runs = len({r["run"] for r in rows})
+text = ("Median of %d runs; ratios are per run (tools run back to back on the same input), "
+        "their median first, then each run's.\n\n" % runs) + "\n".join(lines) + "\n"
+if notes:
+    text += "\negressfwd alone:\n\n" + "\n".join(notes) + "\n"
+open(f"{out}/results.md", "w").write(text)
+print(text)
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    sys.exit("matplotlib missing (apt-get install python3-matplotlib): no charts")
+
+main_cases = [k for k in cases if k[1] == 1_000_000]
+fig, ax = plt.subplots(figsize=(8, 4.5))
+width = 0.27
+for i, tool in enumerate(("egressfwd", "macswap", "5tswap")):
+    values = [median(mpps[k + (tool,)]) for k in main_cases]
+    label = tool if tool == "egressfwd" else f"testpmd {tool}"
+    ax.bar([x + (i - 1) * width for x in range(len(main_cases))], values, width, label=label)
+ax.set_xticks(range(len(main_cases)), [k[0] for k in main_cases])
+ax.set_ylabel("Mpps (median)")
+ax.set_title("One forwarding core, net_pcap infinite_rx, 1M-address table")
+ax.legend()
+fig.tight_layout()
+fig.savefig(f"{out}/throughput.png", dpi=110)
+
+if sweep:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([a for a, _ in sweep], [v for _, v in sweep], marker="o", label="egressfwd (mix)")
+    mac = [median(mpps[("mix", a, "macswap")]) for a, _ in sweep]
+    ax.plot([a for a, _ in sweep], mac, marker="s", linestyle="--", label="testpmd macswap (same pcap)")
+    ax.set_xscale("log")
+    ax.set_xlabel("IPv4 egress addresses in the topology")
+    ax.set_ylabel("Mpps (median)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Table-size sweep, mix workload")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(f"{out}/sweep.png", dpi=110)
