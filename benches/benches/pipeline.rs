@@ -10,45 +10,22 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::{ConnTable, Context, Encap, Pipeline, PipelineConfig, PortAddrs, VecBuf, Verdict};
-use egressfwd_benches::{fleet_1m, frames, Rng, BENCH_SERVER};
+use egressfwd_benches::{egress_addresses, fleet_1m, frames, BENCH_SERVER};
 use topology::{ForwardingTable, Tier};
 
 const WORKING_SET: usize = 1 << 16;
 const BURST: usize = 32;
 
-/// `count` random addresses from egress prefixes whose tier satisfies `want`.
-fn addresses(
-    table: &ForwardingTable,
-    count: usize,
-    seed: u64,
-    want: impl Fn(Tier) -> bool,
-) -> Vec<u32> {
-    let prefixes: Vec<_> = table
-        .egress_v4()
-        .iter()
-        .filter(|(_, pool)| want(table.routes()[pool.index()].tier))
-        .collect();
-    assert!(!prefixes.is_empty());
-    let mut rng = Rng(seed);
-    (0..count)
-        .map(|_| {
-            let r = rng.next();
-            let (p, _) = prefixes[(r % prefixes.len() as u64) as usize];
-            p.first() + ((r >> 32) % p.size()) as u32
-        })
-        .collect()
-}
-
 fn workload(table: &ForwardingTable, kind: &str) -> Vec<Vec<u8>> {
     let origin = |i: usize| 0x5db8_0000 | (i as u32 & 0xffff);
     let sport = |i: usize| 1024 + (i % 60000) as u16;
     match kind {
-        "local" => addresses(table, WORKING_SET, 1, |t| t == Tier::Local)
+        "local" => egress_addresses(table, WORKING_SET, 1, |t| t == Tier::Local)
             .iter()
             .enumerate()
             .map(|(i, &a)| frames::tcp(a, origin(i), sport(i), 443, 6))
             .collect(),
-        "encap" => addresses(table, WORKING_SET, 2, |t| t != Tier::Local)
+        "encap" => egress_addresses(table, WORKING_SET, 2, |t| t != Tier::Local)
             .iter()
             .enumerate()
             .map(|(i, &a)| frames::tcp(a, origin(i), sport(i), 443, 6))
@@ -56,7 +33,7 @@ fn workload(table: &ForwardingTable, kind: &str) -> Vec<Vec<u8>> {
         "decap" => {
             let me = table.my_underlay();
             let peer = table.underlay_of(topology::ServerId(7));
-            addresses(table, WORKING_SET, 3, |t| t == Tier::Local)
+            egress_addresses(table, WORKING_SET, 3, |t| t == Tier::Local)
                 .iter()
                 .enumerate()
                 .map(|(i, &a)| frames::fou(peer, me, &frames::tcp(a, origin(i), sport(i), 443, 6)))

@@ -7,7 +7,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use egressfwd_benches::{fleet_1m, fleet_1m_slash32, fleet_slash32, Rng, BENCH_SERVER};
+use egressfwd_benches::{
+    egress_addresses, fleet_1m, fleet_1m_slash32, fleet_slash32, BENCH_SERVER,
+};
 use topology::hash::PROTO_TCP;
 use topology::{Decision, FlowKey, ForwardingTable};
 
@@ -37,19 +39,6 @@ fn load_and_compile(c: &mut Criterion) {
     group.finish();
 }
 
-/// Random addresses drawn from the table's egress prefixes.
-fn egress_addresses(table: &ForwardingTable, count: usize, seed: u64) -> Vec<u32> {
-    let prefixes = table.egress_v4();
-    let mut rng = Rng(seed);
-    (0..count)
-        .map(|_| {
-            let r = rng.next();
-            let (p, _) = prefixes[(r % prefixes.len() as u64) as usize];
-            p.first() + ((r >> 32) % p.size()) as u32
-        })
-        .collect()
-}
-
 fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("lookup_per_packet");
     const BURST: usize = 32;
@@ -63,7 +52,7 @@ fn lookup(c: &mut Criterion) {
         };
         let table =
             ForwardingTable::compile(&topology::load(&path).unwrap(), BENCH_SERVER).unwrap();
-        let addresses = egress_addresses(&table, PACKETS, size as u64);
+        let addresses = egress_addresses(&table, PACKETS, size as u64, |_| true);
         let flows: Vec<FlowKey> = addresses
             .iter()
             .enumerate()

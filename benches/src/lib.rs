@@ -58,6 +58,30 @@ pub fn fleet_slash32(addresses: usize) -> PathBuf {
 /// The server whose table the benchmarks compile (the generator's first server).
 pub const BENCH_SERVER: &str = "l00d0s000";
 
+/// `count` random addresses (deterministic for `seed`) from the table's IPv4 egress
+/// prefixes whose tier satisfies `want`, prefixes chosen uniformly.
+pub fn egress_addresses(
+    table: &topology::ForwardingTable,
+    count: usize,
+    seed: u64,
+    want: impl Fn(topology::Tier) -> bool,
+) -> Vec<u32> {
+    let prefixes: Vec<_> = table
+        .egress_v4()
+        .iter()
+        .filter(|(_, pool)| want(table.routes()[pool.index()].tier))
+        .collect();
+    assert!(!prefixes.is_empty(), "no egress prefix of the wanted tier");
+    let mut rng = Rng(seed);
+    (0..count)
+        .map(|_| {
+            let r = rng.next();
+            let (p, _) = prefixes[(r % prefixes.len() as u64) as usize];
+            p.first() + ((r >> 32) % p.size()) as u32
+        })
+        .collect()
+}
+
 /// Deterministic pseudo-random numbers (SplitMix64), identical on every run.
 pub struct Rng(pub u64);
 

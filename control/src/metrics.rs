@@ -57,7 +57,7 @@ impl Shared {
         }
     }
 
-    pub fn reload_succeeded(&self, _generation: u64, local_addresses: u64) {
+    pub fn reload_succeeded(&self, local_addresses: u64) {
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         self.last_success_unix_ms
             .store(now_unix_ms(), Ordering::Relaxed);

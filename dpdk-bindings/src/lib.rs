@@ -18,6 +18,7 @@ pub mod ffi;
 mod mbuf;
 mod mempool;
 mod port;
+pub mod test_support;
 
 pub use eal::{Eal, ThreadRegistration};
 pub use error::DpdkError;

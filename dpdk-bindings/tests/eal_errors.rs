@@ -1,7 +1,5 @@
 //! A bad EAL argument is an error value with EAL's reason, not a crash; and DPDK still lets
 //! this process initialise afterwards. Its own test binary: EAL state is per process.
-mod common;
-
 use dpdk_sys::{DpdkError, Eal};
 
 #[test]
@@ -20,8 +18,8 @@ fn bad_argument_is_reported_then_a_good_init_still_works() {
         "{err}"
     );
 
-    let eal = common::eal();
-    assert_eq!(eal.args(), common::TEST_EAL_ARGS);
+    let eal = dpdk_sys::test_support::eal();
+    assert_eq!(eal.args(), dpdk_sys::test_support::TEST_EAL_ARGS);
     let again = Eal::init(&["dpdk-sys-test", "--no-huge"]).unwrap_err();
     assert!(
         matches!(again, DpdkError::EalAlreadyInitialised { .. }),

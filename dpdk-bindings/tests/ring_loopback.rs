@@ -1,8 +1,6 @@
 //! Real packets through a real DPDK device: `net_ring` sends what is transmitted on queue i
 //! back to receive queue i, so a burst must come back byte for byte, and every buffer must be
 //! back in its pool afterwards.
-mod common;
-
 use dpdk_sys::{DpdkError, Mbuf, MbufBurst, Mempool, Port, PortConfig, MBUF_DEFAULT_BUF_SIZE};
 
 /// A distinct 64..=127-byte frame per (queue, index), so reordering or mixing shows.
@@ -41,7 +39,7 @@ fn send_and_receive(port: &Port, queue: u16, pool: &Mempool, frames: &[Vec<u8>])
 
 #[test]
 fn one_queue_burst_comes_back_unchanged_and_no_mbuf_leaks() {
-    common::eal();
+    dpdk_sys::test_support::eal();
     let pool = Mempool::create("ring_one_q", 1023, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     let mut port = Port::open("net_ring0").unwrap();
     port.configure(
@@ -63,13 +61,21 @@ fn one_queue_burst_comes_back_unchanged_and_no_mbuf_leaks() {
     let stats = port.stats();
     assert_eq!(stats.tx_packets, 32);
     assert_eq!(stats.rx_packets, 32);
+    // The generic extended statistics agree with the basic counters.
+    let xstats = port.xstats();
+    let get = |name: &str| xstats.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(get("rx_good_packets"), Some(32), "{xstats:?}");
+    assert_eq!(get("tx_good_packets"), Some(32), "{xstats:?}");
+    assert!(port.link().up, "a started ring port reports its link up");
+    assert_eq!(port.driver(), "net_ring");
+    assert!(!port.rss_enabled(), "one queue: no RSS");
     port.close().unwrap();
     assert_eq!(pool.in_use(), 0);
 }
 
 #[test]
 fn two_queues_each_get_their_own_burst_back() {
-    common::eal();
+    dpdk_sys::test_support::eal();
     let pool = Mempool::create("ring_two_q", 1023, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     let mut port = Port::open("net_ring1").unwrap();
     port.configure(
@@ -94,7 +100,7 @@ fn two_queues_each_get_their_own_burst_back() {
 
 #[test]
 fn refused_buffers_stay_in_the_burst_and_are_freed_once() {
-    common::eal();
+    dpdk_sys::test_support::eal();
     let pool = Mempool::create("ring_refuse", 1023, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     // A ring of 16 holds 15 packets, so a 32-packet burst is partly refused.
     let mut port = Port::open("net_ring2").unwrap();
@@ -128,7 +134,7 @@ fn refused_buffers_stay_in_the_burst_and_are_freed_once() {
 
 #[test]
 fn mbuf_headroom_operations_keep_the_bytes() {
-    common::eal();
+    dpdk_sys::test_support::eal();
     let pool = Mempool::create("mbuf_ops", 63, 0, MBUF_DEFAULT_BUF_SIZE).unwrap();
     let mut m = Mbuf::from_bytes(&pool, &[1, 2, 3, 4]).unwrap();
     assert_eq!(m.headroom(), dpdk_sys::MBUF_HEADROOM);
@@ -153,7 +159,7 @@ fn mbuf_headroom_operations_keep_the_bytes() {
 
 #[test]
 fn missing_device_is_a_clear_error() {
-    common::eal();
+    dpdk_sys::test_support::eal();
     let err = Port::by_name("net_ring_nonexistent9").unwrap_err();
     assert!(matches!(err, DpdkError::NoSuchPort { .. }), "{err:?}");
     assert!(err.to_string().contains("net_ring_nonexistent9"), "{err}");

@@ -25,6 +25,9 @@ def build_cases(node):
     cases.append(("host", Ether(good[:16] + bytes([0x0f, 0xff]) + good[18:]), "drop:bad_total_length", None))
     not_egress_inner = IP(src="1.1.1.1", dst="8.8.8.8") / UDP(sport=1, dport=2)
     cases.append(("uplink", node.fleet_packet("10.20.1.1", not_egress_inner), "drop:bad_inner", None))
+    # Larger than one mbuf: net_pcap chains several, which the appliance does not process.
+    jumbo = node.egress_tcp("198.51.100.1", payload=b"j" * 3000)
+    cases.append(("host", jumbo, "drop:multi_segment", None))
     return cases
 
 

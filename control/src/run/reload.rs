@@ -106,7 +106,7 @@ pub fn reload(
         Ok(table) => {
             let local = table.local_addresses();
             retired.push(tables.publish(Arc::new(table)));
-            shared.reload_succeeded(tables.generation(), local);
+            shared.reload_succeeded(local);
             tracing::info!(
                 generation = tables.generation(),
                 local_addresses = local,
