@@ -26,6 +26,13 @@ def binary_exists():
     assert BIN.exists(), f"{BIN} is missing: build it with `cargo build --release -p egressfwd`"
 
 
+def example_node(uplink_mac="02:00:00:00:00:0a", host_mac="02:00:00:00:00:0b"):
+    """Server lhr01-a of the example fleet, as the packet builders and the model see it."""
+    from golden_model import Model
+    from packets import Node
+    return Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", uplink_mac, UPLINK_NEXT_HOP, host_mac, HOST_NEXT_HOP)
+
+
 def free_tcp_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,7 +2,7 @@
 import json
 import re
 
-from conftest import EXAMPLE, ROOT, run, write_config
+from conftest import EXAMPLE, run, write_config
 
 
 def test_check_prints_the_counts(tmp_path):

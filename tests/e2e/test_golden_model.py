@@ -7,7 +7,6 @@ import random
 import subprocess
 import sys
 
-import pytest
 from conftest import EXAMPLE, ROOT, run
 from golden_model import Model
 

@@ -5,10 +5,8 @@ packet is accounted for."""
 import os
 import time
 
-from conftest import (EXAMPLE, HOST_NEXT_HOP, UPLINK_NEXT_HOP, free_tcp_port, load_stats, metric, scrape, start,
-                      stop, wait_for_metrics, write_config)
-from golden_model import Model
-from packets import Node
+from conftest import (EXAMPLE, example_node, free_tcp_port, load_stats, metric, scrape, start, stop,
+                      wait_for_metrics, write_config)
 from scapy.all import wrpcap
 
 SWAPS = 200
@@ -51,7 +49,7 @@ def rss_kb(pid):
 def test_topology_replaced_200_times_under_traffic(tmp_path):
     topology = tmp_path / "fleet.toml"
     topology.write_text(version("local"))
-    node = Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", "02:00:00:00:00:0a", UPLINK_NEXT_HOP, "02:00:00:00:00:0b", HOST_NEXT_HOP)
+    node = example_node()
     traffic = [node.egress_tcp(f"198.51.100.{i % 4}", sport=1000 + i) for i in range(256)]
     wrpcap(str(tmp_path / "acme.pcap"), traffic)
     port = free_tcp_port()

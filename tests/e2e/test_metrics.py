@@ -7,15 +7,14 @@ import time
 import uuid
 
 import pytest
-from conftest import EXAMPLE, HOST_NEXT_HOP, UPLINK_NEXT_HOP, free_tcp_port, metric, scrape, start, stop, wait_for_metrics, write_config
-from golden_model import Model
-from packets import Node, mixed_traffic
+from conftest import example_node, free_tcp_port, metric, scrape, start, stop, wait_for_metrics, write_config
+from packets import mixed_traffic
 from scapy.all import wrpcap
 
 
 @pytest.fixture
 def running(tmp_path):
-    node = Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", "02:00:00:00:00:0a", UPLINK_NEXT_HOP, "02:00:00:00:00:0b", HOST_NEXT_HOP)
+    node = example_node()
     traffic = mixed_traffic(node, 240, seed=5)
     for side in ("uplink", "host"):
         wrpcap(str(tmp_path / f"{side}.pcap"), [p for a, p, _, _ in traffic if a == side])

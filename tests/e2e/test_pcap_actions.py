@@ -4,10 +4,9 @@ exactly the expected one (built from the contract and the independent golden mod
 every checksum valid and every packet accounted for."""
 from collections import Counter
 
-from conftest import EXAMPLE, HOST_NEXT_HOP, UPLINK_NEXT_HOP, load_stats, run, write_config
-from golden_model import Model
-from packets import Node, mixed_traffic, reply_flow
-from scapy.all import ICMP, IP, TCP, Ether, IPv6, Raw, UDP, rdpcap, wrpcap
+from conftest import example_node, load_stats, run, write_config
+from packets import mixed_traffic, reply_flow
+from scapy.all import ICMP, IP, TCP, UDP, Ether, rdpcap, wrpcap
 
 
 def build_cases(node):
@@ -57,11 +56,7 @@ def checksums_ok(frame):
 
 
 def test_every_packet_leaves_as_the_contract_says(tmp_path):
-    model = Model(EXAMPLE, "lhr01-a")
-
-    def node(uplink_mac, host_mac):
-        return Node(model, "10.10.1.1", uplink_mac, UPLINK_NEXT_HOP, host_mac, HOST_NEXT_HOP)
-
+    node = example_node
     # Inputs do not depend on the ports' MACs: write them now, build the expected outputs
     # once the appliance has told us its MACs.
     cases = build_cases(node("02:00:00:00:00:0a", "02:00:00:00:00:0b"))

@@ -6,11 +6,8 @@ import time
 import uuid
 
 import pytest
-from conftest import (EXAMPLE, HOST_NEXT_HOP, UPLINK_NEXT_HOP, free_tcp_port, load_stats, start, stop,
-                      wait_for_metrics, write_config)
-from golden_model import Model
-from packets import Node
-from scapy.all import Ether, rdpcap, sendp, wrpcap
+from conftest import example_node, free_tcp_port, load_stats, start, stop, wait_for_metrics, write_config
+from scapy.all import rdpcap, sendp, wrpcap
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="tap interfaces need root")
@@ -29,8 +26,7 @@ def test_packets_from_a_kernel_tap_interface(tmp_path):
         subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{iface}.disable_ipv6=1"], check=False)
         subprocess.run(["ip", "link", "set", iface, "up"], check=True)
         time.sleep(0.5)
-        node = Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", "02:00:00:00:00:00", UPLINK_NEXT_HOP,
-                    "02:00:00:00:00:00", HOST_NEXT_HOP)
+        node = example_node("02:00:00:00:00:00", "02:00:00:00:00:00")
         local = node.egress_tcp("198.51.100.1", sport=41000)
         forward = node.egress_tcp("203.0.113.1", sport=41001)
         sendp([local, forward], iface=iface, verbose=False)

@@ -1,12 +1,11 @@
 """Two workers on a two-queue device: worker i polls queue i, and both receive and forward."""
-from conftest import EXAMPLE, HOST_NEXT_HOP, UPLINK_NEXT_HOP, load_stats, run, write_config
-from golden_model import Model
-from packets import Node, mixed_traffic
+from conftest import example_node, load_stats, run, write_config
+from packets import mixed_traffic
 from scapy.all import rdpcap, wrpcap
 
 
 def test_two_workers_both_receive_and_forward(tmp_path):
-    node = Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", "02:00:00:00:00:0a", UPLINK_NEXT_HOP, "02:00:00:00:00:0b", HOST_NEXT_HOP)
+    node = example_node()
     traffic = [p for _, p, _, _ in mixed_traffic(node, 400, seed=3)]
     # net_pcap gives one rx queue per rx_pcap and one tx queue per tx_pcap.
     wrpcap(str(tmp_path / "q0.pcap"), traffic[0::2])
