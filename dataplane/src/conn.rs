@@ -11,6 +11,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prefetch_index::prefetch_index;
+
 const WAYS: usize = 8;
 
 #[derive(Debug)]
@@ -71,12 +73,11 @@ impl ConnTable {
         true
     }
 
-    /// Loads the flow's bucket into the cache ahead of [`ConnTable::record`] or
-    /// [`ConnTable::lookup`], so that a burst's misses overlap. Returns a value only so the
-    /// load cannot be optimised away.
+    /// Starts loading the flow's bucket ahead of [`ConnTable::record`] or
+    /// [`ConnTable::lookup`], so that a burst's misses overlap.
     #[inline]
-    pub fn touch(&self, flow_hash: u64) -> u64 {
-        self.bucket(flow_hash)[0].load(Ordering::Relaxed)
+    pub fn prefetch(&self, flow_hash: u64) {
+        prefetch_index(&self.slots, (flow_hash as usize & self.bucket_mask) * WAYS);
     }
 
     /// The underlay address the flow with this hash came from, if remembered.

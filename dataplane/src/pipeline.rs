@@ -79,6 +79,7 @@ struct Inner {
 }
 
 /// The inner packets of one burst, indexed by the burst's IPv4 packets.
+#[derive(Debug, Clone)]
 struct PreparedInner {
     /// Per IPv4 packet of the burst: its inner packet's index, or why it has none.
     slot: [Result<u8, DropReason>; CHUNK],
@@ -290,6 +291,10 @@ impl TunnelTemplate {
 pub struct Pipeline {
     config: PipelineConfig,
     tunnel: TunnelTemplate,
+    /// Scratch space for the inner packets of the burst being processed: kept here rather
+    /// than returned per burst, because copying its 2 KiB out of a call cost more than
+    /// everything else decapsulation does.
+    inner: Box<PreparedInner>,
     pub counters: PipelineCounters,
 }
 
@@ -298,6 +303,7 @@ impl Pipeline {
         Self {
             tunnel: TunnelTemplate::new(&config),
             config,
+            inner: Box::default(),
             counters: PipelineCounters::default(),
         }
     }
@@ -342,8 +348,7 @@ impl Pipeline {
             let mut decisions = [Decision::Pass; CHUNK];
             ctx.table
                 .decide_v4_burst(&flows[..n4], self.config.encap_port, &mut decisions[..n4]);
-            let inner =
-                self.prepare_inner(ctx, bufs, &flows[..n4], &v4_buf[..n4], &decisions[..n4]);
+            self.prepare_inner(ctx, bufs, &flows[..n4], &v4_buf[..n4], &decisions[..n4]);
 
             let mut next_v4 = 0;
             for ((kind, buf), verdict) in kinds.iter().zip(bufs.iter_mut()).zip(verdicts.iter_mut())
@@ -354,12 +359,10 @@ impl Pipeline {
                         let k = next_v4;
                         next_v4 += 1;
                         match decisions[k] {
-                            Decision::Decapsulate { peer } => self.decapsulate(
-                                ctx,
-                                buf,
-                                ctx.table.underlay_of(peer),
-                                inner.get(k),
-                            ),
+                            Decision::Decapsulate { peer } => {
+                                let inner = self.inner.get(k);
+                                self.decapsulate(ctx, buf, ctx.table.underlay_of(peer), inner)
+                            }
                             d => self.act_v4(ctx, buf, &flows[k], d),
                         }
                     }
@@ -375,23 +378,25 @@ impl Pipeline {
     }
 
     /// The inner packets of a burst's fleet packets, parsed and decided together, with the
-    /// connection-table buckets of every flow that will use them loaded: these lookups miss
+    /// connection-table buckets of every flow that will use them prefetched: these lookups miss
     /// the cache, and issuing them for the whole burst lets the misses overlap instead of
     /// stalling each packet in turn.
     fn prepare_inner<B: PacketBuf>(
-        &self,
+        &mut self,
         ctx: &Context<'_>,
         bufs: &[B],
         flows: &[FlowKey],
         v4_buf: &[u8],
         decisions: &[Decision],
-    ) -> PreparedInner {
-        let mut prepared = PreparedInner::default();
-        let mut touched = 0u64;
+    ) {
+        let prepared = &mut *self.inner;
+        // Only the slots of this burst's fleet packets are read back, and each is written
+        // first: nothing else needs resetting.
+        prepared.count = 0;
         for (k, d) in decisions.iter().enumerate() {
             match d {
                 Decision::Decapsulate { .. } => {
-                    prepared.slot[k] = match self.inner_of(bufs[usize::from(v4_buf[k])].data()) {
+                    prepared.slot[k] = match inner_of(bufs[usize::from(v4_buf[k])].data()) {
                         Ok((strip, flow)) => {
                             let j = prepared.count;
                             prepared.flows[j] = flow;
@@ -402,7 +407,7 @@ impl Pipeline {
                         Err(reason) => Err(reason),
                     };
                 }
-                Decision::Reply => touched ^= ctx.connections.touch(flows[k].reversed().hash()),
+                Decision::Reply => ctx.connections.prefetch(flows[k].reversed().hash()),
                 _ => {}
             }
         }
@@ -418,11 +423,9 @@ impl Pipeline {
                     Decision::Reply => prepared.flows[j].reversed().hash(),
                     _ => prepared.flows[j].hash(),
                 };
-                touched ^= ctx.connections.touch(prepared.hashes[j]);
+                ctx.connections.prefetch(prepared.hashes[j]);
             }
         }
-        std::hint::black_box(touched);
-        prepared
     }
 
     /// Steps 3 to 6 for an IPv4 packet whose decision is known.
@@ -640,35 +643,34 @@ impl Pipeline {
         self.counters.decapsulated += 1;
         self.act_v4(ctx, buf, &inner.flow, inner.decision)
     }
+}
 
-    /// Where the inner IPv4 packet of a fleet packet starts (bytes after the Ethernet header)
-    /// and its flow, or why there is no acceptable inner packet.
-    fn inner_of(&self, frame: &[u8]) -> Result<(usize, FlowKey), DropReason> {
-        let outer = frame
-            .get(ethernet::HEADER_LEN..)
-            .ok_or(DropReason::Truncated)?;
-        let outer = ipv4::Packet::new_checked(outer).map_err(malformed)?;
-        if outer.is_fragment() {
-            // A piece of a tunnel packet cannot be decapsulated without reassembly.
-            return Err(DropReason::BadInner);
-        }
-        let (strip, inner) = match outer.protocol() {
-            PROTO_IPIP => (outer.header_len(), outer.payload()),
-            _ => {
-                let datagram = outer.payload();
-                let tunnel =
-                    udp::Packet::new_checked(datagram).map_err(|_| DropReason::BadInner)?;
-                let Ok(gue::Inner::Ipv4At(offset)) = gue::inner(tunnel.payload()) else {
-                    return Err(DropReason::BadInner);
-                };
-                let start = udp::HEADER_LEN + offset;
-                let inner = datagram
-                    .get(start..tunnel.len())
-                    .ok_or(DropReason::BadInner)?;
-                (outer.header_len() + start, inner)
-            }
-        };
-        let flow = flow_of(inner).map_err(|_| DropReason::BadInner)?;
-        Ok((strip, flow))
+/// Where the inner IPv4 packet of a fleet packet starts (bytes after the Ethernet header)
+/// and its flow, or why there is no acceptable inner packet.
+fn inner_of(frame: &[u8]) -> Result<(usize, FlowKey), DropReason> {
+    let outer = frame
+        .get(ethernet::HEADER_LEN..)
+        .ok_or(DropReason::Truncated)?;
+    let outer = ipv4::Packet::new_checked(outer).map_err(malformed)?;
+    if outer.is_fragment() {
+        // A piece of a tunnel packet cannot be decapsulated without reassembly.
+        return Err(DropReason::BadInner);
     }
+    let (strip, inner) = match outer.protocol() {
+        PROTO_IPIP => (outer.header_len(), outer.payload()),
+        _ => {
+            let datagram = outer.payload();
+            let tunnel = udp::Packet::new_checked(datagram).map_err(|_| DropReason::BadInner)?;
+            let Ok(gue::Inner::Ipv4At(offset)) = gue::inner(tunnel.payload()) else {
+                return Err(DropReason::BadInner);
+            };
+            let start = udp::HEADER_LEN + offset;
+            let inner = datagram
+                .get(start..tunnel.len())
+                .ok_or(DropReason::BadInner)?;
+            (outer.header_len() + start, inner)
+        }
+    };
+    let flow = flow_of(inner).map_err(|_| DropReason::BadInner)?;
+    Ok((strip, flow))
 }

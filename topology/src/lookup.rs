@@ -19,6 +19,8 @@
 //! small directory levels), where a /32 hash table touches one line in a table four times as
 //! large.
 
+use prefetch_index::prefetch_index;
+
 use crate::prefix::Ipv4Prefix;
 
 /// Open-addressing hash table from `u32` keys to `u32` values, one `u64` per slot
@@ -92,6 +94,12 @@ impl FlatMap {
             }
             i += 1;
         }
+    }
+
+    /// Starts loading the slot where the search for `key` begins, ahead of [`FlatMap::get`].
+    #[inline]
+    pub fn prefetch(&self, key: u32) {
+        prefetch_index(&self.slots, self.home(key));
     }
 
     pub fn len(&self) -> usize {
@@ -209,28 +217,46 @@ impl PrefixMapV4 {
         route_of(entry)
     }
 
-    /// Looks up a burst of addresses, level by level: the reads of one level are issued for
-    /// the whole burst before the next level, so their cache misses overlap.
+    /// Looks up a burst of addresses, level by level. Each level first issues a prefetch of
+    /// every entry the burst needs and only then reads them: the reads would stall the core
+    /// one after another (the reorder buffer holds only a few of them), while prefetches let
+    /// the whole burst's cache misses be in flight at once.
     #[inline]
     pub fn get_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         const CHUNK: usize = 32;
         for (addrs, out) in addrs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let n = addrs.len();
             let mut entries = [0u32; CHUNK];
-            for (e, &a) in entries.iter_mut().zip(addrs) {
-                *e = self.directory[(a >> 16) as usize];
-            }
-            for (e, &a) in entries.iter_mut().zip(addrs) {
-                if *e & NEXT_BLOCK != 0 {
-                    *e = self.blocks[((*e & INDEX_MASK) * 256 + ((a >> 8) & 0xff)) as usize];
+            let mut at = [0usize; CHUNK];
+            for i in 0..n {
+                let entry = self.directory[(addrs[i] >> 16) as usize];
+                entries[i] = entry;
+                if entry & NEXT_BLOCK != 0 {
+                    at[i] = ((entry & INDEX_MASK) * 256 + ((addrs[i] >> 8) & 0xff)) as usize;
+                    prefetch_index(&self.blocks, at[i]);
                 }
             }
-            for ((o, e), &a) in out.iter_mut().zip(&entries).zip(addrs) {
-                *o = if e & NEXT_LEAF != 0 {
-                    route_of(self.leaves[((e & INDEX_MASK) * 256 + (a & 0xff)) as usize])
-                } else if e & NEXT_HASH != 0 {
-                    self.sparse.get(a)
+            for i in 0..n {
+                if entries[i] & NEXT_BLOCK == 0 {
+                    continue;
+                }
+                let entry = self.blocks[at[i]];
+                entries[i] = entry;
+                if entry & NEXT_LEAF != 0 {
+                    at[i] = ((entry & INDEX_MASK) * 256 + (addrs[i] & 0xff)) as usize;
+                    prefetch_index(&self.leaves, at[i]);
+                } else if entry & NEXT_HASH != 0 {
+                    self.sparse.prefetch(addrs[i]);
+                }
+            }
+            for i in 0..n {
+                let entry = entries[i];
+                out[i] = if entry & NEXT_LEAF != 0 {
+                    route_of(self.leaves[at[i]])
+                } else if entry & NEXT_HASH != 0 {
+                    self.sparse.get(addrs[i])
                 } else {
-                    route_of(*e)
+                    route_of(entry)
                 };
             }
         }

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
+use prefetch_index::prefetch_index;
 
 use crate::hash::{bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
 use crate::lookup::{FlatMap, PrefixMapV4, PrefixSetV6};
@@ -139,11 +140,32 @@ pub struct ForwardingTable {
     peers: FlatMap,
     v4: PrefixMapV4,
     routes: Vec<Route>,
+    /// What the data plane reads of each route, densely (a few bytes per pool, so a whole
+    /// fleet's worth stays in cache, where [`Route`] with its candidate list would not).
+    hot_routes: Vec<HotRoute>,
     buckets: Vec<u16>,
     v6: PrefixSetV6,
     egress_v4: Vec<(Ipv4Prefix, PoolId)>,
     egress_v6: Vec<Ipv6Prefix>,
     pool_names: Vec<String>,
+}
+
+/// The part of a [`Route`] every forwarded packet reads.
+#[derive(Debug, Clone, Copy)]
+struct HotRoute {
+    tier: Tier,
+    bucket_base: u32,
+    only_target: Option<ServerId>,
+}
+
+impl From<&Route> for HotRoute {
+    fn from(route: &Route) -> Self {
+        Self {
+            tier: route.tier,
+            bucket_base: route.bucket_base,
+            only_target: route.only_target,
+        }
+    }
 }
 
 /// Great-circle distance in kilometres (haversine).
@@ -240,6 +262,7 @@ impl ForwardingTable {
             servers,
             peers,
             v4,
+            hot_routes: routes.iter().map(HotRoute::from).collect(),
             routes,
             buckets,
             v6,
@@ -331,8 +354,8 @@ impl ForwardingTable {
     ///
     /// Same decisions, organised for memory-level parallelism: each phase issues one kind of
     /// table read for the whole burst (source routes, then rendezvous buckets, then
-    /// destination routes), so their cache misses overlap instead of queueing behind one
-    /// another packet by packet.
+    /// destination routes), prefetching them before reading any, so their cache misses
+    /// overlap instead of queueing behind one another packet by packet.
     #[inline]
     pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Decision]) {
         const CHUNK: usize = 32;
@@ -358,7 +381,7 @@ impl ForwardingTable {
                         None => Decision::UnknownPeer,
                     }
                 } else if let Some(r) = routes[i] {
-                    let route = &self.routes[r as usize];
+                    let route = self.hot_routes[r as usize];
                     if route.tier == Tier::Local {
                         Decision::LocalEgress
                     } else {
@@ -367,6 +390,7 @@ impl ForwardingTable {
                             Some(only) => only,
                             None => {
                                 slots[i] = route.bucket_base + bucket_of(flow_hash) as u32;
+                                prefetch_index(&self.buckets, slots[i] as usize);
                                 ServerId(0)
                             }
                         };
