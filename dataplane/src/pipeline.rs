@@ -292,8 +292,7 @@ pub struct Pipeline {
     config: PipelineConfig,
     tunnel: TunnelTemplate,
     /// Scratch space for the inner packets of the burst being processed: kept here rather
-    /// than returned per burst, because copying its 2 KiB out of a call cost more than
-    /// everything else decapsulation does.
+    /// than returned by value, so that its 2 KiB are not initialised and copied per burst.
     inner: Box<PreparedInner>,
     pub counters: PipelineCounters,
 }
@@ -378,9 +377,9 @@ impl Pipeline {
     }
 
     /// The inner packets of a burst's fleet packets, parsed and decided together, with the
-    /// connection-table buckets of every flow that will use them prefetched: these lookups miss
-    /// the cache, and issuing them for the whole burst lets the misses overlap instead of
-    /// stalling each packet in turn.
+    /// connection-table buckets of every flow that will use them prefetched: these lookups
+    /// miss the cache, and issuing them for the whole burst lets the misses overlap instead
+    /// of stalling each packet in turn.
     fn prepare_inner<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
