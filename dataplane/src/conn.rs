@@ -41,6 +41,15 @@ impl ConnTable {
         self.slots.len()
     }
 
+    /// The array every decapsulated flow and reply reads a bucket of.
+    pub fn region(&self) -> topology::MemoryRegion {
+        topology::MemoryRegion {
+            name: "connection table",
+            start: self.slots.as_ptr().cast(),
+            bytes: std::mem::size_of_val(&*self.slots),
+        }
+    }
+
     #[inline]
     fn bucket(&self, flow_hash: u64) -> &[AtomicU64] {
         let base = (flow_hash as usize & self.bucket_mask) * WAYS;

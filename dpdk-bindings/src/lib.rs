@@ -16,6 +16,7 @@ mod eal;
 mod error;
 pub mod ffi;
 mod mbuf;
+mod memory;
 mod mempool;
 mod port;
 pub mod test_support;
@@ -23,6 +24,7 @@ pub mod test_support;
 pub use eal::{Eal, ThreadRegistration};
 pub use error::DpdkError;
 pub use mbuf::{Mbuf, MbufBurst, BURST_CAPACITY};
+pub use memory::{advise_huge_pages, HugePageAdvice};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
 

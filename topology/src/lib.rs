@@ -23,5 +23,6 @@ pub mod rendezvous;
 pub mod table;
 
 pub use hash::FlowKey;
+pub use lookup::MemoryRegion;
 pub use table::{CompileError, Decision, DecisionV6, ForwardingTable, Route, ServerInfo, Tier};
 pub mod explain;

@@ -113,6 +113,28 @@ impl FlatMap {
     pub fn memory_bytes(&self) -> usize {
         self.slots.len() * 8
     }
+
+    pub(crate) fn region(&self) -> MemoryRegion {
+        MemoryRegion::of("sparse", &self.slots)
+    }
+}
+
+/// One array the data plane reads at random, for whoever places it in memory (huge pages).
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryRegion {
+    pub name: &'static str,
+    pub start: *const u8,
+    pub bytes: usize,
+}
+
+impl MemoryRegion {
+    pub(crate) fn of<T>(name: &'static str, array: &[T]) -> Self {
+        Self {
+            name,
+            start: array.as_ptr().cast(),
+            bytes: std::mem::size_of_val(array),
+        }
+    }
 }
 
 /// Entry encoding shared by every level: 0 = no egress here; `ROUTE | r` = route `r`;
@@ -266,6 +288,14 @@ impl PrefixMapV4 {
         (self.directory.len() + self.blocks.len() + self.leaves.len()) * 4
             + self.sparse.memory_bytes()
     }
+
+    pub(crate) fn regions(&self) -> [MemoryRegion; 3] {
+        [
+            MemoryRegion::of("trie blocks", &self.blocks),
+            MemoryRegion::of("trie leaves", &self.leaves),
+            self.sparse.region(),
+        ]
+    }
 }
 
 #[inline]
@@ -406,6 +436,29 @@ mod tests {
         for (a, b) in addrs.iter().zip(&burst) {
             assert_eq!(map.get(*a), *b);
         }
+    }
+
+    #[test]
+    fn regions_are_exactly_the_arrays_read_at_random() {
+        let prefixes: Vec<(Ipv4Prefix, u32)> = (0..200)
+            .map(|i| (v4(&format!("100.64.1.{i}")), i))
+            .chain([(v4("100.64.2.7"), 500), (v4("100.64.3.0/24"), 600)])
+            .collect();
+        let map = PrefixMapV4::build(prefixes);
+        let [blocks, leaves, sparse] = map.regions();
+        assert_eq!(
+            (blocks.start, blocks.bytes),
+            (map.blocks.as_ptr().cast(), map.blocks.len() * 4)
+        );
+        assert_eq!(
+            (leaves.start, leaves.bytes),
+            (map.leaves.as_ptr().cast(), 256 * 4)
+        );
+        assert_eq!(sparse.bytes, map.sparse.memory_bytes());
+        assert_eq!(
+            blocks.bytes + leaves.bytes + sparse.bytes + map.directory.len() * 4,
+            map.memory_bytes()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use hashbrown::HashMap;
 use prefetch_index::prefetch_index;
 
 use crate::hash::{bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
-use crate::lookup::{FlatMap, PrefixMapV4, PrefixSetV6};
+use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
 use crate::prefix::Ipv6Prefix;
@@ -335,6 +335,13 @@ impl ForwardingTable {
     fn buckets_of(&self, route: &Route) -> &[u16] {
         let base = route.bucket_base as usize;
         &self.buckets[base..base + BUCKETS]
+    }
+
+    /// The large arrays the data plane reads at random.
+    pub fn regions(&self) -> Vec<MemoryRegion> {
+        let mut regions = self.v4.regions().to_vec();
+        regions.push(MemoryRegion::of("rendezvous buckets", &self.buckets));
+        regions
     }
 
     /// Approximate memory the data plane reads from, for logs.

@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use dataplane::worker::{WorkerConfig, WorkerPort};
 use dataplane::{ConnTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell};
-use dpdk_sys::{Eal, Mempool, Port, PortConfig, BURST_CAPACITY, MBUF_DEFAULT_BUF_SIZE};
+use dpdk_sys::{
+    advise_huge_pages, Eal, Mempool, Port, PortConfig, BURST_CAPACITY, MBUF_DEFAULT_BUF_SIZE,
+};
 
 use crate::metrics::{MetricsServer, Shared};
 use crate::Failure;
 use egressfwd::config::{Config, Encap};
+use topology::MemoryRegion;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -39,6 +42,20 @@ pub struct RunArgs {
 /// How often the control thread wakes up to look at signals, the topology file and stats.
 const CONTROL_TICK: Duration = Duration::from_millis(50);
 
+/// Backs the tables workers read at random with huge pages where the kernel allows: on small
+/// pages nearly every such read also misses the TLB.
+pub(crate) fn place_on_huge_pages(regions: impl IntoIterator<Item = MemoryRegion>) {
+    for region in regions {
+        let advice = advise_huge_pages(region.start, region.bytes);
+        tracing::debug!(
+            table = region.name,
+            bytes = region.bytes,
+            ?advice,
+            "huge pages"
+        );
+    }
+}
+
 pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config).map_err(|diagnostics| {
         eprintln!("{diagnostics}");
@@ -48,6 +65,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let topology = crate::commands::load_topology(&config.topology)?;
     let table = crate::commands::compile(&topology, &config.topology, &config.server)?;
     drop(topology);
+    place_on_huge_pages(table.regions());
 
     let signals = reload::Signals::register()?;
     let dp = &config.dataplane;
@@ -112,6 +130,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let local_addresses = table.local_addresses();
     let tables = Published::new(Arc::new(table));
     let connections = ConnTable::new(dp.connection_table_entries as usize);
+    place_on_huge_pages([connections.region()]);
     let cells: Vec<StatsCell> = (0..workers).map(|_| StatsCell::new(ports.len())).collect();
     let stop = AtomicBool::new(false);
     let shared = Shared::new(&config, macs.clone(), local_addresses, mbufs);

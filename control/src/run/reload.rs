@@ -105,6 +105,7 @@ pub fn reload(
     match compiled {
         Ok(table) => {
             let local = table.local_addresses();
+            super::place_on_huge_pages(table.regions());
             retired.push(tables.publish(Arc::new(table)));
             shared.reload_succeeded(local);
             tracing::info!(

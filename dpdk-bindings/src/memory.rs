@@ -1,0 +1,68 @@
+//! Huge pages for the large lookup tables built on the Rust heap.
+//!
+//! The forwarding table's trie leaves and rendezvous buckets and the connection table are
+//! megabytes read at random, a few lines per packet: on 4 KiB pages nearly every one of those
+//! reads also misses the TLB. DPDK's hugepage memory is for mbufs; these tables are ordinary
+//! allocations, so they are given transparent huge pages instead.
+
+/// Size of an x86-64 (and arm64 4K-granule) PMD huge page.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// What [`advise_huge_pages`] achieved for one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HugePageAdvice {
+    /// The region is smaller than one aligned huge page: nothing to do.
+    TooSmall,
+    /// Collapsed into huge pages now (`MADV_COLLAPSE`, Linux 6.1 and later).
+    Collapsed,
+    /// Marked for huge pages (`MADV_HUGEPAGE`); the kernel collapses it in the background.
+    Marked,
+    /// The kernel refused both (THP disabled or unsupported): stays on small pages.
+    Refused(i32),
+}
+
+/// Asks the kernel to back the huge-page-aligned interior of `len` bytes at `start` with
+/// transparent huge pages. Advisory only: it never changes the memory's contents, so a
+/// failure leaves the table as fast as it was.
+pub fn advise_huge_pages(start: *const u8, len: usize) -> HugePageAdvice {
+    let first = (start as usize).next_multiple_of(HUGE_PAGE);
+    let end = (start as usize + len) & !(HUGE_PAGE - 1);
+    if end <= first {
+        return HugePageAdvice::TooSmall;
+    }
+    let (addr, length) = (first as *mut libc::c_void, end - first);
+    // SAFETY: MADV_COLLAPSE and MADV_HUGEPAGE only change how the pages of the range are
+    // backed, never their contents; on a range that is not mapped the kernel returns ENOMEM
+    // and touches nothing. The range lies inside the caller's allocation and is page-aligned.
+    unsafe {
+        if libc::madvise(addr, length, libc::MADV_COLLAPSE) == 0 {
+            return HugePageAdvice::Collapsed;
+        }
+        if libc::madvise(addr, length, libc::MADV_HUGEPAGE) == 0 {
+            return HugePageAdvice::Marked;
+        }
+    }
+    HugePageAdvice::Refused(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_regions_are_left_alone() {
+        let small = vec![0u8; 4096];
+        assert_eq!(
+            advise_huge_pages(small.as_ptr(), small.len()),
+            HugePageAdvice::TooSmall
+        );
+    }
+
+    #[test]
+    fn a_large_region_keeps_its_contents() {
+        let table: Vec<u32> = (0..(3 << 20)).collect();
+        let advice = advise_huge_pages(table.as_ptr().cast(), table.len() * 4);
+        assert_ne!(advice, HugePageAdvice::TooSmall);
+        assert!(table.iter().enumerate().all(|(i, &v)| v == i as u32));
+    }
+}
