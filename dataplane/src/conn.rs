@@ -43,11 +43,7 @@ impl ConnTable {
 
     /// The array every decapsulated flow and reply reads a bucket of.
     pub fn region(&self) -> topology::MemoryRegion {
-        topology::MemoryRegion {
-            name: "connection table",
-            start: self.slots.as_ptr().cast(),
-            bytes: std::mem::size_of_val(&*self.slots),
-        }
+        topology::MemoryRegion::of("connection table", &self.slots)
     }
 
     #[inline]

@@ -128,7 +128,7 @@ pub struct MemoryRegion {
 }
 
 impl MemoryRegion {
-    pub(crate) fn of<T>(name: &'static str, array: &[T]) -> Self {
+    pub fn of<T>(name: &'static str, array: &[T]) -> Self {
         Self {
             name,
             start: array.as_ptr().cast(),

@@ -42,8 +42,8 @@ pub struct RunArgs {
 /// How often the control thread wakes up to look at signals, the topology file and stats.
 const CONTROL_TICK: Duration = Duration::from_millis(50);
 
-/// Backs the tables workers read at random with huge pages where the kernel allows: on small
-/// pages nearly every such read also misses the TLB.
+/// Backs the tables workers read at random with huge pages where the kernel allows, sparing
+/// those reads page-table walks.
 pub(crate) fn place_on_huge_pages(regions: impl IntoIterator<Item = MemoryRegion>) {
     for region in regions {
         let advice = advise_huge_pages(region.start, region.bytes);
