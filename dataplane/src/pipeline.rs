@@ -156,6 +156,47 @@ fn malformed(err: WireError) -> DropReason {
 /// field and read back whole by the caller, a store-forwarding stall per packet.
 #[inline(always)]
 fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
+    match ipv4::FixedHeader::of(ip) {
+        Some(header) if header.is_plain() => plain_flow_of(ip, &header),
+        _ => flow_with_options_of(ip),
+    }
+}
+
+/// [`flow_of`] for a header without options, read at fixed offsets: the same checks in the
+/// same order as [`ipv4::Packet::new_checked`] makes them for such a header.
+#[inline(always)]
+fn plain_flow_of(
+    ip: &[u8],
+    header: &ipv4::FixedHeader<&[u8; ipv4::HEADER_LEN]>,
+) -> Result<FlowKey, DropReason> {
+    let total_len = header.total_len();
+    if total_len < ipv4::HEADER_LEN || total_len > ip.len() {
+        return Err(DropReason::BadTotalLength);
+    }
+    if !header.verify_checksum() {
+        return Err(DropReason::BadChecksum);
+    }
+    let protocol = header.protocol();
+    let (sport, dport) = match protocol {
+        PROTO_TCP | PROTO_UDP if !header.is_fragment() => ip
+            .get(ipv4::HEADER_LEN..total_len)
+            .and_then(udp::ports)
+            .ok_or(DropReason::Truncated)?,
+        _ => (0, 0),
+    };
+    Ok(FlowKey {
+        src: header.src(),
+        dst: header.dst(),
+        proto: protocol,
+        sport,
+        dport,
+    })
+}
+
+/// [`flow_of`] for every other header: options, or not IPv4 at all (kept out of line, so that
+/// the burst loop stays small for the common case).
+#[inline(never)]
+fn flow_with_options_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
     let p = ipv4::Packet::new_checked(ip).map_err(malformed)?;
     if !p.verify_checksum() {
         return Err(DropReason::BadChecksum);
@@ -188,11 +229,42 @@ fn classify(frame: &[u8]) -> Classified {
     }
 }
 
-fn set_ethernet(frame: &mut [u8], addrs: PortAddrs, ethertype: u16) {
-    if let Ok(mut eth) = ethernet::Frame::new_checked(frame) {
+/// The Ethernet header of a packet sent through a port.
+fn ethernet_header(addrs: PortAddrs, ethertype: u16) -> [u8; ethernet::HEADER_LEN] {
+    let mut header = [0u8; ethernet::HEADER_LEN];
+    if let Ok(mut eth) = ethernet::Frame::new_checked(&mut header[..]) {
         eth.set_dst(addrs.next_hop);
         eth.set_src(addrs.mac);
         eth.set_ethertype(ethertype);
+    }
+    header
+}
+
+/// The Ethernet headers of everything the pipeline sends, built once per configuration, so
+/// that addressing a packet is one 14-byte copy.
+#[derive(Debug, Clone)]
+struct EthernetHeaders {
+    uplink_v4: [u8; ethernet::HEADER_LEN],
+    host_v4: [u8; ethernet::HEADER_LEN],
+    uplink_v6: [u8; ethernet::HEADER_LEN],
+    host_v6: [u8; ethernet::HEADER_LEN],
+}
+
+impl EthernetHeaders {
+    fn new(config: &PipelineConfig) -> Self {
+        Self {
+            uplink_v4: ethernet_header(config.uplink, ethernet::ETHERTYPE_IPV4),
+            host_v4: ethernet_header(config.host, ethernet::ETHERTYPE_IPV4),
+            uplink_v6: ethernet_header(config.uplink, ethernet::ETHERTYPE_IPV6),
+            host_v6: ethernet_header(config.host, ethernet::ETHERTYPE_IPV6),
+        }
+    }
+}
+
+#[inline]
+fn write_ethernet(frame: &mut [u8], header: &[u8; ethernet::HEADER_LEN]) {
+    if let Some(h) = frame.first_chunk_mut() {
+        *h = *header;
     }
 }
 
@@ -202,6 +274,13 @@ fn ip4_mut(frame: &mut [u8]) -> Result<ipv4::Packet<&mut [u8]>, DropReason> {
         .get_mut(ethernet::HEADER_LEN..)
         .ok_or(DropReason::Truncated)?;
     ipv4::Packet::new_checked(ip).map_err(malformed)
+}
+
+/// The fixed IPv4 header of a frame that [`classify`] (or decapsulation) already checked:
+/// its rewrites need no second validation.
+#[inline]
+fn ip4_header_mut(frame: &mut [u8]) -> Option<ipv4::FixedHeader<&mut [u8; ipv4::HEADER_LEN]>> {
+    ipv4::FixedHeader::of_mut(frame.get_mut(ethernet::HEADER_LEN..)?)
 }
 
 /// Room for the longest tunnel: Ethernet, IPv4 and UDP.
@@ -247,24 +326,38 @@ impl TunnelTemplate {
         }
     }
 
-    fn len(&self) -> usize {
+    /// Writes the outer headers at the front of `frame`, in front of an inner packet of
+    /// `inner_len` bytes. `frame` has room for them (the caller prepended the overhead).
+    #[inline(always)]
+    fn write(&self, frame: &mut [u8], src: u32, dst: u32, tos: u8, inner_len: usize, sport: u16) {
         if self.udp {
-            TUNNEL_MAX
+            let Some(h) = frame.first_chunk_mut::<TUNNEL_MAX>() else {
+                return;
+            };
+            *h = self.headers;
+            h[34..36].copy_from_slice(&sport.to_be_bytes());
+            h[38..40].copy_from_slice(&((udp::HEADER_LEN + inner_len) as u16).to_be_bytes());
+            self.fill_ip(
+                h,
+                src,
+                dst,
+                tos,
+                (ipv4::HEADER_LEN + udp::HEADER_LEN + inner_len) as u16,
+            );
         } else {
-            ethernet::HEADER_LEN + ipv4::HEADER_LEN
+            const LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+            let Some(h) = frame.first_chunk_mut::<LEN>() else {
+                return;
+            };
+            h.copy_from_slice(&self.headers[..LEN]);
+            self.fill_ip(h, src, dst, tos, (ipv4::HEADER_LEN + inner_len) as u16);
         }
     }
 
-    /// Writes the outer headers at the front of `frame`, in front of an inner packet of
-    /// `inner_len` bytes. `frame` has room for them (the caller prepended the overhead).
-    #[inline]
-    fn write(&self, frame: &mut [u8], src: u32, dst: u32, tos: u8, inner_len: usize, sport: u16) {
-        let len = self.len();
-        let Some(h) = frame.get_mut(..len) else {
-            return;
-        };
-        h.copy_from_slice(&self.headers[..len]);
-        let ip_total = (len - ethernet::HEADER_LEN + inner_len) as u16;
+    /// The per-packet fields of the outer IPv4 header, behind the Ethernet header in `h`, and
+    /// its checksum.
+    #[inline(always)]
+    fn fill_ip(&self, h: &mut [u8], src: u32, dst: u32, tos: u8, ip_total: u16) {
         h[15] = tos;
         h[16..18].copy_from_slice(&ip_total.to_be_bytes());
         h[26..30].copy_from_slice(&src.to_be_bytes());
@@ -280,10 +373,6 @@ impl TunnelTemplate {
         h[24..26].copy_from_slice(
             &checksum::finish(checksum::add_words(self.constant_sum, &words)).to_be_bytes(),
         );
-        if self.udp {
-            h[34..36].copy_from_slice(&sport.to_be_bytes());
-            h[38..40].copy_from_slice(&((udp::HEADER_LEN + inner_len) as u16).to_be_bytes());
-        }
     }
 }
 
@@ -291,6 +380,7 @@ impl TunnelTemplate {
 pub struct Pipeline {
     config: PipelineConfig,
     tunnel: TunnelTemplate,
+    ethernet: EthernetHeaders,
     /// Scratch space for the inner packets of the burst being processed: kept here rather
     /// than returned by value, so that its 2 KiB are not initialised and copied per burst.
     inner: Box<PreparedInner>,
@@ -301,6 +391,7 @@ impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Self {
             tunnel: TunnelTemplate::new(&config),
+            ethernet: EthernetHeaders::new(&config),
             config,
             inner: Box::default(),
             counters: PipelineCounters::default(),
@@ -443,7 +534,7 @@ impl Pipeline {
             Decision::Decapsulate { .. } => Verdict::Drop(DropReason::BadInner),
             Decision::LocalEgress => {
                 self.counters.tiers[tier_index(Tier::Local)] += 1;
-                self.route_v4(buf, self.config.uplink, Verdict::Uplink)
+                route_v4(buf, &self.ethernet.uplink_v4, Verdict::Uplink)
             }
             Decision::Forward {
                 tier,
@@ -463,7 +554,7 @@ impl Pipeline {
                     }
                     None => {
                         self.counters.replies_to_host += 1;
-                        self.route_v4(buf, self.config.host, Verdict::Host)
+                        route_v4(buf, &self.ethernet.host_v4, Verdict::Host)
                     }
                 }
             }
@@ -478,43 +569,22 @@ impl Pipeline {
         else {
             return Verdict::Drop(DropReason::Truncated);
         };
-        let (addrs, verdict) = match ctx.table.decide_v6(ip.src(), ip.dst()) {
+        let (header, verdict) = match ctx.table.decide_v6(ip.src(), ip.dst()) {
             DecisionV6::Pass => return Verdict::Pass,
             DecisionV6::LocalEgress => {
                 self.counters.tiers[tier_index(Tier::Ipv6Local)] += 1;
-                (self.config.uplink, Verdict::Uplink)
+                (&self.ethernet.uplink_v6, Verdict::Uplink)
             }
             DecisionV6::Reply => {
                 self.counters.replies_to_host += 1;
-                (self.config.host, Verdict::Host)
+                (&self.ethernet.host_v6, Verdict::Host)
             }
         };
         if ip.hop_limit() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         ip.decrement_hop_limit();
-        set_ethernet(frame, addrs, ethernet::ETHERTYPE_IPV6);
-        verdict
-    }
-
-    /// Routes the packet itself out of a port: TTL down by one, Ethernet addressed to the
-    /// port's next hop.
-    fn route_v4<B: PacketBuf>(
-        &mut self,
-        buf: &mut B,
-        addrs: PortAddrs,
-        verdict: Verdict,
-    ) -> Verdict {
-        let frame = buf.data_mut();
-        let mut ip = match ip4_mut(frame) {
-            Ok(ip) => ip,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-        if ip.ttl() <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        ip.decrement_ttl();
-        set_ethernet(frame, addrs, ethernet::ETHERTYPE_IPV4);
+        write_ethernet(frame, header);
         verdict
     }
 
@@ -529,9 +599,8 @@ impl Pipeline {
         let overhead = self.config.encap.overhead();
         let frame = buf.data_mut();
         let frame_len = frame.len();
-        let mut ip = match ip4_mut(frame) {
-            Ok(ip) => ip,
-            Err(reason) => return Verdict::Drop(reason),
+        let Some(mut ip) = ip4_header_mut(frame) else {
+            return Verdict::Drop(DropReason::Truncated);
         };
         if ip.ttl() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -546,7 +615,8 @@ impl Pipeline {
         }
         ip.decrement_ttl();
         // Ethernet padding must not travel inside the tunnel.
-        if !buf.trim(frame_len - ethernet::HEADER_LEN - total_len) {
+        let padding = frame_len.checked_sub(ethernet::HEADER_LEN + total_len);
+        if !padding.is_some_and(|padding| buf.trim(padding)) {
             return Verdict::Drop(DropReason::Truncated);
         }
         if !buf.prepend(overhead) {
@@ -581,7 +651,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoHeadroom);
         }
         let frame = buf.data_mut();
-        set_ethernet(frame, self.config.host, ethernet::ETHERTYPE_IPV4);
+        write_ethernet(frame, &self.ethernet.host_v4);
         let ip = &mut frame[ethernet::HEADER_LEN..];
         ipv4::Repr {
             src: ctx.table.my_underlay(),
@@ -630,13 +700,11 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Truncated);
         }
         let frame = buf.data_mut();
-        set_ethernet(frame, self.config.uplink, ethernet::ETHERTYPE_IPV4);
+        write_ethernet(frame, &self.ethernet.uplink_v4);
         let frame_len = frame.len();
-        let excess = match ip4_mut(frame) {
-            Ok(ip) => frame_len - ethernet::HEADER_LEN - ip.total_len(),
-            Err(_) => return Verdict::Drop(DropReason::BadInner),
-        };
-        if !buf.trim(excess) {
+        let excess = ip4_header_mut(frame)
+            .and_then(|ip| frame_len.checked_sub(ethernet::HEADER_LEN + ip.total_len()));
+        if !excess.is_some_and(|excess| buf.trim(excess)) {
             return Verdict::Drop(DropReason::BadInner);
         }
         self.counters.decapsulated += 1;
@@ -672,4 +740,87 @@ fn inner_of(frame: &[u8]) -> Result<(usize, FlowKey), DropReason> {
     };
     let flow = flow_of(inner).map_err(|_| DropReason::BadInner)?;
     Ok((strip, flow))
+}
+
+/// Routes the packet itself out of a port: TTL down by one, Ethernet addressed to the port's
+/// next hop.
+fn route_v4<B: PacketBuf>(
+    buf: &mut B,
+    ethernet: &[u8; ethernet::HEADER_LEN],
+    verdict: Verdict,
+) -> Verdict {
+    let frame = buf.data_mut();
+    let Some(mut ip) = ip4_header_mut(frame) else {
+        return Verdict::Drop(DropReason::Truncated);
+    };
+    if ip.ttl() <= 1 {
+        return Verdict::Drop(DropReason::TtlExceeded);
+    }
+    ip.decrement_ttl();
+    write_ethernet(frame, ethernet);
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid TCP/IPv4 header without options, with `payload` bytes after it.
+    fn plain_packet(payload: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0u8; ipv4::HEADER_LEN];
+        ipv4::Repr {
+            src: 0xc633_6401,
+            dst: 0x5db8_d822,
+            protocol: PROTO_TCP,
+            tos: 0,
+            ttl: 64,
+            dont_fragment: true,
+            payload_len: payload.len(),
+        }
+        .emit(&mut ip);
+        ip.extend_from_slice(payload);
+        ip
+    }
+
+    proptest! {
+        /// The fast path for headers without options is the general rule, not a second one:
+        /// for any bytes that start like such a header, both give the same key or the same
+        /// drop reason.
+        #[test]
+        fn plain_headers_get_what_the_general_checks_give(
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+            patches in proptest::collection::vec((0usize..60, any::<u8>()), 0..4),
+            cut in 0usize..64,
+        ) {
+            let mut ip = plain_packet(&payload);
+            for (at, byte) in patches {
+                if let Some(b) = ip.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            ip[0] = 0x45;
+            ip.truncate(cut.max(ipv4::HEADER_LEN));
+            prop_assert_eq!(flow_of(&ip), flow_with_options_of(&ip));
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_ports_and_skips_them_for_fragments() {
+        let mut ip = plain_packet(&[0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 0]);
+        let flow = flow_of(&ip).unwrap();
+        assert_eq!(
+            (flow.sport, flow.dport, flow.proto),
+            (40000, 443, PROTO_TCP)
+        );
+        assert_eq!(flow, flow_with_options_of(&ip).unwrap());
+        // More fragments: no ports, checksum fixed up again.
+        ip[6] |= 0x20;
+        ipv4::Packet::new_checked(&mut ip[..])
+            .unwrap()
+            .fill_checksum();
+        let fragment = flow_of(&ip).unwrap();
+        assert_eq!((fragment.sport, fragment.dport), (0, 0));
+        assert_eq!(fragment, flow_with_options_of(&ip).unwrap());
+    }
 }

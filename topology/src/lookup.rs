@@ -151,7 +151,9 @@ const DENSE_LEAF_MIN: usize = 16;
 /// IPv4 address → route index for non-overlapping prefixes.
 #[derive(Debug, Clone)]
 pub struct PrefixMapV4 {
-    directory: Box<[u32]>,
+    /// One entry per /16: a fixed-size array, so indexing it by the top 16 bits of an
+    /// address needs no bounds check.
+    directory: Box<[u32; 1 << 16]>,
     /// 256 entries per block, one per /24 of a /16.
     blocks: Vec<u32>,
     /// 256 entries per leaf, one per address of a /24.
@@ -171,7 +173,7 @@ impl PrefixMapV4 {
         }
         let sparse_entries: usize = long_per_24.values().filter(|&&n| n < DENSE_LEAF_MIN).sum();
         let mut map = Self {
-            directory: vec![EMPTY; 1 << 16].into_boxed_slice(),
+            directory: Box::new([EMPTY; 1 << 16]),
             blocks: Vec::new(),
             leaves: Vec::new(),
             sparse: FlatMap::with_capacity(sparse_entries),
@@ -247,36 +249,32 @@ impl PrefixMapV4 {
     pub fn get_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         const CHUNK: usize = 32;
         for (addrs, out) in addrs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let n = addrs.len();
             let mut entries = [0u32; CHUNK];
             let mut at = [0usize; CHUNK];
-            for i in 0..n {
-                let entry = self.directory[(addrs[i] >> 16) as usize];
-                entries[i] = entry;
-                if entry & NEXT_BLOCK != 0 {
-                    at[i] = ((entry & INDEX_MASK) * 256 + ((addrs[i] >> 8) & 0xff)) as usize;
-                    prefetch_index(&self.blocks, at[i]);
+            for ((&addr, entry), at) in addrs.iter().zip(&mut entries).zip(&mut at) {
+                *entry = self.directory[(addr >> 16) as usize];
+                if *entry & NEXT_BLOCK != 0 {
+                    *at = ((*entry & INDEX_MASK) * 256 + ((addr >> 8) & 0xff)) as usize;
+                    prefetch_index(&self.blocks, *at);
                 }
             }
-            for i in 0..n {
-                if entries[i] & NEXT_BLOCK == 0 {
+            for ((&addr, entry), at) in addrs.iter().zip(&mut entries).zip(&mut at) {
+                if *entry & NEXT_BLOCK == 0 {
                     continue;
                 }
-                let entry = self.blocks[at[i]];
-                entries[i] = entry;
-                if entry & NEXT_LEAF != 0 {
-                    at[i] = ((entry & INDEX_MASK) * 256 + (addrs[i] & 0xff)) as usize;
-                    prefetch_index(&self.leaves, at[i]);
-                } else if entry & NEXT_HASH != 0 {
-                    self.sparse.prefetch(addrs[i]);
+                *entry = self.blocks[*at];
+                if *entry & NEXT_LEAF != 0 {
+                    *at = ((*entry & INDEX_MASK) * 256 + (addr & 0xff)) as usize;
+                    prefetch_index(&self.leaves, *at);
+                } else if *entry & NEXT_HASH != 0 {
+                    self.sparse.prefetch(addr);
                 }
             }
-            for i in 0..n {
-                let entry = entries[i];
-                out[i] = if entry & NEXT_LEAF != 0 {
-                    route_of(self.leaves[at[i]])
+            for (((&addr, &entry), &at), out) in addrs.iter().zip(&entries).zip(&at).zip(out) {
+                *out = if entry & NEXT_LEAF != 0 {
+                    route_of(self.leaves[at])
                 } else if entry & NEXT_HASH != 0 {
-                    self.sparse.get(addrs[i])
+                    self.sparse.get(addr)
                 } else {
                     route_of(entry)
                 };

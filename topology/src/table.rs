@@ -378,16 +378,17 @@ impl ForwardingTable {
             // Where a forwarded flow's target sits; u32::MAX when not forwarded.
             let mut slots = [u32::MAX; CHUNK];
             let mut need_dst = false;
-            for i in 0..n {
-                let f = &flows[i];
-                out[i] = if self.is_fleet_packet(f, encap_port) {
+            let per_flow = flows.iter().zip(out.iter_mut()).zip(&routes);
+            for (((f, out), route), (slot, addr)) in per_flow.zip(slots.iter_mut().zip(&mut addrs))
+            {
+                *out = if self.is_fleet_packet(f, encap_port) {
                     match self.peers.get(f.src) {
                         Some(peer) => Decision::Decapsulate {
                             peer: ServerId(peer),
                         },
                         None => Decision::UnknownPeer,
                     }
-                } else if let Some(r) = routes[i] {
+                } else if let Some(r) = *route {
                     let route = self.hot_routes[r as usize];
                     if route.tier == Tier::Local {
                         Decision::LocalEgress
@@ -396,8 +397,8 @@ impl ForwardingTable {
                         let target = match route.only_target {
                             Some(only) => only,
                             None => {
-                                slots[i] = route.bucket_base + bucket_of(flow_hash) as u32;
-                                prefetch_index(&self.buckets, slots[i] as usize);
+                                *slot = route.bucket_base + bucket_of(flow_hash) as u32;
+                                prefetch_index(&self.buckets, *slot as usize);
                                 ServerId(0)
                             }
                         };
@@ -409,22 +410,22 @@ impl ForwardingTable {
                     }
                 } else {
                     need_dst = true;
-                    addrs[i] = f.dst;
+                    *addr = f.dst;
                     Decision::Pass
                 };
             }
-            for i in 0..n {
-                if slots[i] != u32::MAX {
-                    if let Decision::Forward { target, .. } = &mut out[i] {
-                        *target = ServerId(u32::from(self.buckets[slots[i] as usize]));
+            for (out, &slot) in out.iter_mut().zip(&slots) {
+                if slot != u32::MAX {
+                    if let Decision::Forward { target, .. } = out {
+                        *target = ServerId(u32::from(self.buckets[slot as usize]));
                     }
                 }
             }
             if need_dst {
                 self.v4.get_burst(&addrs[..n], &mut routes[..n]);
-                for i in 0..n {
-                    if out[i] == Decision::Pass && routes[i].is_some() {
-                        out[i] = Decision::Reply;
+                for (out, route) in out.iter_mut().zip(&routes) {
+                    if *out == Decision::Pass && route.is_some() {
+                        *out = Decision::Reply;
                     }
                 }
             }

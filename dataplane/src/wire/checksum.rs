@@ -45,7 +45,7 @@ pub fn add_words(acc: u32, words: &[u16]) -> u32 {
 /// Folds a running sum to 16 bits and inverts it: the checksum field value.
 #[inline]
 pub fn finish(acc: u32) -> u16 {
-    !fold(u64::from(acc))
+    !fold32(acc)
 }
 
 /// End-around-carry fold of a sum of at most 2^63 to 16 bits, without a loop: after the
@@ -55,6 +55,15 @@ pub fn finish(acc: u32) -> u16 {
 fn fold(acc: u64) -> u16 {
     let acc = (acc & 0xffff_ffff) + (acc >> 32);
     let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    acc as u16
+}
+
+/// [`fold`] for a sum that fits 32 bits: the first step leaves at most 0x1fffe, and the
+/// second at most 0xffff, so two steps suffice.
+#[inline]
+fn fold32(acc: u32) -> u16 {
     let acc = (acc & 0xffff) + (acc >> 16);
     let acc = (acc & 0xffff) + (acc >> 16);
     acc as u16
@@ -70,7 +79,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// `old` to `new`.
 #[inline]
 pub fn update(checksum: u16, old: u16, new: u16) -> u16 {
-    !fold(u64::from(!checksum) + u64::from(!old) + u64::from(new))
+    !fold32(u32::from(!checksum) + u32::from(!old) + u32::from(new))
 }
 
 #[cfg(test)]
@@ -142,6 +151,11 @@ mod tests {
             x = next(x);
             let acc = x >> 1;
             assert_eq!(fold(acc), reference(acc), "{acc:#x}");
+            let small = (x >> 32) as u32;
+            assert_eq!(fold32(small), reference(u64::from(small)), "{small:#x}");
+        }
+        for acc in [0, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_0000, 0xffff_ffff] {
+            assert_eq!(fold32(acc), reference(u64::from(acc)), "{acc:#x}");
         }
     }
 

@@ -118,15 +118,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Decrements the TTL, updating the header checksum incrementally (RFC 1624).
     #[inline]
     pub fn decrement_ttl(&mut self) {
-        // The fixed-size view lets every field access below compile without a bounds check.
-        let b: &mut [u8; HEADER_LEN] = (&mut self.buffer.as_mut()[..HEADER_LEN])
-            .try_into()
-            .expect("checked header");
-        let old = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
-        b[field::TTL] = b[field::TTL].wrapping_sub(1);
-        let new = old.wrapping_sub(0x100);
-        let c = checksum::update(u16::from_be_bytes([b[10], b[11]]), old, new);
-        b[10..12].copy_from_slice(&c.to_be_bytes());
+        if let Some(mut header) = FixedHeader::of_mut(self.buffer.as_mut()) {
+            header.decrement_ttl();
+        }
     }
 
     pub fn fill_checksum(&mut self) {
@@ -134,6 +128,103 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let b = self.buffer.as_mut();
         write_u16(b, field::CHECKSUM, 0);
         let c = checksum::checksum(&b[..header_len]);
+        write_u16(b, field::CHECKSUM, c);
+    }
+}
+
+/// The fixed 20 bytes of an IPv4 header as an array: every field at a constant offset, so no
+/// access needs a bounds check. For the fast path of the header nearly every packet has (no
+/// options), and for rewriting packets [`Packet::new_checked`] has already accepted without
+/// validating them a second time.
+#[derive(Debug)]
+pub struct FixedHeader<T>(T);
+
+impl<'a> FixedHeader<&'a [u8; HEADER_LEN]> {
+    /// The first 20 bytes of `ip`, if it has that many.
+    #[inline]
+    pub fn of(ip: &'a [u8]) -> Option<Self> {
+        ip.first_chunk().map(Self)
+    }
+}
+
+impl<'a> FixedHeader<&'a mut [u8; HEADER_LEN]> {
+    /// The first 20 bytes of `ip`, writable, if it has that many.
+    #[inline]
+    pub fn of_mut(ip: &'a mut [u8]) -> Option<Self> {
+        ip.first_chunk_mut().map(Self)
+    }
+}
+
+impl<T: core::borrow::Borrow<[u8; HEADER_LEN]>> FixedHeader<T> {
+    #[inline]
+    fn bytes(&self) -> &[u8; HEADER_LEN] {
+        self.0.borrow()
+    }
+
+    /// Version 4 and a header of 20 bytes: the header these fixed offsets describe whole.
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        self.bytes()[field::VER_IHL] == 0x45
+    }
+
+    #[inline]
+    pub fn tos(&self) -> u8 {
+        self.bytes()[field::TOS]
+    }
+
+    /// The total length field: within the buffer only if [`Packet::new_checked`] said so.
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        usize::from(read_u16(self.bytes(), field::TOTAL_LEN))
+    }
+
+    #[inline]
+    pub fn dont_fragment(&self) -> bool {
+        read_u16(self.bytes(), field::FLAGS_FRAG) & FLAG_DONT_FRAGMENT != 0
+    }
+
+    /// True for every fragment of a fragmented packet (first included).
+    #[inline]
+    pub fn is_fragment(&self) -> bool {
+        read_u16(self.bytes(), field::FLAGS_FRAG) & (FLAG_MORE_FRAGMENTS | OFFSET_MASK) != 0
+    }
+
+    #[inline]
+    pub fn ttl(&self) -> u8 {
+        self.bytes()[field::TTL]
+    }
+
+    #[inline]
+    pub fn protocol(&self) -> u8 {
+        self.bytes()[field::PROTOCOL]
+    }
+
+    #[inline]
+    pub fn src(&self) -> u32 {
+        read_u32(self.bytes(), field::SRC)
+    }
+
+    #[inline]
+    pub fn dst(&self) -> u32 {
+        read_u32(self.bytes(), field::DST)
+    }
+
+    /// The checksum of a plain header ([`FixedHeader::is_plain`]) is valid.
+    #[inline]
+    pub fn verify_checksum(&self) -> bool {
+        checksum::sum(self.bytes()) == 0xffff
+    }
+}
+
+impl<T: core::borrow::BorrowMut<[u8; HEADER_LEN]>> FixedHeader<T> {
+    /// Decrements the TTL, updating the header checksum incrementally (RFC 1624).
+    #[inline]
+    pub fn decrement_ttl(&mut self) {
+        let b = self.0.borrow_mut();
+        let old = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let new = old.wrapping_sub(0x100);
+        let c = checksum::update(read_u16(b, field::CHECKSUM), old, new);
         write_u16(b, field::CHECKSUM, c);
     }
 }
@@ -240,6 +331,36 @@ mod tests {
             incremental,
             "incremental update equals a full recompute"
         );
+    }
+
+    #[test]
+    fn fixed_header_reads_what_the_checked_view_reads() {
+        let mut bytes = PACKET;
+        let (tos, total, df, ttl) = {
+            let p = Packet::new_checked(&bytes[..]).unwrap();
+            (p.tos(), p.total_len(), p.dont_fragment(), p.ttl())
+        };
+        let (src, dst, proto, fragment) = {
+            let p = Packet::new_checked(&bytes[..]).unwrap();
+            (p.src(), p.dst(), p.protocol(), p.is_fragment())
+        };
+        let view = FixedHeader::of(&bytes[..]).unwrap();
+        assert!(view.is_plain() && view.verify_checksum());
+        assert_eq!(
+            (view.src(), view.dst(), view.protocol(), view.is_fragment()),
+            (src, dst, proto, fragment)
+        );
+        let mut h = FixedHeader::of_mut(&mut bytes[..]).unwrap();
+        assert_eq!(
+            (h.tos(), h.total_len(), h.dont_fragment(), h.ttl()),
+            (tos, total, df, ttl)
+        );
+        h.decrement_ttl();
+        assert_eq!(h.ttl(), 63);
+        assert!(Packet::new_checked(&bytes[..]).unwrap().verify_checksum());
+        assert!(FixedHeader::of(&bytes[..19]).is_none());
+        bytes[0] = 0x46;
+        assert!(!FixedHeader::of(&bytes[..]).unwrap().is_plain());
     }
 
     #[test]
