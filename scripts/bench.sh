@@ -4,9 +4,10 @@
 # core each (main thread on core 0, forwarding on core 1), the same mempool and burst size,
 # hugepages when available. Runs alternate tools and repeat, because the machine is shared.
 #
-#   scripts/bench.sh                         # everything (about 20 minutes)
+#   scripts/bench.sh                         # everything (about 27 minutes)
 #   REPEATS=5 DURATION=15 scripts/bench.sh   # longer
 #   SIZES="1000 1000000" scripts/bench.sh    # a shorter table-size sweep
+#   SWEEP_ROUNDS=9 scripts/bench.sh          # more rounds of the paired table-size sweep
 #
 # Writes bench-out/results.csv (every run), bench-out/results.md (medians and ratios) and
 # bench-out/throughput.png, bench-out/sweep.png.
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-10}
 SIZES=${SIZES:-"1000 100000 1000000 4000000"}
+SWEEP_ROUNDS=${SWEEP_ROUNDS:-5}
 OUT=${OUT:-bench-out}
 MBUFS=131071
 SERVER=l00d0s000
@@ -120,6 +122,19 @@ for run in $(seq 1 "$REPEATS"); do
     if [ "$case" = "mix 1000000" ]; then
       record "$name" "$size" egressfwd-idle-sleep "$run" "$(run_egressfwd "$pcap" "$fleet_file" 100)"
     fi
+  done
+done
+
+# The table-size cost, measured on egressfwd alone with the sizes back to back in each round
+# (rotating their order): the runs of one round are seconds apart, so the ratio of two of them
+# is less exposed to the machine's slow swings than the medians above, whose runs of
+# different sizes are minutes apart (not to its fast ones: see docs/performance.md).
+read -r -a SWEEP <<<"$SIZES"
+for round in $(seq 1 "$SWEEP_ROUNDS"); do
+  for i in "${!SWEEP[@]}"; do
+    size=${SWEEP[$(( (i + round) % ${#SWEEP[@]} ))]}
+    record mix "$size" egressfwd-sweep "$round" \
+      "$(run_egressfwd "$(workload mix "$size")" "$(fleet "$size")")"
   done
 done
 

@@ -46,12 +46,29 @@ if len(sweep) >= 2:
     for a, v in sweep[1:]:
         notes.append(f"- mix, {smallest[0]:,} -> {a:,} addresses: throughput {100 * (v / smallest[1] - 1):+.1f}% "
                      f"({smallest[1]:.2f} -> {v:.2f} Mpps)")
+# The paired sweep: per round, each size's throughput over the smallest size's.
+paired = defaultdict(dict)
+for r in rows:
+    if r["tool"] == "egressfwd-sweep":
+        paired[r["run"]][int(r["addresses"])] = float(r["mpps"])
+paired_sizes = sorted({a for by_size in paired.values() for a in by_size})
+if len(paired_sizes) >= 2:
+    smallest = paired_sizes[0]
+    notes.append(f"- the same, paired ({len(paired)} rounds of every size back to back; per round, "
+                 f"the change from {smallest:,} addresses; their median first):")
+    for a in paired_sizes[1:]:
+        changes = [100 * (by_size[a] / by_size[smallest] - 1) for by_size in paired.values()
+                   if by_size.get(a) and by_size.get(smallest)]
+        notes.append(f"  - {smallest:,} -> {a:,} addresses: {median(changes):+.1f}% "
+                     f"({', '.join(f'{c:+.1f}' for c in changes)}); "
+                     f"median Mpps {median([b[smallest] for b in paired.values() if smallest in b]):.2f} -> "
+                     f"{median([b[a] for b in paired.values() if a in b]):.2f}")
 sleepy = median(mpps[("mix", 1_000_000, "egressfwd-idle-sleep")])
 if sleepy == sleepy:  # not NaN
     busy = median(mpps[("mix", 1_000_000, "egressfwd")])
     notes.append(f"- idle back-off (idle_sleep_us = 100, the default) under full load: {sleepy:.2f} Mpps "
                  f"against {busy:.2f} busy-polling ({100 * (sleepy / busy - 1):+.1f}%)")
-runs = len({r["run"] for r in rows})
+runs = len({r["run"] for r in rows if r["tool"] != "egressfwd-sweep"})
 text = ("Median of %d runs; ratios are per run (tools run back to back on the same input), "
         "their median first, then each run's.\n\n" % runs) + "\n".join(lines) + "\n"
 if notes:
@@ -85,6 +102,9 @@ if sweep:
     ax.plot([a for a, _ in sweep], [v for _, v in sweep], marker="o", label="egressfwd (mix)")
     mac = [median(mpps[("mix", a, "macswap")]) for a, _ in sweep]
     ax.plot([a for a, _ in sweep], mac, marker="s", linestyle="--", label="testpmd macswap (same pcap)")
+    if paired_sizes:
+        ax.plot(paired_sizes, [median([b[a] for b in paired.values() if a in b]) for a in paired_sizes],
+                marker="^", linestyle=":", label="egressfwd (mix), paired rounds")
     ax.set_xscale("log")
     ax.set_xlabel("IPv4 egress addresses in the topology")
     ax.set_ylabel("Mpps (median)")
