@@ -4,10 +4,11 @@
 # core each (main thread on core 0, forwarding on core 1), the same mempool and burst size,
 # hugepages when available. Runs alternate tools and repeat, because the machine is shared.
 #
-#   scripts/bench.sh                         # everything (about 27 minutes)
+#   scripts/bench.sh                         # everything (about 25 minutes)
 #   REPEATS=5 DURATION=15 scripts/bench.sh   # longer
 #   SIZES="1000 1000000" scripts/bench.sh    # a shorter table-size sweep
 #   SWEEP_ROUNDS=9 scripts/bench.sh          # more rounds of the paired table-size sweep
+#   FLOOR_ROUNDS=0 scripts/bench.sh          # without the worker-floor phase
 #
 # Writes bench-out/results.csv (every run), bench-out/results.md (medians and ratios) and
 # bench-out/throughput.png, bench-out/sweep.png.
@@ -18,13 +19,21 @@ REPEATS=${REPEATS:-3}
 DURATION=${DURATION:-10}
 SIZES=${SIZES:-"1000 100000 1000000 4000000"}
 SWEEP_ROUNDS=${SWEEP_ROUNDS:-5}
+FLOOR_ROUNDS=${FLOOR_ROUNDS:-3}
 OUT=${OUT:-bench-out}
 MBUFS=131071
 SERVER=l00d0s000
 
 scripts/setup.sh
-cargo build --release -p egressfwd
 mkdir -p "$OUT"
+# The worker floor: the same binary built to pass every packet unprocessed (first, since both
+# builds write target/release/egressfwd).
+FLOOR_BIN="$OUT/egressfwd-bench-floor"
+if [ "$FLOOR_ROUNDS" -gt 0 ]; then
+  cargo build --release -p egressfwd --features bench-floor
+  cp target/release/egressfwd "$FLOOR_BIN"
+fi
+cargo build --release -p egressfwd
 BIN=target/release/egressfwd
 # Both tools use hugepages when they are reserved, like production; else both run without.
 if grep -qs ' hugetlbfs ' /proc/mounts && [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -gt 0 ]; then
@@ -58,7 +67,7 @@ median_pps() {
   grep -E '^\s*Rx-pps:' | awk '{print $2}' | tail -n +3 | sort -n | awk '{v[NR]=$1} END {if (NR==0) print 0; else print v[int((NR+1)/2)]}'
 }
 
-run_egressfwd() { # pcap fleet [idle_sleep_us] -> pps
+run_egressfwd() { # pcap fleet [idle_sleep_us [binary]] -> pps
   local config="$OUT/egressfwd.toml"
   cat > "$config" <<TOML
 server = "$SERVER"
@@ -78,7 +87,7 @@ next_hop_mac = "02:00:00:00:00:fe"
 listen = "127.0.0.1:19790"
 stats_interval_seconds = 1
 TOML
-  "$BIN" run --config "$config" --duration "$DURATION" 2>>"$OUT/egressfwd.log" | median_pps
+  "${4:-$BIN}" run --config "$config" --duration "$DURATION" 2>>"$OUT/egressfwd.log" | median_pps
 }
 
 run_testpmd() { # pcap mode -> pps
@@ -135,6 +144,25 @@ for round in $(seq 1 "$SWEEP_ROUNDS"); do
     size=${SWEEP[$(( (i + round) % ${#SWEEP[@]} ))]}
     record mix "$size" egressfwd-sweep "$round" \
       "$(run_egressfwd "$(workload mix "$size")" "$(fleet "$size")")"
+  done
+done
+
+# The floor the worker loop and the driver set: egressfwd without its pipeline, beside
+# testpmd's own no-work mode (io), macswap and egressfwd itself, in rounds back to back on the
+# mix at 1M addresses (order rotating). What separates egressfwd from the floor is the
+# pipeline's cost per packet; what separates the floor from macswap, the worker loop's.
+FLOOR_TOOLS=(floor:egressfwd-no-pipeline floor:io floor:macswap floor:egressfwd)
+for round in $(seq 1 "$FLOOR_ROUNDS"); do
+  pcap=$(workload mix 1000000)
+  fleet_file=$(fleet 1000000)
+  for i in "${!FLOOR_TOOLS[@]}"; do
+    tool=${FLOOR_TOOLS[$(( (i + round) % ${#FLOOR_TOOLS[@]} ))]}
+    case $tool in
+      floor:egressfwd-no-pipeline) pps=$(run_egressfwd "$pcap" "$fleet_file" 0 "$FLOOR_BIN") ;;
+      floor:egressfwd) pps=$(run_egressfwd "$pcap" "$fleet_file") ;;
+      *) pps=$(run_testpmd "$pcap" "${tool#floor:}") ;;
+    esac
+    record mix 1000000 "$tool" "$round" "$pps"
   done
 done
 

@@ -68,7 +68,46 @@ if sleepy == sleepy:  # not NaN
     busy = median(mpps[("mix", 1_000_000, "egressfwd")])
     notes.append(f"- idle back-off (idle_sleep_us = 100, the default) under full load: {sleepy:.2f} Mpps "
                  f"against {busy:.2f} busy-polling ({100 * (sleepy / busy - 1):+.1f}%)")
-runs = len({r["run"] for r in rows if r["tool"] != "egressfwd-sweep"})
+# The worker floor: per round, egressfwd built without its pipeline against testpmd and egressfwd.
+floor = defaultdict(dict)
+for r in rows:
+    if r["tool"].startswith("floor:"):
+        floor[r["run"]][r["tool"][len("floor:"):]] = float(r["mpps"])
+FLOOR_TOOLS = ("egressfwd-no-pipeline", "egressfwd", "io", "macswap")
+if floor:
+    def per_round(f):  # rounds where every tool ran and measured something
+        return [f(t) for t in floor.values() if all(t.get(tool) for tool in FLOOR_TOOLS)]
+
+    def listed(values, fmt):
+        return f"{fmt(median(values))} ({', '.join(fmt(v) for v in values)})"
+
+    def two_places(v):
+        return f"{v:.2f}"
+
+    def nanoseconds(v):
+        return f"{v:.0f} ns"
+
+    notes.append(f"- the worker floor (mix, 1,000,000 addresses, {len(floor)} rounds of four runs back to back; "
+                 f"median first, then each round's):")
+    notes.append("  - egressfwd built with `--features bench-floor` (every packet passed unprocessed): "
+                 + listed(per_round(lambda t: t["egressfwd-no-pipeline"]), two_places) + " Mpps; "
+                 + "egressfwd " + listed(per_round(lambda t: t["egressfwd"]), two_places) + " Mpps; "
+                 + "testpmd io " + listed(per_round(lambda t: t["io"]), two_places) + ", macswap "
+                 + listed(per_round(lambda t: t["macswap"]), two_places) + " Mpps")
+    notes.append("  - floor / testpmd macswap: "
+                 + listed(per_round(lambda t: t["egressfwd-no-pipeline"] / t["macswap"]), two_places)
+                 + "; floor / testpmd io: "
+                 + listed(per_round(lambda t: t["egressfwd-no-pipeline"] / t["io"]), two_places)
+                 + "; egressfwd / floor: "
+                 + listed(per_round(lambda t: t["egressfwd"] / t["egressfwd-no-pipeline"]), two_places))
+    notes.append("  - per packet: the floor "
+                 + listed(per_round(lambda t: 1e3 / t["egressfwd-no-pipeline"]), nanoseconds)
+                 + ", the pipeline on top of it "
+                 + listed(per_round(lambda t: 1e3 / t["egressfwd"] - 1e3 / t["egressfwd-no-pipeline"]), nanoseconds)
+                 + "; 0.8x macswap leaves the pipeline "
+                 + listed(per_round(lambda t: 1e3 / (0.8 * t["macswap"]) - 1e3 / t["egressfwd-no-pipeline"]),
+                          nanoseconds))
+runs = len({r["run"] for r in rows if r["tool"] != "egressfwd-sweep" and not r["tool"].startswith("floor:")})
 text = ("Median of %d runs; ratios are per run (tools run back to back on the same input), "
         "their median first, then each run's.\n\n" % runs) + "\n".join(lines) + "\n"
 if notes:

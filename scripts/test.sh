@@ -15,6 +15,8 @@ scripts/setup.sh
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The benchmark-only build (scripts/bench.sh) must keep compiling too.
+cargo clippy -p egressfwd --features bench-floor -- -D warnings
 
 step "unit, property and integration tests"
 cargo test --workspace

@@ -189,6 +189,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             })
             .collect();
 
+        if cfg!(feature = "bench-floor") {
+            tracing::warn!("built with the bench-floor feature: every packet is passed unprocessed (a benchmark build, not for production)");
+        }
         let mut watcher = reload::Watcher::new(&config.topology);
         let mut retired = dataplane::Retired::default();
         let mut printer = report::Printer::new(config.stats_interval_seconds);
