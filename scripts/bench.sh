@@ -9,6 +9,8 @@
 #   SIZES="1000 1000000" scripts/bench.sh    # a shorter table-size sweep
 #   SWEEP_ROUNDS=9 scripts/bench.sh          # more rounds of the paired table-size sweep
 #   FLOOR_ROUNDS=0 scripts/bench.sh          # without the worker-floor phase
+#   REPEATS=0 FLOOR_ROUNDS=0 SWEEP_ROUNDS=12 SIZES="1000 1000000" scripts/bench.sh
+#                                            # the paired table-size sweep alone
 #
 # Writes bench-out/results.csv (every run), bench-out/results.md (medians and ratios) and
 # bench-out/throughput.png, bench-out/sweep.png.
