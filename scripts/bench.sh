@@ -73,7 +73,7 @@ run_egressfwd() { # pcap fleet [idle_sleep_us [binary]] -> pps
   local config="$OUT/egressfwd.toml"
   cat > "$config" <<TOML
 server = "$SERVER"
-topology = "$(pwd)/$2"
+topology = "$(realpath "$2")"
 [dataplane]
 workers = 1
 cores = [1]
@@ -82,7 +82,7 @@ mbufs = $MBUFS
 idle_sleep_us = ${3:-0}
 [[port]]
 name = "wire"
-device = "net_pcap0,rx_pcap=$(pwd)/$1,infinite_rx=1"
+device = "net_pcap0,rx_pcap=$(realpath "$1"),infinite_rx=1"
 roles = ["uplink", "host"]
 next_hop_mac = "02:00:00:00:00:fe"
 [metrics]
@@ -95,7 +95,7 @@ TOML
 run_testpmd() { # pcap mode -> pps
   # testpmd runs until interrupted; timeout's status 124 is the normal end here.
   { timeout -s INT $((DURATION + 6)) dpdk-testpmd -l 0,1 "${TESTPMD_MEMORY[@]}" --no-pci \
-      --vdev "net_pcap0,rx_pcap=$(pwd)/$1,infinite_rx=1" -- \
+      --vdev "net_pcap0,rx_pcap=$(realpath "$1"),infinite_rx=1" -- \
       --forward-mode="$2" --port-topology=loop --burst=32 --rxd=1024 --txd=1024 \
       --total-num-mbufs=$MBUFS --stats-period 1 --auto-start 2>>"$OUT/testpmd.log" || [ $? -eq 124 ]; } | median_pps
 }
@@ -107,6 +107,10 @@ record() { # workload size tool run pps
   mpps=$(awk -v p="$5" 'BEGIN {printf "%.3f", p / 1e6}')
   echo "$1,$2,$3,$4,$mpps" >> "$CSV"
   printf 'bench: run %s %-9s %8s addresses %-10s %s Mpps\n' "$4" "$1" "$2" "$3" "$mpps" >&2
+  if [ "${5:-0}" = 0 ]; then
+    echo "bench: $3 measured nothing on $1 ($2 addresses): see $OUT/egressfwd.log and $OUT/testpmd.log" >&2
+    exit 1
+  fi
 }
 
 CASES=("local 1000000" "forward 1000000" "mix 1000000" "mix-imix 1000000")
