@@ -122,7 +122,7 @@ if floor:
         return f"{v:.2f}"
 
     def nanoseconds(v):
-        return f"{v:.0f} ns"
+        return f"{round(v)} ns"  # an int: no "-0"
 
     notes.append(f"- the worker floor (mix, 1,000,000 addresses, {len(floor)} rounds of four runs back to back; "
                  f"median first, then each round's):")
