@@ -58,13 +58,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    /// The fixed part of the header, which reads every field below: one implementation of
+    /// each field for this view and the fast path's.
+    #[inline]
+    fn fixed(&self) -> FixedHeader<&[u8; HEADER_LEN]> {
+        FixedHeader::of(self.buffer.as_ref()).expect("new_checked accepted a full header")
+    }
+
     /// DSCP and ECN bits.
     pub fn tos(&self) -> u8 {
-        self.buffer.as_ref()[field::TOS]
+        self.fixed().tos()
     }
 
     pub fn total_len(&self) -> usize {
-        usize::from(read_u16(self.buffer.as_ref(), field::TOTAL_LEN))
+        self.fixed().total_len()
     }
 
     pub fn ident(&self) -> u16 {
@@ -72,20 +79,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn dont_fragment(&self) -> bool {
-        read_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & FLAG_DONT_FRAGMENT != 0
+        self.fixed().dont_fragment()
     }
 
     /// True for every fragment of a fragmented packet (first included).
     pub fn is_fragment(&self) -> bool {
-        read_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & (FLAG_MORE_FRAGMENTS | OFFSET_MASK) != 0
+        self.fixed().is_fragment()
     }
 
     pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
+        self.fixed().ttl()
     }
 
     pub fn protocol(&self) -> u8 {
-        self.buffer.as_ref()[field::PROTOCOL]
+        self.fixed().protocol()
     }
 
     pub fn checksum(&self) -> u16 {
@@ -93,11 +100,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn src(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::SRC)
+        self.fixed().src()
     }
 
     pub fn dst(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::DST)
+        self.fixed().dst()
     }
 
     pub fn header(&self) -> &[u8] {
