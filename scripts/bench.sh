@@ -23,10 +23,9 @@ SIZES=${SIZES:-"1000 100000 1000000 4000000"}
 SWEEP_ROUNDS=${SWEEP_ROUNDS:-5}
 FLOOR_ROUNDS=${FLOOR_ROUNDS:-3}
 OUT=${OUT:-bench-out}
-MBUFS=131071
-SERVER=l00d0s000
 
 scripts/setup.sh
+source scripts/bench_common.sh
 mkdir -p "$OUT"
 # The worker floor: the same binary built to pass every packet unprocessed (first, since both
 # builds write target/release/egressfwd).
@@ -44,25 +43,6 @@ else
   TESTPMD_MEMORY=(--no-huge --no-shconf -m 1024)
 fi
 
-fleet() { # addresses -> fleet file (generated once)
-  local f="$OUT/fleet-$1.toml"
-  [ -s "$f" ] || python3 scripts/gen_fleet.py --addresses "$1" --out "$f" >&2
-  [ -s "$OUT/table-$1.json" ] || "$BIN" table --topology "$f" --server "$SERVER" --json > "$OUT/table-$1.json"
-  echo "$f"
-}
-
-workload() { # name addresses -> pcap (generated once)
-  local name=$1 size=$2 pcap="$OUT/$1-$2.pcap"
-  fleet "$size" > /dev/null
-  if [ ! -s "$pcap" ]; then
-    case $name in
-      mix-imix) python3 scripts/gen_bench_traffic.py --table "$OUT/table-$size.json" --workload mix --imix --out "$pcap" >&2 ;;
-      *) python3 scripts/gen_bench_traffic.py --table "$OUT/table-$size.json" --workload "$name" --out "$pcap" >&2 ;;
-    esac
-  fi
-  echo "$pcap"
-}
-
 # The median packets/s of the periodic "Rx-pps:" lines both tools print, skipping the first
 # two seconds (pcap loading, warm-up).
 median_pps() {
@@ -71,33 +51,15 @@ median_pps() {
 
 run_egressfwd() { # pcap fleet [idle_sleep_us [binary]] -> pps
   local config="$OUT/egressfwd.toml"
-  cat > "$config" <<TOML
-server = "$SERVER"
-topology = "$(realpath "$2")"
-[dataplane]
-workers = 1
-cores = [1]
-burst = 32
-mbufs = $MBUFS
-idle_sleep_us = ${3:-0}
-[[port]]
-name = "wire"
-device = "net_pcap0,rx_pcap=$(realpath "$1"),infinite_rx=1"
-roles = ["uplink", "host"]
-next_hop_mac = "02:00:00:00:00:fe"
-[metrics]
-listen = "127.0.0.1:19790"
-stats_interval_seconds = 1
-TOML
+  egressfwd_config "$1" "$2" "${3:-0}" > "$config"
   "${4:-$BIN}" run --config "$config" --duration "$DURATION" 2>>"$OUT/egressfwd.log" | median_pps
 }
 
 run_testpmd() { # pcap mode -> pps
+  testpmd_argv "$1" "$2" "${TESTPMD_MEMORY[@]}"
   # testpmd runs until interrupted; timeout's status 124 is the normal end here.
-  { timeout -s INT $((DURATION + 6)) dpdk-testpmd -l 0,1 "${TESTPMD_MEMORY[@]}" --no-pci \
-      --vdev "net_pcap0,rx_pcap=$(realpath "$1"),infinite_rx=1" -- \
-      --forward-mode="$2" --port-topology=loop --burst=32 --rxd=1024 --txd=1024 \
-      --total-num-mbufs=$MBUFS --stats-period 1 --auto-start 2>>"$OUT/testpmd.log" || [ $? -eq 124 ]; } | median_pps
+  { timeout -s INT $((DURATION + 6)) "${TESTPMD_ARGV[@]}" --stats-period 1 \
+      2>>"$OUT/testpmd.log" || [ $? -eq 124 ]; } | median_pps
 }
 
 CSV="$OUT/results.csv"

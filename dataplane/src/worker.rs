@@ -1,8 +1,9 @@
 //! The poll-mode worker: the thin loop between DPDK queues and the pipeline.
 //!
 //! Per round: take the newest table (the quiescent point), then for each port receive a
-//! burst, run the pipeline over it, sort the packets by output port and send each group in one
-//! burst, freeing (and counting) whatever the driver refuses. No lock, allocation, system call
+//! burst, run the pipeline over it, sort the packets by output port (unless the whole burst
+//! goes to one) and send each group in one burst, freeing (and counting) whatever the driver
+//! refuses. No lock, allocation, system call
 //! or shared atomic write per packet; the only system call is the sleep of an idle worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,19 +107,20 @@ pub fn run(
             received_any = true;
             stats.bursts += 1;
             let port_stats = &mut stats.ports[p];
+            let (mut rx_bytes, mut contiguous) = (0u64, true);
+            for m in rx.as_slice() {
+                rx_bytes += u64::from(m.pkt_len());
+                contiguous &= m.is_contiguous();
+            }
             port_stats.rx_packets += n as u64;
-            port_stats.rx_bytes += rx
-                .as_slice()
-                .iter()
-                .map(|m| u64::from(m.pkt_len()))
-                .sum::<u64>();
+            port_stats.rx_bytes += rx_bytes;
 
             let verdicts = &mut verdicts[..n];
             // The benchmark-only build (feature `bench-floor`) measures this loop and the
             // driver without the pipeline: what no pipeline in this worker can beat.
             if cfg!(feature = "bench-floor") {
                 verdicts.fill(Verdict::Pass);
-            } else if rx.as_slice().iter().all(Mbuf::is_contiguous) {
+            } else if contiguous {
                 pipeline.process_burst(&ctx, rx.as_mut_slice(), verdicts);
             } else {
                 for (m, v) in rx.as_mut_slice().iter_mut().zip(verdicts.iter_mut()) {
@@ -132,17 +134,28 @@ pub fn run(
                     }
                 }
             }
-            let pass_to = ports[p].pass_to;
-            for (m, v) in rx.drain().zip(verdicts.iter()) {
-                let target = match v {
-                    Verdict::Uplink => config.uplink,
-                    Verdict::Host => config.host,
-                    Verdict::Pass => pass_to,
-                    Verdict::Drop(_) => continue, // counted by the pipeline; freed here
-                };
-                if let Err(m) = out[target].push(m) {
-                    drop(m);
-                    pipeline.counters.drop(DropReason::TxFull);
+            let port_of = |verdict: &Verdict| match verdict {
+                Verdict::Uplink => Some(config.uplink),
+                Verdict::Host => Some(config.host),
+                Verdict::Pass => Some(ports[p].pass_to),
+                Verdict::Drop(_) => None, // counted by the pipeline; freed here
+            };
+            // Usually every packet of a burst gets the same verdict: then the burst is sent as
+            // received, without sorting it packet by packet.
+            let first = verdicts[0];
+            let single_port = port_of(&first)
+                .filter(|&target| out[target].is_empty() && verdicts.iter().all(|v| *v == first));
+            if let Some(target) = single_port {
+                std::mem::swap(&mut rx, &mut out[target]);
+            } else {
+                for (m, v) in rx.drain().zip(verdicts.iter()) {
+                    let Some(target) = port_of(v) else {
+                        continue;
+                    };
+                    if let Err(m) = out[target].push(m) {
+                        drop(m);
+                        pipeline.counters.drop(DropReason::TxFull);
+                    }
                 }
             }
             for (q, port) in ports.iter_mut().enumerate() {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Instructions per packet of the forwarding thread, egressfwd beside dpdk-testpmd, on the same
+# input and configuration as scripts/bench.sh, counted by valgrind's callgrind. Unlike the
+# timed runs, the counts do not depend on what else the shared machine is doing: they show
+# where the per-packet work goes and how far apart the tools are, without the noise (a count
+# is not a time: cache misses and instruction-level parallelism are not in it).
+#
+#   scripts/bench_instructions.sh                       # the mix at 1M addresses (~15 minutes)
+#   WORKLOAD="forward 1000000" scripts/bench_instructions.sh
+#   TOOLS="egressfwd io" SECONDS_EACH=20 scripts/bench_instructions.sh
+#
+# Writes $OUT/instructions.csv and prints a markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-bench-out}
+WORKLOAD=${WORKLOAD:-"mix 1000000"}
+TOOLS=${TOOLS:-"egressfwd egressfwd-no-pipeline io macswap 5tswap"}
+SECONDS_EACH=${SECONDS_EACH:-30}
+# valgrind cannot reserve the virtual area EAL wants for hugepages: both tools run without.
+EAL_MEMORY=(--no-huge --no-shconf -m 1024)
+
+scripts/setup.sh
+source scripts/bench_common.sh
+mkdir -p "$OUT/callgrind"
+OUT=$(realpath "$OUT")
+FLOOR_BIN="$OUT/egressfwd-bench-floor"
+if [[ " $TOOLS " == *" egressfwd-no-pipeline "* ]]; then
+  cargo build --release -p egressfwd --features bench-floor
+  cp target/release/egressfwd "$FLOOR_BIN"
+fi
+cargo build --release -p egressfwd
+# Copies, so that a build while this runs does not change what is measured.
+BIN="$OUT/egressfwd"
+cp target/release/egressfwd "$BIN"
+
+read -r name size <<<"$WORKLOAD"
+pcap=$(workload "$name" "$size")
+fleet_file=$(fleet "$size")
+
+# Runs one tool under callgrind, one profile per thread; prints "packets instructions" where
+# instructions are those of the busiest thread (the forwarding one) and packets what the
+# tool's final statistics say it received.
+count() { # tool -> "packets instructions"
+  local tool=$1 profile="$OUT/callgrind/$1" log="$OUT/callgrind/$1.log"
+  rm -f "$profile"-*
+  # Fair scheduling: valgrind runs one thread at a time, and by default the busy-polling
+  # forwarding thread can starve the one that would stop the run.
+  local valgrind=(valgrind --tool=callgrind --fair-sched=yes --separate-threads=yes --callgrind-out-file="$profile")
+  case $tool in
+    egressfwd | egressfwd-no-pipeline)
+      local binary=$BIN
+      [ "$tool" = egressfwd ] || binary=$FLOOR_BIN
+      egressfwd_config "$pcap" "$fleet_file" 0 19792 > "$OUT/callgrind/egressfwd.toml"
+      "${valgrind[@]}" "$binary" run --config "$OUT/callgrind/egressfwd.toml" \
+        --duration "$SECONDS_EACH" -- "${EAL_MEMORY[@]}" > "$log" 2>&1
+      ;;
+    *)
+      testpmd_argv "$pcap" "$tool" "${EAL_MEMORY[@]}"
+      # Stopped by SIGINT like an operator would; timeout's status 124 is the normal end.
+      timeout -s INT "$SECONDS_EACH" "${valgrind[@]}" "${TESTPMD_ARGV[@]}" > "$log" 2>&1 ||
+        [ $? -eq 124 ]
+      ;;
+  esac
+  local packets instructions
+  packets=$(grep -E '^\s*RX-packets:' "$log" | tail -1 | awk '{print $2}')
+  instructions=$(cat "$profile"-* | awk '/^summary:/ {if ($2 > max) max = $2} END {print max + 0}')
+  if [ -z "$packets" ] || [ "$packets" = 0 ] || [ "$instructions" = 0 ]; then
+    echo "bench_instructions: $tool counted nothing: see $log" >&2
+    exit 1
+  fi
+  echo "$packets $instructions"
+}
+
+CSV="$OUT/instructions.csv"
+echo "workload,addresses,tool,packets,instructions,instructions_per_packet" > "$CSV"
+for tool in $TOOLS; do
+  read -r packets instructions < <(count "$tool")
+  per_packet=$(awk -v i="$instructions" -v p="$packets" 'BEGIN {printf "%.1f", i / p}')
+  echo "$name,$size,$tool,$packets,$instructions,$per_packet" >> "$CSV"
+  printf 'bench_instructions: %-22s %12s packets %6s instructions/packet\n' \
+    "$tool" "$packets" "$per_packet" >&2
+done
+
+# The table: each tool's count, and what egressfwd's count is as a fraction of each testpmd
+# mode's (the throughput ratio the instruction counts alone would predict).
+awk -F, 'NR > 1 {tool[NR] = $3; ipp[NR] = $6; by[$3] = $6; n = NR}
+  END {
+    print "| tool | instructions per packet | testpmd mode / this (instructions) |"
+    print "|---|---:|---:|"
+    for (r = 2; r <= n; r++) {
+      ratios = ""
+      for (m = 2; m <= n; m++) if (tool[m] !~ /^egressfwd/ && tool[r] ~ /^egressfwd/)
+        ratios = ratios sprintf("%s%s %.2f", ratios == "" ? "" : ", ", tool[m], ipp[m] / ipp[r])
+      printf "| %s | %s | %s |\n", tool[r], ipp[r], ratios
+    }
+  }' "$CSV"
