@@ -1,6 +1,9 @@
 # egressfwd on Debian 12 with DPDK from Debian. Kept in step with scripts/setup.sh (same
 # packages). Not built in development: that machine has no Docker engine.
 #
+# The binary is built for x86-64-v3 CPUs (.cargo/config.toml); for an older host CPU, set
+# `rustflags = ["-C", "target-cpu=x86-64"]` there before building.
+#
 #   docker build -t egressfwd .
 #   docker run --rm --privileged -v /dev/hugepages:/dev/hugepages -v /etc/egressfwd:/etc/egressfwd \
 #       egressfwd run --config /etc/egressfwd/egressfwd.toml

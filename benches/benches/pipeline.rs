@@ -9,8 +9,8 @@
 //! `copy_only` case measures that copy alone: the pipeline's own cost is the difference.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataplane::{ConnTable, Context, Encap, Pipeline, PipelineConfig, PortAddrs, VecBuf, Verdict};
-use egressfwd_benches::{egress_addresses, fleet_1m, frames, BENCH_SERVER};
+use dataplane::{ConnTable, Context, Pipeline, VecBuf, Verdict};
+use egressfwd_benches::{egress_addresses, fleet_1m, frames, pipeline_config, BENCH_SERVER};
 use topology::{ForwardingTable, Tier};
 
 const WORKING_SET: usize = 1 << 16;
@@ -79,19 +79,7 @@ fn pipeline(c: &mut Criterion) {
         table: &table,
         connections: &connections,
     };
-    let config = PipelineConfig {
-        encap: Encap::Fou,
-        encap_port: 6080,
-        mtu: 1500,
-        uplink: PortAddrs {
-            mac: [2, 0, 0, 0, 0, 0x0a],
-            next_hop: [2, 0, 0, 0, 0, 0xfe],
-        },
-        host: PortAddrs {
-            mac: [2, 0, 0, 0, 0, 0x0b],
-            next_hop: [2, 0, 0, 0, 0, 0x01],
-        },
-    };
+    let config = pipeline_config();
     let mut group = c.benchmark_group("pipeline_per_packet_1m_table_64k_working_set");
     group.throughput(Throughput::Elements(WORKING_SET as u64));
     for kind in ["copy_only", "local", "encap", "decap", "pass"] {

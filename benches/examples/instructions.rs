@@ -3,8 +3,8 @@
 //! shared machine):
 //!   valgrind --tool=callgrind target/release/examples/instructions encap
 //! `baseline` does everything but the pipeline: subtract it to get the pipeline's share.
-use dataplane::{ConnTable, Context, Encap, Pipeline, PipelineConfig, PortAddrs, VecBuf, Verdict};
-use egressfwd_benches::frames;
+use dataplane::{ConnTable, Context, Pipeline, VecBuf, Verdict};
+use egressfwd_benches::{frames, pipeline_config, run_burst};
 
 fn main() {
     let kind = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
@@ -18,17 +18,7 @@ fn main() {
         table: &table,
         connections: &connections,
     };
-    let addrs = PortAddrs {
-        mac: [2, 0, 0, 0, 0, 1],
-        next_hop: [2, 0, 0, 0, 0, 2],
-    };
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        encap: Encap::Fou,
-        encap_port: 6080,
-        mtu: 1500,
-        uplink: addrs,
-        host: addrs,
-    });
+    let mut pipeline = Pipeline::new(pipeline_config());
     let src = match kind.as_str() {
         "local" => 0xc633_6401, // 198.51.100.1, held here
         "encap" => 0xcb00_7180, // 203.0.113.128/25, two weighted candidates
@@ -56,16 +46,4 @@ fn main() {
         uplink += verdicts.iter().filter(|v| **v == Verdict::Uplink).count();
     }
     println!("{kind}: {uplink} of 65536 to the uplink");
-}
-
-/// Out of line so that callgrind reports the pipeline's cost as this function's inclusive
-/// cost (`callgrind_annotate --inclusive=yes`), apart from building the frames.
-#[inline(never)]
-fn run_burst(
-    pipeline: &mut Pipeline,
-    ctx: &Context<'_>,
-    bufs: &mut [VecBuf],
-    verdicts: &mut [Verdict],
-) {
-    pipeline.process_burst(ctx, bufs, verdicts);
 }

@@ -55,7 +55,47 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// Whether the CPU lacks a feature this build was compiled to use (`.cargo/config.toml`).
+/// Read from CPUID itself: `is_x86_feature_detected!` answers yes, without looking, for every
+/// feature the build enables. Plain integer code only: with those features on, the compiler
+/// encodes even vector moves in instructions an older CPU does not have.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn cpu_lacks_build_features() -> bool {
+    use std::arch::x86_64::__cpuid_count;
+    let leaf1 = __cpuid_count(1, 0).ecx;
+    let leaf7 = __cpuid_count(7, 0).ebx;
+    let extended = __cpuid_count(0x8000_0001, 0).ecx;
+    let lacks = |built_for: bool, register: u32, bit: u32| built_for && register & (1 << bit) == 0;
+    lacks(cfg!(target_feature = "avx2"), leaf7, 5)
+        | lacks(cfg!(target_feature = "bmi1"), leaf7, 3)
+        | lacks(cfg!(target_feature = "bmi2"), leaf7, 8)
+        | lacks(cfg!(target_feature = "fma"), leaf1, 12)
+        | lacks(cfg!(target_feature = "movbe"), leaf1, 22)
+        | lacks(cfg!(target_feature = "lzcnt"), extended, 5)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_lacks_build_features() -> bool {
+    false
+}
+
+/// Kept to the CPU check and a call: the rest of the program may use the instructions the
+/// check is about, so none of it runs before the check.
 fn main() -> ExitCode {
+    if cpu_lacks_build_features() {
+        eprintln!(
+            "egressfwd: this build needs an x86-64-v3 CPU (AVX2, BMI1, BMI2, FMA, LZCNT, MOVBE) \
+             and this CPU lacks some of these; build it for this CPU with \
+             RUSTFLAGS=\"-C target-cpu=x86-64\" cargo build --release -p egressfwd"
+        );
+        return ExitCode::from(1);
+    }
+    run_cli()
+}
+
+#[inline(never)]
+fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -3,7 +3,9 @@
 //! implementation), rewrite, encapsulate, decapsulate.
 
 use topology::hash::{outer_source_port, PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP};
-use topology::{Decision, DecisionV6, FlowKey, ForwardingTable, Tier};
+use topology::{
+    Continued, Decision, DecisionV6, FlowKey, ForwardingTable, ServerId, Started, Tier,
+};
 
 use crate::buf::PacketBuf;
 use crate::conn::ConnTable;
@@ -67,51 +69,46 @@ pub struct Context<'a> {
     pub connections: &'a ConnTable,
 }
 
-/// A decapsulated packet, ready to be acted on.
+/// What the pipeline knows of one packet between its stages.
 #[derive(Debug, Clone, Copy)]
-struct Inner {
-    /// Bytes of outer headers after the Ethernet header.
-    strip: usize,
-    flow: FlowKey,
-    decision: Decision,
-    /// The connection-table key of the flow (its outbound direction).
-    hash: u64,
+enum Kind {
+    /// Decided by the first stage (not IP, malformed, a stranger's tunnel, ...).
+    Done(Verdict),
+    V4,
+    V6,
+    /// A fleet packet from `peer`: its inner packet (the one decided) starts `strip` bytes
+    /// after the Ethernet header.
+    Fleet {
+        peer: ServerId,
+        strip: u16,
+    },
 }
 
-/// The inner packets of one burst, indexed by the burst's IPv4 packets.
+/// One burst between the stages of the pipeline: what [`Pipeline::begin`] learned of each
+/// packet and [`Pipeline::advance`] added.
 #[derive(Debug, Clone)]
-struct PreparedInner {
-    /// Per IPv4 packet of the burst: its inner packet's index, or why it has none.
-    slot: [Result<u8, DropReason>; CHUNK],
+struct BurstState {
+    len: usize,
+    kinds: [Kind; CHUNK],
+    /// The flow each IPv4 packet is decided by: its own, or for a fleet packet the inner one.
     flows: [FlowKey; CHUNK],
-    decisions: [Decision; CHUNK],
-    hashes: [u64; CHUNK],
-    strip: [u16; CHUNK],
-    count: usize,
+    started: [Started; CHUNK],
+    continued: [Continued; CHUNK],
+    /// The connection-table key of flows that read or write it: replies, and decapsulated
+    /// egress (keyed by the outbound direction of the flow).
+    conn_hash: [u64; CHUNK],
 }
 
-impl Default for PreparedInner {
+impl Default for BurstState {
     fn default() -> Self {
         Self {
-            slot: [Err(DropReason::BadInner); CHUNK],
+            len: 0,
+            kinds: [Kind::V6; CHUNK],
             flows: [FlowKey::default(); CHUNK],
-            decisions: [Decision::Pass; CHUNK],
-            hashes: [0; CHUNK],
-            strip: [0; CHUNK],
-            count: 0,
+            started: [Started::default(); CHUNK],
+            continued: [Continued::default(); CHUNK],
+            conn_hash: [0; CHUNK],
         }
-    }
-}
-
-impl PreparedInner {
-    fn get(&self, k: usize) -> Result<Inner, DropReason> {
-        let j = usize::from(self.slot[k]?);
-        Ok(Inner {
-            strip: usize::from(self.strip[j]),
-            flow: self.flows[j],
-            decision: self.decisions[j],
-            hash: self.hashes[j],
-        })
     }
 }
 
@@ -124,23 +121,6 @@ const ICMP_TOS: u8 = 0xc0;
 /// Largest burst processed in one pass (bigger slices are processed in chunks of this).
 pub const CHUNK: usize = 32;
 
-#[derive(Debug, Clone, Copy)]
-enum Classified {
-    Done(Verdict),
-    V4(FlowKey),
-    V6,
-}
-
-/// What the second pass of a burst needs to know per packet: kept to two bytes, because a
-/// wide per-packet record written and read back in the same burst costs store-forwarding
-/// stalls that dominated the whole pipeline.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Done(Verdict),
-    V4,
-    V6,
-}
-
 fn malformed(err: WireError) -> DropReason {
     match err {
         WireError::Truncated => DropReason::Truncated,
@@ -152,7 +132,7 @@ fn malformed(err: WireError) -> DropReason {
 
 /// The flow key of a well-formed IPv4 packet, or why it is malformed.
 ///
-/// Always inlined, like [`classify`]: returned through memory, the key is written field by
+/// Always inlined into [`Pipeline::begin`]: returned through memory, the key is written field by
 /// field and read back whole by the caller, a store-forwarding stall per packet.
 #[inline(always)]
 fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
@@ -210,25 +190,6 @@ fn flow_with_options_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
     Ok(FlowKey::new(p.src(), p.dst(), p.protocol(), ports))
 }
 
-/// Contract section 5 steps 1 and 2: not IP, malformed, or an IP packet to decide.
-#[inline(always)]
-fn classify(frame: &[u8]) -> Classified {
-    let Ok(eth) = ethernet::Frame::new_checked(frame) else {
-        return Classified::Done(Verdict::Drop(DropReason::Truncated));
-    };
-    match eth.ethertype() {
-        ethernet::ETHERTYPE_IPV4 => match flow_of(eth.payload()) {
-            Ok(flow) => Classified::V4(flow),
-            Err(reason) => Classified::Done(Verdict::Drop(reason)),
-        },
-        ethernet::ETHERTYPE_IPV6 => match ipv6::Packet::new_checked(eth.payload()) {
-            Ok(_) => Classified::V6,
-            Err(err) => Classified::Done(Verdict::Drop(malformed(err))),
-        },
-        _ => Classified::Done(Verdict::Pass),
-    }
-}
-
 /// The Ethernet header of a packet sent through a port.
 fn ethernet_header(addrs: PortAddrs, ethertype: u16) -> [u8; ethernet::HEADER_LEN] {
     let mut header = [0u8; ethernet::HEADER_LEN];
@@ -268,7 +229,7 @@ fn write_ethernet(frame: &mut [u8], header: &[u8; ethernet::HEADER_LEN]) {
     }
 }
 
-/// The IPv4 packet of a frame that [`classify`] (or decapsulation) already checked.
+/// The IPv4 packet of a frame that [`Pipeline::begin`] (or decapsulation) already checked.
 fn ip4_mut(frame: &mut [u8]) -> Result<ipv4::Packet<&mut [u8]>, DropReason> {
     let ip = frame
         .get_mut(ethernet::HEADER_LEN..)
@@ -276,7 +237,7 @@ fn ip4_mut(frame: &mut [u8]) -> Result<ipv4::Packet<&mut [u8]>, DropReason> {
     ipv4::Packet::new_checked(ip).map_err(malformed)
 }
 
-/// The fixed IPv4 header of a frame that [`classify`] (or decapsulation) already checked:
+/// The fixed IPv4 header of a frame that [`Pipeline::begin`] (or decapsulation) already checked:
 /// its rewrites need no second validation.
 #[inline]
 fn ip4_header_mut(frame: &mut [u8]) -> Option<ipv4::FixedHeader<&mut [u8; ipv4::HEADER_LEN]>> {
@@ -381,9 +342,10 @@ pub struct Pipeline {
     config: PipelineConfig,
     tunnel: TunnelTemplate,
     ethernet: EthernetHeaders,
-    /// Scratch space for the inner packets of the burst being processed: kept here rather
-    /// than returned by value, so that its 2 KiB are not initialised and copied per burst.
-    inner: Box<PreparedInner>,
+    /// The state of the burst [`Pipeline::process_burst`] is processing: kept here rather
+    /// than on the stack, so that its 2 KiB are not initialised per burst. (Taken out while
+    /// in use, so that the stages can borrow the pipeline.)
+    scratch: Option<Box<BurstState>>,
     pub counters: PipelineCounters,
 }
 
@@ -393,7 +355,7 @@ impl Pipeline {
             tunnel: TunnelTemplate::new(&config),
             ethernet: EthernetHeaders::new(&config),
             config,
-            inner: Box::default(),
+            scratch: Some(Box::default()),
             counters: PipelineCounters::default(),
         }
     }
@@ -411,120 +373,152 @@ impl Pipeline {
 
     /// Processes a burst in place and says where each packet goes. `verdicts` must be as long
     /// as `bufs`. Drops and passes are counted here; the caller counts what it transmits.
+    ///
+    /// In three stages over the burst, each of which starts loading the table entries the
+    /// next one reads: the cache misses of a whole burst overlap, instead of stalling on each
+    /// packet in turn.
     pub fn process_burst<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         bufs: &mut [B],
         verdicts: &mut [Verdict],
     ) {
+        assert_eq!(bufs.len(), verdicts.len(), "one verdict per packet");
+        let mut state = self.scratch.take().unwrap_or_default();
         for (bufs, verdicts) in bufs.chunks_mut(CHUNK).zip(verdicts.chunks_mut(CHUNK)) {
-            let mut kinds = [Kind::V6; CHUNK];
-            let mut flows = [FlowKey::default(); CHUNK];
-            // Which buffer each IPv4 flow came from.
-            let mut v4_buf = [0u8; CHUNK];
-            let mut n4 = 0;
-            for (i, (kind, buf)) in kinds.iter_mut().zip(bufs.iter()).enumerate() {
-                *kind = match classify(buf.data()) {
-                    Classified::V4(flow) => {
-                        flows[n4] = flow;
-                        v4_buf[n4] = i as u8;
-                        n4 += 1;
-                        Kind::V4
-                    }
-                    Classified::V6 => Kind::V6,
-                    Classified::Done(verdict) => Kind::Done(verdict),
-                };
-            }
-            let mut decisions = [Decision::Pass; CHUNK];
-            ctx.table
-                .decide_v4_burst(&flows[..n4], self.config.encap_port, &mut decisions[..n4]);
-            self.prepare_inner(ctx, bufs, &flows[..n4], &v4_buf[..n4], &decisions[..n4]);
+            self.begin(ctx, bufs, &mut state);
+            Self::advance(ctx, &mut state);
+            self.finish(ctx, bufs, &state, verdicts);
+        }
+        self.scratch = Some(state);
+    }
 
-            let mut next_v4 = 0;
-            for ((kind, buf), verdict) in kinds.iter().zip(bufs.iter_mut()).zip(verdicts.iter_mut())
-            {
-                *verdict = match *kind {
-                    Kind::Done(v) => v,
-                    Kind::V4 => {
-                        let k = next_v4;
-                        next_v4 += 1;
-                        match decisions[k] {
-                            Decision::Decapsulate { peer } => {
-                                let inner = self.inner.get(k);
-                                self.decapsulate(ctx, buf, ctx.table.underlay_of(peer), inner)
+    /// Stage 1 of a burst of at most [`CHUNK`] packets (contract section 5 steps 1 to 3):
+    /// classifies and validates each packet, takes the inner packet out of a fleet packet,
+    /// and starts the table lookups of the flow to decide. Nothing is changed or counted yet.
+    fn begin<B: PacketBuf>(&self, ctx: &Context<'_>, bufs: &[B], state: &mut BurstState) {
+        assert!(bufs.len() <= CHUNK, "a burst has at most {CHUNK} packets");
+        state.len = bufs.len();
+        let encap_port = self.config.encap_port;
+        for (i, buf) in bufs.iter().enumerate() {
+            let frame = buf.data();
+            let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+                state.kinds[i] = Kind::Done(Verdict::Drop(DropReason::Truncated));
+                continue;
+            };
+            state.kinds[i] = match eth.ethertype() {
+                ethernet::ETHERTYPE_IPV4 => match flow_of(eth.payload()) {
+                    Ok(flow) => match ctx.table.start_v4(&flow, encap_port) {
+                        Started::Decided(Decision::Decapsulate { peer }) => match inner_of(frame) {
+                            Ok((strip, inner)) => {
+                                state.flows[i] = inner;
+                                state.started[i] = ctx.table.start_v4(&inner, encap_port);
+                                Kind::Fleet {
+                                    peer,
+                                    strip: strip as u16,
+                                }
                             }
-                            d => self.act_v4(ctx, buf, &flows[k], d),
+                            Err(reason) => Kind::Done(Verdict::Drop(reason)),
+                        },
+                        Started::Decided(_) => Kind::Done(Verdict::Drop(DropReason::UnknownPeer)),
+                        started => {
+                            state.flows[i] = flow;
+                            state.started[i] = started;
+                            Kind::V4
                         }
-                    }
-                    Kind::V6 => self.act_v6(ctx, buf),
-                };
-                match *verdict {
-                    Verdict::Drop(reason) => self.counters.drop(reason),
-                    Verdict::Pass => self.counters.passed += 1,
-                    Verdict::Uplink | Verdict::Host => {}
-                }
-            }
+                    },
+                    Err(reason) => Kind::Done(Verdict::Drop(reason)),
+                },
+                ethernet::ETHERTYPE_IPV6 => match ipv6::Packet::new_checked(eth.payload()) {
+                    Ok(_) => Kind::V6,
+                    Err(err) => Kind::Done(Verdict::Drop(malformed(err))),
+                },
+                _ => Kind::Done(Verdict::Pass),
+            };
         }
     }
 
-    /// The inner packets of a burst's fleet packets, parsed and decided together, with the
-    /// connection-table buckets of every flow that will use them prefetched: these lookups
-    /// miss the cache, and issuing them for the whole burst lets the misses overlap instead
-    /// of stalling each packet in turn.
-    fn prepare_inner<B: PacketBuf>(
+    /// Stage 2: the routes of each flow, as far as they decide it; starts loading the
+    /// rendezvous bucket of a flow spread over several servers and the connection-table
+    /// bucket of a reply or a decapsulated egress flow.
+    fn advance(ctx: &Context<'_>, state: &mut BurstState) {
+        let n = state.len;
+        let per_packet = state.kinds[..n]
+            .iter()
+            .zip(&state.flows[..n])
+            .zip(&state.started[..n])
+            .zip(
+                state.continued[..n]
+                    .iter_mut()
+                    .zip(&mut state.conn_hash[..n]),
+            );
+        for (((kind, flow), &started), (continued, conn_hash)) in per_packet {
+            let fleet = match kind {
+                Kind::V4 => false,
+                Kind::Fleet { .. } => true,
+                Kind::Done(_) | Kind::V6 => continue,
+            };
+            let c = ctx.table.continue_v4(flow, started);
+            let hash = if c.is_reply() {
+                // The connection table is keyed by the outbound direction of the flow.
+                Some(flow.reversed().hash())
+            } else if fleet && c.is_egress() {
+                Some(c.flow_hash().unwrap_or_else(|| flow.hash()))
+            } else {
+                None
+            };
+            if let Some(hash) = hash {
+                ctx.connections.prefetch(hash);
+                *conn_hash = hash;
+            }
+            *continued = c;
+        }
+    }
+
+    /// Stage 3: decides each packet, rewrites it and counts drops and passes. `bufs` and
+    /// `verdicts` are the burst [`Pipeline::begin`] saw, with the state it and
+    /// [`Pipeline::advance`] left.
+    fn finish<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
-        bufs: &[B],
-        flows: &[FlowKey],
-        v4_buf: &[u8],
-        decisions: &[Decision],
+        bufs: &mut [B],
+        state: &BurstState,
+        verdicts: &mut [Verdict],
     ) {
-        let prepared = &mut *self.inner;
-        // Only the slots of this burst's fleet packets are read back, and each is written
-        // first: nothing else needs resetting.
-        prepared.count = 0;
-        for (k, d) in decisions.iter().enumerate() {
-            match d {
-                Decision::Decapsulate { .. } => {
-                    prepared.slot[k] = match inner_of(bufs[usize::from(v4_buf[k])].data()) {
-                        Ok((strip, flow)) => {
-                            let j = prepared.count;
-                            prepared.flows[j] = flow;
-                            prepared.strip[j] = strip as u16;
-                            prepared.count += 1;
-                            Ok(j as u8)
-                        }
-                        Err(reason) => Err(reason),
-                    };
+        assert!(
+            bufs.len() == state.len && verdicts.len() == state.len,
+            "finish sees the burst begin saw"
+        );
+        for (i, (buf, verdict)) in bufs.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+            *verdict = match state.kinds[i] {
+                Kind::Done(v) => v,
+                Kind::V4 => {
+                    let decision = ctx.table.finish_v4(state.continued[i]);
+                    self.act_v4(ctx, buf, decision, state.conn_hash[i])
                 }
-                Decision::Reply => ctx.connections.prefetch(flows[k].reversed().hash()),
-                _ => {}
-            }
-        }
-        let n = prepared.count;
-        if n > 0 {
-            ctx.table.decide_v4_burst(
-                &prepared.flows[..n],
-                self.config.encap_port,
-                &mut prepared.decisions[..n],
-            );
-            for j in 0..n {
-                prepared.hashes[j] = match prepared.decisions[j] {
-                    Decision::Reply => prepared.flows[j].reversed().hash(),
-                    _ => prepared.flows[j].hash(),
-                };
-                ctx.connections.prefetch(prepared.hashes[j]);
+                Kind::Fleet { peer, strip } => {
+                    let decision = ctx.table.finish_v4(state.continued[i]);
+                    let peer = ctx.table.underlay_of(peer);
+                    self.decapsulate(ctx, buf, peer, strip, decision, state.conn_hash[i])
+                }
+                Kind::V6 => self.act_v6(ctx, buf),
+            };
+            match *verdict {
+                Verdict::Drop(reason) => self.counters.drop(reason),
+                Verdict::Pass => self.counters.passed += 1,
+                Verdict::Uplink | Verdict::Host => {}
             }
         }
     }
 
-    /// Steps 3 to 6 for an IPv4 packet whose decision is known.
+    /// Steps 3 to 6 for an IPv4 packet whose decision is known. `conn_hash` is the flow's
+    /// connection-table key where [`Pipeline::advance`] computed one (replies).
     fn act_v4<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
-        flow: &FlowKey,
         decision: Decision,
+        conn_hash: u64,
     ) -> Verdict {
         match decision {
             Decision::Pass => Verdict::Pass,
@@ -544,20 +538,16 @@ impl Pipeline {
                 self.counters.tiers[tier_index(tier)] += 1;
                 self.encapsulate(ctx, buf, ctx.table.underlay_of(target), flow_hash)
             }
-            Decision::Reply => {
-                // The connection table is keyed by the outbound direction of the flow.
-                let outbound = flow.reversed().hash();
-                match ctx.connections.lookup(outbound) {
-                    Some(sender) => {
-                        self.counters.replies_to_peer += 1;
-                        self.encapsulate(ctx, buf, sender, outbound)
-                    }
-                    None => {
-                        self.counters.replies_to_host += 1;
-                        route_v4(buf, &self.ethernet.host_v4, Verdict::Host)
-                    }
+            Decision::Reply => match ctx.connections.lookup(conn_hash) {
+                Some(sender) => {
+                    self.counters.replies_to_peer += 1;
+                    self.encapsulate(ctx, buf, sender, conn_hash)
                 }
-            }
+                None => {
+                    self.counters.replies_to_host += 1;
+                    route_v4(buf, &self.ethernet.host_v4, Verdict::Host)
+                }
+            },
         }
     }
 
@@ -670,33 +660,31 @@ impl Pipeline {
         Verdict::Host
     }
 
-    /// Step 3: strips the tunnel of a fleet packet from `peer` and acts on the inner packet,
-    /// already parsed and decided by [`Pipeline::prepare_inner`].
+    /// Step 3: strips the tunnel of a fleet packet from `peer` (its underlay) and acts on the
+    /// inner packet, `strip` bytes after the Ethernet header, already decided.
     fn decapsulate<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
         peer: u32,
-        inner: Result<Inner, DropReason>,
+        strip: u16,
+        decision: Decision,
+        conn_hash: u64,
     ) -> Verdict {
-        let inner = match inner {
-            Ok(inner) => inner,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-        match inner.decision {
+        match decision {
             // Not egress traffic, or itself a tunnel to us: nothing a peer may send.
             Decision::Pass | Decision::Decapsulate { .. } | Decision::UnknownPeer => {
                 return Verdict::Drop(DropReason::BadInner)
             }
             Decision::LocalEgress | Decision::Forward { .. } => {
-                if ctx.connections.record(inner.hash, peer) {
+                if ctx.connections.record(conn_hash, peer) {
                     self.counters.connections_recorded += 1;
                 }
             }
             Decision::Reply => {}
         }
         // [eth][outer headers: strip bytes][inner ...]  ->  [eth][inner ...]
-        if !buf.adj(inner.strip) {
+        if !buf.adj(usize::from(strip)) {
             return Verdict::Drop(DropReason::Truncated);
         }
         let frame = buf.data_mut();
@@ -708,7 +696,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::BadInner);
         }
         self.counters.decapsulated += 1;
-        self.act_v4(ctx, buf, &inner.flow, inner.decision)
+        self.act_v4(ctx, buf, decision, conn_hash)
     }
 }
 

@@ -1,8 +1,9 @@
 """The command line of contract section 2: outputs and exit statuses."""
 import json
 import re
+import subprocess
 
-from conftest import EXAMPLE, run, write_config
+from conftest import BIN, EXAMPLE, run, write_config
 
 
 def test_check_prints_the_counts(tmp_path):
@@ -92,3 +93,16 @@ def test_run_stops_cleanly_and_returns_every_mbuf(tmp_path):
     assert stats["mbufs"]["in_use"] == 0
     assert "Forward statistics for port 0 (uplink)" in r.stdout
     assert "Accumulated forward statistics" in r.stdout
+
+
+def test_a_cpu_older_than_the_build_gets_a_message_not_a_crash():
+    # The build targets x86-64-v3 (.cargo/config.toml); qemu's user-mode emulator runs the
+    # binary as CPUs without it (Nehalem: no AVX at all; Sandy Bridge: AVX, no AVX2) and with it.
+    for cpu in ("Nehalem", "SandyBridge"):
+        r = subprocess.run(["qemu-x86_64", "-cpu", cpu, str(BIN), "check", str(EXAMPLE)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1, (cpu, r.returncode, r.stderr)
+        assert "needs an x86-64-v3 CPU" in r.stderr and 'RUSTFLAGS="-C target-cpu=x86-64"' in r.stderr, r.stderr
+    r = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", str(BIN), "check", str(EXAMPLE)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "157 IPv4 egress addresses" in r.stdout, r.stderr

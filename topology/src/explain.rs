@@ -1,5 +1,6 @@
 //! `egressfwd explain`: the decision for flows given as text, through the same decision code
-//! the data plane runs ([`ForwardingTable::decide_v4_burst`] / [`ForwardingTable::decide_v6`]).
+//! the data plane runs ([`ForwardingTable::decide_v4_burst`], whose steps the pipeline calls, and
+//! [`ForwardingTable::decide_v6`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 

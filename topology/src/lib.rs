@@ -23,6 +23,9 @@ pub mod rendezvous;
 pub mod table;
 
 pub use hash::FlowKey;
-pub use lookup::MemoryRegion;
-pub use table::{CompileError, Decision, DecisionV6, ForwardingTable, Route, ServerInfo, Tier};
+pub use lookup::{MemoryRegion, Probe};
+pub use table::{
+    CompileError, Continued, Decision, DecisionV6, ForwardingTable, Route, ServerInfo, Started,
+    Tier,
+};
 pub mod explain;

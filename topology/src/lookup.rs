@@ -166,6 +166,12 @@ fn leaf_route(entry: LeafEntry) -> Option<u32> {
     u32::from(entry).checked_sub(1)
 }
 
+/// A lookup of [`PrefixMapV4`] after its first step ([`PrefixMapV4::probe`]): the answer, or
+/// which entry holds it. Encoded like a block entry, except that a leaf reference names the
+/// entry itself rather than the leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Probe(u32);
+
 /// IPv4 address → route index for non-overlapping prefixes.
 #[derive(Debug, Clone)]
 pub struct PrefixMapV4 {
@@ -220,7 +226,13 @@ impl PrefixMapV4 {
                 continue;
             }
             let slot = block + ((first >> 8) & 0xff) as usize;
-            if let Some(entry) = leaf_entry(route).filter(|_| dense(&long_per_24[&(first >> 8)])) {
+            // A probe names a leaf entry in the index bits: past that many entries, further
+            // dense /24s go to the hash table (at over 2^28 addresses, never in practice).
+            let leaf_room = map.blocks[slot] & NEXT_LEAF != 0
+                || (map.blocks[slot] == EMPTY && map.leaves.len() + 256 <= INDEX_MASK as usize + 1);
+            let leaf =
+                leaf_entry(route).filter(|_| leaf_room && dense(&long_per_24[&(first >> 8)]));
+            if let Some(entry) = leaf {
                 if map.blocks[slot] == EMPTY {
                     map.blocks[slot] = NEXT_LEAF | (map.leaves.len() / 256) as u32;
                     map.leaves.resize(map.leaves.len() + 256, LEAF_EMPTY);
@@ -253,59 +265,47 @@ impl PrefixMapV4 {
 
     #[inline]
     pub fn get(&self, addr: u32) -> Option<u32> {
+        self.resolve(addr, self.probe(addr))
+    }
+
+    /// The first step of a lookup: reads the levels that stay in cache (the directory and
+    /// the blocks) and starts loading the one entry that may not be (a leaf entry or a hash
+    /// slot), without waiting for it. [`PrefixMapV4::resolve`] finishes the lookup; issued
+    /// for a whole burst first, the cache misses of all its lookups overlap.
+    #[inline]
+    pub fn probe(&self, addr: u32) -> Probe {
         let entry = self.directory[(addr >> 16) as usize];
         if entry & NEXT_BLOCK == 0 {
-            return route_of(entry);
+            return Probe(entry);
         }
         let entry = self.blocks[((entry & INDEX_MASK) * 256 + ((addr >> 8) & 0xff)) as usize];
         if entry & NEXT_LEAF != 0 {
-            return leaf_route(self.leaves[((entry & INDEX_MASK) * 256 + (addr & 0xff)) as usize]);
+            let slot = (entry & INDEX_MASK) * 256 + (addr & 0xff);
+            prefetch_index(&self.leaves, slot as usize);
+            return Probe(NEXT_LEAF | slot);
+        }
+        if entry & NEXT_HASH != 0 {
+            self.sparse.prefetch(addr);
+        }
+        Probe(entry)
+    }
+
+    /// The route of `addr`, from the [`Probe`] this map gave for it.
+    #[inline]
+    pub fn resolve(&self, addr: u32, probe: Probe) -> Option<u32> {
+        let entry = probe.0;
+        if entry & NEXT_LEAF != 0 {
+            // A probe of another map finds nothing here rather than reading out of bounds.
+            return self
+                .leaves
+                .get((entry & INDEX_MASK) as usize)
+                .copied()
+                .and_then(leaf_route);
         }
         if entry & NEXT_HASH != 0 {
             return self.sparse.get(addr);
         }
         route_of(entry)
-    }
-
-    /// Looks up a burst of addresses, level by level. Each level first issues a prefetch of
-    /// every entry the burst needs and only then reads them: the reads would stall the core
-    /// one after another (the reorder buffer holds only a few of them), while prefetches let
-    /// the whole burst's cache misses be in flight at once.
-    #[inline]
-    pub fn get_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
-        const CHUNK: usize = 32;
-        for (addrs, out) in addrs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut entries = [0u32; CHUNK];
-            let mut at = [0usize; CHUNK];
-            for ((&addr, entry), at) in addrs.iter().zip(&mut entries).zip(&mut at) {
-                *entry = self.directory[(addr >> 16) as usize];
-                if *entry & NEXT_BLOCK != 0 {
-                    *at = ((*entry & INDEX_MASK) * 256 + ((addr >> 8) & 0xff)) as usize;
-                    prefetch_index(&self.blocks, *at);
-                }
-            }
-            for ((&addr, entry), at) in addrs.iter().zip(&mut entries).zip(&mut at) {
-                if *entry & NEXT_BLOCK == 0 {
-                    continue;
-                }
-                *entry = self.blocks[*at];
-                if *entry & NEXT_LEAF != 0 {
-                    *at = ((*entry & INDEX_MASK) * 256 + (addr & 0xff)) as usize;
-                    prefetch_index(&self.leaves, *at);
-                } else if *entry & NEXT_HASH != 0 {
-                    self.sparse.prefetch(addr);
-                }
-            }
-            for (((&addr, &entry), &at), out) in addrs.iter().zip(&entries).zip(&at).zip(out) {
-                *out = if entry & NEXT_LEAF != 0 {
-                    leaf_route(self.leaves[at])
-                } else if entry & NEXT_HASH != 0 {
-                    self.sparse.get(addr)
-                } else {
-                    route_of(entry)
-                };
-            }
-        }
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -368,6 +368,16 @@ mod tests {
         u32::from(text.parse::<std::net::Ipv4Addr>().unwrap())
     }
 
+    /// Lookups as the data plane makes them: every probe of a burst, then every resolve.
+    fn staged(map: &PrefixMapV4, addrs: &[u32]) -> Vec<Option<u32>> {
+        let probes: Vec<Probe> = addrs.iter().map(|&a| map.probe(a)).collect();
+        addrs
+            .iter()
+            .zip(probes)
+            .map(|(&a, p)| map.resolve(a, p))
+            .collect()
+    }
+
     #[test]
     fn flat_map_inserts_replaces_and_grows() {
         let mut m = FlatMap::with_capacity(1);
@@ -421,9 +431,7 @@ mod tests {
             .iter()
             .map(|a| addr(a))
             .collect();
-        let mut out = vec![None; addrs.len()];
-        map.get_burst(&addrs, &mut out);
-        assert_eq!(out, vec![Some(1), None, Some(3), Some(5)]);
+        assert_eq!(staged(&map, &addrs), vec![Some(1), None, Some(3), Some(5)]);
     }
 
     #[test]
@@ -456,10 +464,8 @@ mod tests {
             assert_eq!(map.get(addr(miss)), None, "{miss}");
         }
         let addrs: Vec<u32> = (0..1024u32).map(|i| addr("100.64.0.0") + i).collect();
-        let mut burst = vec![None; addrs.len()];
-        map.get_burst(&addrs, &mut burst);
-        for (a, b) in addrs.iter().zip(&burst) {
-            assert_eq!(map.get(*a), *b);
+        for (a, b) in addrs.iter().zip(staged(&map, &addrs)) {
+            assert_eq!(map.get(*a), b);
         }
     }
 
@@ -532,9 +538,7 @@ mod tests {
             for (p, _) in &prefixes {
                 addrs.extend([p.first(), p.last(), p.first().wrapping_sub(1), p.last().wrapping_add(1)]);
             }
-            let mut burst = vec![None; addrs.len()];
-            map.get_burst(&addrs, &mut burst);
-            for (&a, &b) in addrs.iter().zip(&burst) {
+            for (&a, b) in addrs.iter().zip(staged(&map, &addrs)) {
                 proptest::prop_assert_eq!(map.get(a), expected(a), "{}", std::net::Ipv4Addr::from(a));
                 proptest::prop_assert_eq!(b, expected(a));
             }

@@ -7,7 +7,7 @@ use hashbrown::HashMap;
 use prefetch_index::prefetch_index;
 
 use crate::hash::{bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
-use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6};
+use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6, Probe};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
 use crate::prefix::Ipv6Prefix;
@@ -63,6 +63,72 @@ pub enum Decision {
     Reply,
     /// Not egress traffic.
     Pass,
+}
+
+/// An IPv4 decision after its first step ([`ForwardingTable::start_v4`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// A fleet packet: decided by its outer header alone.
+    Decided(Decision),
+    /// The routes of the source and the destination, on their way from memory.
+    Lookup { src: Probe, dst: Probe },
+}
+
+impl Default for Started {
+    fn default() -> Self {
+        Started::Decided(Decision::Pass)
+    }
+}
+
+/// An IPv4 decision after its second step ([`ForwardingTable::continue_v4`]): complete but
+/// for the target of a flow spread over several candidates, which
+/// [`ForwardingTable::finish_v4`] reads from the rendezvous bucket it started loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continued {
+    decision: Decision,
+    /// Index of the bucket holding the target, or [`NO_BUCKET`].
+    bucket: u32,
+}
+
+const NO_BUCKET: u32 = u32::MAX;
+
+impl Default for Continued {
+    fn default() -> Self {
+        Self::done(Decision::Pass)
+    }
+}
+
+impl Continued {
+    fn done(decision: Decision) -> Self {
+        Self {
+            decision,
+            bucket: NO_BUCKET,
+        }
+    }
+
+    /// A reply from an origin (the destination is an egress address).
+    #[inline]
+    pub fn is_reply(&self) -> bool {
+        self.decision == Decision::Reply
+    }
+
+    /// Egress traffic: leaves here or is forwarded.
+    #[inline]
+    pub fn is_egress(&self) -> bool {
+        matches!(
+            self.decision,
+            Decision::LocalEgress | Decision::Forward { .. }
+        )
+    }
+
+    /// The flow's hash, when the decision needed it (a forwarded flow).
+    #[inline]
+    pub fn flow_hash(&self) -> Option<u64> {
+        match self.decision {
+            Decision::Forward { flow_hash, .. } => Some(flow_hash),
+            _ => None,
+        }
+    }
 }
 
 /// What the table decides for one IPv6 packet: IPv6 egress is global, never forwarded.
@@ -359,77 +425,96 @@ impl ForwardingTable {
 
     /// [`ForwardingTable::decide_v4`] for a burst; `out` must be as long as `flows`.
     ///
-    /// Same decisions, organised for memory-level parallelism: each phase issues one kind of
-    /// table read for the whole burst (source routes, then rendezvous buckets, then
-    /// destination routes), prefetching them before reading any, so their cache misses
-    /// overlap instead of queueing behind one another packet by packet.
+    /// The three steps of a decision, each for the whole burst before the next: each step
+    /// starts loading what the next one reads, so the cache misses of a burst overlap
+    /// instead of queueing behind one another packet by packet. The data plane runs the
+    /// same steps further apart (one received burst between them), so that the loads have
+    /// landed by the time they are read.
     #[inline]
     pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Decision]) {
         const CHUNK: usize = 32;
         for (flows, out) in flows.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let n = flows.len();
-            let mut addrs = [0u32; CHUNK];
-            for (a, f) in addrs.iter_mut().zip(flows) {
-                *a = f.src;
+            let mut steps = [Continued::default(); CHUNK];
+            let mut started = [Started::default(); CHUNK];
+            for (s, f) in started.iter_mut().zip(flows) {
+                *s = self.start_v4(f, encap_port);
             }
-            let mut routes = [None; CHUNK];
-            self.v4.get_burst(&addrs[..n], &mut routes[..n]);
-
-            // Where a forwarded flow's target sits; u32::MAX when not forwarded.
-            let mut slots = [u32::MAX; CHUNK];
-            let mut need_dst = false;
-            let per_flow = flows.iter().zip(out.iter_mut()).zip(&routes);
-            for (((f, out), route), (slot, addr)) in per_flow.zip(slots.iter_mut().zip(&mut addrs))
-            {
-                *out = if self.is_fleet_packet(f, encap_port) {
-                    match self.peers.get(f.src) {
-                        Some(peer) => Decision::Decapsulate {
-                            peer: ServerId(peer),
-                        },
-                        None => Decision::UnknownPeer,
-                    }
-                } else if let Some(r) = *route {
-                    let route = self.hot_routes[r as usize];
-                    if route.tier == Tier::Local {
-                        Decision::LocalEgress
-                    } else {
-                        let flow_hash = f.hash();
-                        let target = match route.only_target {
-                            Some(only) => only,
-                            None => {
-                                *slot = route.bucket_base + bucket_of(flow_hash) as u32;
-                                prefetch_index(&self.buckets, *slot as usize);
-                                ServerId(0)
-                            }
-                        };
-                        Decision::Forward {
-                            tier: route.tier,
-                            target,
-                            flow_hash,
-                        }
-                    }
-                } else {
-                    need_dst = true;
-                    *addr = f.dst;
-                    Decision::Pass
-                };
+            for ((c, f), s) in steps.iter_mut().zip(flows).zip(started) {
+                *c = self.continue_v4(f, s);
             }
-            for (out, &slot) in out.iter_mut().zip(&slots) {
-                if slot != u32::MAX {
-                    if let Decision::Forward { target, .. } = out {
-                        *target = ServerId(u32::from(self.buckets[slot as usize]));
-                    }
-                }
-            }
-            if need_dst {
-                self.v4.get_burst(&addrs[..n], &mut routes[..n]);
-                for (out, route) in out.iter_mut().zip(&routes) {
-                    if *out == Decision::Pass && route.is_some() {
-                        *out = Decision::Reply;
-                    }
-                }
+            for (o, c) in out.iter_mut().zip(steps) {
+                *o = self.finish_v4(c);
             }
         }
+    }
+
+    /// Step 1 of a decision: a fleet packet is decided by its addresses and protocol alone
+    /// (the peers' map is small and stays in cache); any other packet starts the lookups of
+    /// its source and destination, whose last level may not be in cache.
+    #[inline]
+    pub fn start_v4(&self, flow: &FlowKey, encap_port: u16) -> Started {
+        if self.is_fleet_packet(flow, encap_port) {
+            return Started::Decided(match self.peers.get(flow.src) {
+                Some(peer) => Decision::Decapsulate {
+                    peer: ServerId(peer),
+                },
+                None => Decision::UnknownPeer,
+            });
+        }
+        Started::Lookup {
+            src: self.v4.probe(flow.src),
+            dst: self.v4.probe(flow.dst),
+        }
+    }
+
+    /// Step 2: the source's route decides egress (locally, or to which candidates); else the
+    /// destination's decides whether this is a reply. A flow spread over several candidates
+    /// starts loading its rendezvous bucket.
+    #[inline]
+    pub fn continue_v4(&self, flow: &FlowKey, started: Started) -> Continued {
+        let (src, dst) = match started {
+            Started::Decided(decision) => return Continued::done(decision),
+            Started::Lookup { src, dst } => (src, dst),
+        };
+        if let Some(r) = self.v4.resolve(flow.src, src) {
+            let route = self.hot_routes[r as usize];
+            if route.tier == Tier::Local {
+                return Continued::done(Decision::LocalEgress);
+            }
+            let flow_hash = flow.hash();
+            let (target, bucket) = match route.only_target {
+                Some(only) => (only, NO_BUCKET),
+                None => {
+                    let slot = route.bucket_base + bucket_of(flow_hash) as u32;
+                    prefetch_index(&self.buckets, slot as usize);
+                    (ServerId(0), slot)
+                }
+            };
+            return Continued {
+                decision: Decision::Forward {
+                    tier: route.tier,
+                    target,
+                    flow_hash,
+                },
+                bucket,
+            };
+        }
+        Continued::done(match self.v4.resolve(flow.dst, dst) {
+            Some(_) => Decision::Reply,
+            None => Decision::Pass,
+        })
+    }
+
+    /// Step 3: the target of a flow spread over several candidates, from its bucket.
+    #[inline]
+    pub fn finish_v4(&self, continued: Continued) -> Decision {
+        let mut decision = continued.decision;
+        if continued.bucket != NO_BUCKET {
+            if let Decision::Forward { target, .. } = &mut decision {
+                *target = ServerId(u32::from(self.buckets[continued.bucket as usize]));
+            }
+        }
+        decision
     }
 
     #[inline]
