@@ -82,6 +82,15 @@ pub fn update(checksum: u16, old: u16, new: u16) -> u16 {
     !fold32(u32::from(!checksum) + u32::from(!old) + u32::from(new))
 }
 
+/// [`update`] for an IPv4 header whose TTL dropped by one. The covered word holding the TTL
+/// (TTL and protocol) goes from `m` to `m - 0x100`, so `~m + m'` is always `0xfeff`: the update
+/// needs neither word, and one fold (the sum stays below `0x1fefe`).
+#[inline]
+pub fn after_ttl_decrement(checksum: u16) -> u16 {
+    let acc = u32::from(!checksum) + 0xfeff;
+    !(((acc & 0xffff) + (acc >> 16)) as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +185,27 @@ mod tests {
         data[8] -= 1;
         let new = u16::from_be_bytes([data[8], data[9]]);
         assert_eq!(update(c, old, new), checksum(&data));
+    }
+
+    proptest::proptest! {
+        /// The TTL shortcut is RFC 1624's update (and so a full recompute) for every header
+        /// and every TTL that can be decremented.
+        #[test]
+        fn ttl_decrement_shortcut_is_the_general_update(
+            mut header in proptest::array::uniform20(proptest::prelude::any::<u8>()),
+            ttl in 1u8..=255,
+        ) {
+            header[8] = ttl;
+            header[10..12].fill(0);
+            let c = checksum(&header);
+            header[10..12].copy_from_slice(&c.to_be_bytes());
+            let old = u16::from_be_bytes([header[8], header[9]]);
+            header[8] -= 1;
+            let new = u16::from_be_bytes([header[8], header[9]]);
+            let updated = after_ttl_decrement(c);
+            proptest::prop_assert_eq!(updated, update(c, old, new));
+            header[10..12].copy_from_slice(&updated.to_be_bytes());
+            proptest::prop_assert_eq!(sum(&header), 0xffff, "the updated header verifies");
+        }
     }
 }

@@ -228,10 +228,19 @@ impl<T: core::borrow::BorrowMut<[u8; HEADER_LEN]>> FixedHeader<T> {
     #[inline]
     pub fn decrement_ttl(&mut self) {
         let b = self.0.borrow_mut();
-        let old = u16::from_be_bytes([b[field::TTL], b[field::PROTOCOL]]);
-        b[field::TTL] = b[field::TTL].wrapping_sub(1);
-        let new = old.wrapping_sub(0x100);
-        let c = checksum::update(read_u16(b, field::CHECKSUM), old, new);
+        let before = read_u16(b, field::CHECKSUM);
+        let c = match b[field::TTL].checked_sub(1) {
+            Some(ttl) => {
+                b[field::TTL] = ttl;
+                checksum::after_ttl_decrement(before)
+            }
+            // Wraps to 255 (never in the pipeline, which drops such packets first).
+            None => {
+                let old = u16::from_be_bytes([0, b[field::PROTOCOL]]);
+                b[field::TTL] = u8::MAX;
+                checksum::update(before, old, old | 0xff00)
+            }
+        };
         write_u16(b, field::CHECKSUM, c);
     }
 }
@@ -338,6 +347,16 @@ mod tests {
             incremental,
             "incremental update equals a full recompute"
         );
+        // Every starting TTL, the wrap from 0 included.
+        for ttl in 0..=255u8 {
+            let mut bytes = PACKET;
+            bytes[8] = ttl;
+            let mut p = Packet::new_checked(&mut bytes[..]).unwrap();
+            p.fill_checksum();
+            p.decrement_ttl();
+            assert_eq!(p.ttl(), ttl.wrapping_sub(1));
+            assert!(p.verify_checksum(), "ttl {ttl}");
+        }
     }
 
     #[test]
