@@ -147,7 +147,7 @@ impl Config {
         let file = path.display().to_string();
         let map = SourceMap::new(&file, text);
         let raw: RawConfig =
-            toml::from_str(text).map_err(|err| Diagnostics(vec![map.toml_error(&err, 0..0)]))?;
+            toml::from_str(text).map_err(|err| Diagnostics(vec![toml_diagnostic(&map, &err)]))?;
         let mut errors = Vec::new();
         let config = validate(&map, path, raw, &mut errors);
         if errors.is_empty() {
@@ -212,6 +212,19 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
         *byte = u8::from_str_radix(part, 16).ok()?;
     }
     Some(mac)
+}
+
+/// A deserialisation error of the toml crate at its place (the start of the file when it has
+/// none), its message reduced to one line.
+fn toml_diagnostic(map: &SourceMap<'_>, err: &toml::de::Error) -> Diagnostic {
+    let message = err
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .trim()
+        .to_owned();
+    map.diagnostic(err.span().unwrap_or(0..0), message)
 }
 
 fn validate(

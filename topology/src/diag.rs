@@ -109,19 +109,6 @@ impl<'a> SourceMap<'a> {
             message: message.into(),
         }
     }
-
-    /// A deserialisation error from the toml crate, at its own span (or the fallback span
-    /// when it has none), with its message reduced to one line.
-    pub fn toml_error(&self, err: &toml::de::Error, fallback: Range<usize>) -> Diagnostic {
-        let message = err
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .trim()
-            .to_owned();
-        self.diagnostic(err.span().unwrap_or(fallback), message)
-    }
 }
 
 #[cfg(test)]
