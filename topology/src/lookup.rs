@@ -8,13 +8,16 @@
 //!   here (the usual answer for non-egress addresses), a route for a /16 or shorter prefix,
 //!   or a 256-entry block for the /24s of this /16;
 //! - per /24 in such a block: nothing, a route (prefixes /17 to /24), or, for prefixes /25 to
-//!   /32, either a dense 256-entry leaf (when the /24 holds many egress addresses) or "look
-//!   in the /32 hash table" (when it holds a few).
+//!   /32, either a dense leaf (when the /24 holds many egress addresses) or "look in the /32
+//!   hash table" (when it holds a few). A leaf has one entry per block of the /24's longest
+//!   prefix: 256 for a /24 holding /32s, 16 for one of /28s.
 //!
 //! Leaf entries are 16 bits (route + 1, 0 for none): the leaves are the one level that grows
-//! with the number of addresses (2.4 MB of 32-bit leaves at a million addresses), and on a
-//! machine whose cache is small, halving them is what keeps large tables close to small ones.
-//! A /24 whose routes do not fit in 16 bits (more than 65,534 pools) goes to the hash table.
+//! with the number of addresses (at a million addresses of the benchmark fleet, 2.4 MB of
+//! 32-bit one-per-address leaves, 1.2 MB at 16 bits, 338 KB at their granularity), and on a
+//! machine whose cache is small, keeping them small is what keeps large tables close to small
+//! ones. A /24 whose routes do not fit in 16 bits (more than 65,534 pools) goes to the hash
+//! table.
 //!
 //! Dense leaves keep neighbouring addresses in the same cache lines, which is what egress
 //! ranges look like; scattered /32s go to a hash table so that memory stays bounded by a
@@ -152,6 +155,17 @@ const NEXT_HASH: u32 = 1 << 28;
 const INDEX_MASK: u32 = NEXT_HASH - 1;
 /// A /24 with at least this many addresses in /25../32 prefixes gets a dense leaf.
 const DENSE_LEAF_MIN: usize = 16;
+/// A block entry naming a leaf holds the leaf's first entry in its low bits and, above them,
+/// the leaf's granularity: log2 of the addresses one leaf entry stands for.
+const LEAF_OFFSET_BITS: u32 = 25;
+const LEAF_OFFSET_MASK: u32 = (1 << LEAF_OFFSET_BITS) - 1;
+
+/// The leaf entry of `addr` for the block entry `entry` naming its leaf.
+#[inline]
+fn leaf_slot(entry: u32, addr: u32) -> u32 {
+    let shift = (entry >> LEAF_OFFSET_BITS) & 0x7;
+    (entry & LEAF_OFFSET_MASK) + ((addr & 0xff) >> shift)
+}
 /// Leaf entries: 0 = no egress here, otherwise route + 1.
 type LeafEntry = u16;
 const LEAF_EMPTY: LeafEntry = 0;
@@ -172,6 +186,15 @@ fn leaf_route(entry: LeafEntry) -> Option<u32> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Probe(u32);
 
+/// What a /24 holds in prefixes longer than /24, while building.
+#[derive(Default)]
+struct LongPrefixes {
+    addresses: usize,
+    /// Some route does not fit in a leaf entry.
+    too_wide: bool,
+    longest: u8,
+}
+
 /// IPv4 address → route index for non-overlapping prefixes.
 #[derive(Debug, Clone)]
 pub struct PrefixMapV4 {
@@ -180,7 +203,8 @@ pub struct PrefixMapV4 {
     directory: Box<[u32; 1 << 16]>,
     /// 256 entries per block, one per /24 of a /16.
     blocks: Vec<u32>,
-    /// 256 entries per leaf, one per address of a /24.
+    /// One leaf per dense /24, one entry per block of the /24's longest prefix: 256 entries
+    /// (one an address) for a /24 of /32s, 16 for one of /28s.
     leaves: Vec<LeafEntry>,
     sparse: FlatMap,
 }
@@ -188,21 +212,23 @@ pub struct PrefixMapV4 {
 impl PrefixMapV4 {
     /// Builds the map. Prefixes must not overlap; routes must be below 2^28.
     pub fn build(prefixes: impl IntoIterator<Item = (Ipv4Prefix, u32)> + Clone) -> Self {
-        // Per /24: how many addresses of /25../32 prefixes it holds and whether all their
-        // routes fit in a leaf entry, to choose leaf or hash.
-        let mut long_per_24: hashbrown::HashMap<u32, (usize, bool)> = hashbrown::HashMap::new();
+        // Per /24: how many addresses of /25../32 prefixes it holds, whether all their routes
+        // fit in a leaf entry (to choose leaf or hash), and its longest prefix (the leaf's
+        // granularity).
+        let mut long_per_24: hashbrown::HashMap<u32, LongPrefixes> = hashbrown::HashMap::new();
         for (p, route) in prefixes.clone() {
             if p.prefix_len() > 24 {
-                let (addresses, fits) = long_per_24.entry(p.first() >> 8).or_insert((0, true));
-                *addresses += p.size() as usize;
-                *fits &= leaf_entry(route).is_some();
+                let long = long_per_24.entry(p.first() >> 8).or_default();
+                long.addresses += p.size() as usize;
+                long.too_wide |= leaf_entry(route).is_none();
+                long.longest = long.longest.max(p.prefix_len());
             }
         }
-        let dense = |&(addresses, fits): &(usize, bool)| fits && addresses >= DENSE_LEAF_MIN;
+        let dense = |long: &LongPrefixes| !long.too_wide && long.addresses >= DENSE_LEAF_MIN;
         let sparse_entries: usize = long_per_24
             .values()
-            .filter(|v| !dense(v))
-            .map(|&(addresses, _)| addresses)
+            .filter(|long| !dense(long))
+            .map(|long| long.addresses)
             .sum();
         let mut map = Self {
             directory: Box::new([EMPTY; 1 << 16]),
@@ -226,21 +252,24 @@ impl PrefixMapV4 {
                 continue;
             }
             let slot = block + ((first >> 8) & 0xff) as usize;
-            // A probe names a leaf entry in the index bits: past that many entries, further
-            // dense /24s go to the hash table (at over 2^28 addresses, never in practice).
+            let long = &long_per_24[&(first >> 8)];
+            let shift = 32 - u32::from(long.longest);
+            let entries = 256 >> shift;
+            // Past 2^25 leaf entries (2^25 addresses in /32 leaves at least), further dense
+            // /24s go to the hash table: a block entry has no more bits for the offset.
             let leaf_room = map.blocks[slot] & NEXT_LEAF != 0
-                || (map.blocks[slot] == EMPTY && map.leaves.len() + 256 <= INDEX_MASK as usize + 1);
-            let leaf =
-                leaf_entry(route).filter(|_| leaf_room && dense(&long_per_24[&(first >> 8)]));
+                || (map.blocks[slot] == EMPTY
+                    && map.leaves.len() + entries <= LEAF_OFFSET_MASK as usize + 1);
+            let leaf = leaf_entry(route).filter(|_| leaf_room && dense(long));
             if let Some(entry) = leaf {
                 if map.blocks[slot] == EMPTY {
-                    map.blocks[slot] = NEXT_LEAF | (map.leaves.len() / 256) as u32;
-                    map.leaves.resize(map.leaves.len() + 256, LEAF_EMPTY);
+                    map.blocks[slot] =
+                        NEXT_LEAF | (shift << LEAF_OFFSET_BITS) | map.leaves.len() as u32;
+                    map.leaves.resize(map.leaves.len() + entries, LEAF_EMPTY);
                 }
-                let leaf = ((map.blocks[slot] & INDEX_MASK) * 256) as usize;
                 let (lo, hi) = (
-                    leaf + (first & 0xff) as usize,
-                    leaf + (p.last() & 0xff) as usize,
+                    leaf_slot(map.blocks[slot], first) as usize,
+                    leaf_slot(map.blocks[slot], p.last()) as usize,
                 );
                 map.leaves[lo..=hi].fill(entry);
             } else {
@@ -280,7 +309,7 @@ impl PrefixMapV4 {
         }
         let entry = self.blocks[((entry & INDEX_MASK) * 256 + ((addr >> 8) & 0xff)) as usize];
         if entry & NEXT_LEAF != 0 {
-            let slot = (entry & INDEX_MASK) * 256 + (addr & 0xff);
+            let slot = leaf_slot(entry, addr);
             prefetch_index(&self.leaves, slot as usize);
             return Probe(NEXT_LEAF | slot);
         }
@@ -466,6 +495,33 @@ mod tests {
         let addrs: Vec<u32> = (0..1024u32).map(|i| addr("100.64.0.0") + i).collect();
         for (a, b) in addrs.iter().zip(staged(&map, &addrs)) {
             assert_eq!(map.get(*a), b);
+        }
+    }
+
+    #[test]
+    fn leaves_are_as_fine_as_their_longest_prefix() {
+        // 100.64.1.0/24 in /28s (16 entries), 100.64.2.0/24 in /28s and one /30 (64 entries),
+        // 100.64.3.0/24 in /32s (256 entries).
+        let mut prefixes: Vec<(Ipv4Prefix, u32)> = (0..16)
+            .map(|i| (v4(&format!("100.64.1.{}/28", i * 16)), i))
+            .collect();
+        prefixes.extend((0..15).map(|i| (v4(&format!("100.64.2.{}/28", i * 16)), 100 + i)));
+        prefixes.push((v4("100.64.2.244/30"), 200));
+        prefixes.extend((0..20).map(|i| (v4(&format!("100.64.3.{i}")), 300 + i)));
+        let map = PrefixMapV4::build(prefixes.clone());
+        assert_eq!(map.leaves.len(), 16 + 64 + 256);
+        for (p, r) in &prefixes {
+            for a in [p.first(), p.last()] {
+                assert_eq!(map.get(a), Some(*r), "{}", std::net::Ipv4Addr::from(a));
+            }
+        }
+        for miss in [
+            "100.64.2.240",
+            "100.64.2.243",
+            "100.64.2.248",
+            "100.64.3.20",
+        ] {
+            assert_eq!(map.get(addr(miss)), None, "{miss}");
         }
     }
 
