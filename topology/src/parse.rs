@@ -336,7 +336,8 @@ impl<'a, 'de> Fields<'a, 'de> {
         self.whole = false;
     }
 
-    /// Reports every key not in `allowed`.
+    /// Reports every key not in `allowed`. The entry stays whole: its known fields are
+    /// still checked against the rest of the file, so that their errors are reported too.
     fn allow(&mut self, allowed: &[&str]) {
         for (key, _) in self.table.iter().map(|entry| (&entry.0, &entry.1)) {
             if !allowed.contains(&key.name) {
@@ -346,7 +347,8 @@ impl<'a, 'de> Fields<'a, 'de> {
                     self.kind,
                     allowed.join(", ")
                 );
-                self.report(key.span.range(), message);
+                self.errors
+                    .push(self.map.diagnostic(key.span.range(), message));
             }
         }
     }

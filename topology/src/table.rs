@@ -427,9 +427,8 @@ impl ForwardingTable {
     ///
     /// The three steps of a decision, each for the whole burst before the next: each step
     /// starts loading what the next one reads, so the cache misses of a burst overlap
-    /// instead of queueing behind one another packet by packet. The data plane runs the
-    /// same steps further apart (one received burst between them), so that the loads have
-    /// landed by the time they are read.
+    /// instead of queueing behind one another packet by packet. The data plane's pipeline
+    /// runs the same steps over each received burst, between its own.
     #[inline]
     pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Decision]) {
         const CHUNK: usize = 32;

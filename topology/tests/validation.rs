@@ -116,6 +116,19 @@ fn unknown_keys_everywhere_are_each_reported() {
         "{errs:?}"
     );
 
+    // An entry with an unknown key is still checked against the rest of the file.
+    let errs = errors(&BASE.replace(
+        "underlay = \"10.20.1.2\"",
+        "underlay = \"10.10.1.1\"\nrack = 7",
+    ));
+    assert_eq!(
+        errs,
+        vec![
+            "fleet.toml:29:12: duplicate underlay address 10.10.1.1 (first used on line 24)",
+            "fleet.toml:30:1: unknown key `rack` in server (expected one of: name, datacenter, underlay)",
+        ]
+    );
+
     let errs = errors(&BASE.replace(
         "{ server = \"cdg01-b\" }",
         "{ server = \"cdg01-b\", wieght = 3 }",
