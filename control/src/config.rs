@@ -119,6 +119,9 @@ impl Default for DataplaneConfig {
 pub struct Config {
     pub path: PathBuf,
     pub server: String,
+    /// Line and column of the `server` value, for errors about it found later (a server that
+    /// the topology does not have).
+    pub server_position: (usize, usize),
     /// Resolved against the config file's directory.
     pub topology: PathBuf,
     pub dataplane: DataplaneConfig,
@@ -155,6 +158,22 @@ impl Config {
         } else {
             errors.sort_by_key(|d| (d.line, d.column));
             Err(Diagnostics(errors))
+        }
+    }
+
+    /// The error for a `server` that `topology` (the file at `topology_path`) does not have,
+    /// at the place of the `server` key.
+    pub fn unknown_server(&self, topology_path: &Path) -> Diagnostic {
+        let (line, column) = self.server_position;
+        Diagnostic {
+            file: self.path.display().to_string(),
+            line,
+            column,
+            message: format!(
+                "server `{}` is not in the topology {}",
+                self.server,
+                topology_path.display()
+            ),
         }
     }
 
@@ -212,6 +231,20 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
         *byte = u8::from_str_radix(part, 16).ok()?;
     }
     Some(mac)
+}
+
+/// Why a MAC address cannot be a next hop: output addressed to it would flood the segment
+/// (broadcast, multicast) or go nowhere (all zeros).
+fn unicast_mac_problem(mac: [u8; 6]) -> Option<&'static str> {
+    if mac == [0xff; 6] {
+        Some("the broadcast address")
+    } else if mac[0] & 1 == 1 {
+        Some("a multicast address")
+    } else if mac == [0; 6] {
+        Some("all zeros")
+    } else {
+        None
+    }
 }
 
 /// A deserialisation error of the toml crate at its place (the start of the file when it has
@@ -370,16 +403,30 @@ fn validate(
         if host {
             hosts.push(spec.roles.span());
         }
-        let next_hop_mac = parse_mac(spec.next_hop_mac.get_ref()).unwrap_or_else(|| {
-            errors.push(map.diagnostic(
-                spec.next_hop_mac.span(),
-                format!(
-                    "`{}` is not a MAC address (expected xx:xx:xx:xx:xx:xx)",
-                    spec.next_hop_mac.get_ref()
-                ),
-            ));
-            [0; 6]
-        });
+        let next_hop_mac = match parse_mac(spec.next_hop_mac.get_ref()) {
+            None => {
+                errors.push(map.diagnostic(
+                    spec.next_hop_mac.span(),
+                    format!(
+                        "`{}` is not a MAC address (expected xx:xx:xx:xx:xx:xx)",
+                        spec.next_hop_mac.get_ref()
+                    ),
+                ));
+                [0; 6]
+            }
+            Some(mac) => {
+                if let Some(problem) = unicast_mac_problem(mac) {
+                    errors.push(map.diagnostic(
+                        spec.next_hop_mac.span(),
+                        format!(
+                            "next_hop_mac `{}` is {problem}: a next hop is one unicast neighbour",
+                            spec.next_hop_mac.get_ref()
+                        ),
+                    ));
+                }
+                mac
+            }
+        };
         ports.push(PortConfig {
             name: spec.name.get_ref().clone(),
             device: spec.device.get_ref().clone(),
@@ -426,6 +473,7 @@ fn validate(
 
     Config {
         path: path.to_owned(),
+        server_position: map.position(raw.server.span().start),
         server: raw.server.into_inner(),
         topology,
         dataplane,
@@ -540,6 +588,35 @@ listen = "127.0.0.1:9750"
             vec![format!(
                 "{file}:6:9: `cores` lists 1 cores for 2 workers (one core per worker)"
             )]
+        );
+    }
+
+    #[test]
+    fn next_hops_are_unicast_neighbours() {
+        let file = "/etc/egressfwd/lhr01-a.toml";
+        for (mac, problem) in [
+            ("ff:ff:ff:ff:ff:ff", "the broadcast address"),
+            ("01:00:5e:00:00:01", "a multicast address"),
+            ("33:33:00:00:00:01", "a multicast address"),
+            ("00:00:00:00:00:00", "all zeros"),
+        ] {
+            assert_eq!(
+                errors(&GOOD.replace("02:00:00:00:00:fe", mac)),
+                vec![format!(
+                    "{file}:14:16: next_hop_mac `{mac}` is {problem}: a next hop is one unicast neighbour"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_server_is_reported_at_the_server_key() {
+        let text = format!("# egress server\n{GOOD}");
+        let c = Config::parse(Path::new("/etc/egressfwd/x.toml"), &text).unwrap();
+        assert_eq!(
+            c.unknown_server(Path::new("/etc/egressfwd/topology.toml"))
+                .to_string(),
+            "/etc/egressfwd/x.toml:2:10: server `lhr01-a` is not in the topology /etc/egressfwd/topology.toml"
         );
     }
 

@@ -106,3 +106,30 @@ def test_a_cpu_older_than_the_build_gets_a_message_not_a_crash():
     r = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", str(BIN), "check", str(EXAMPLE)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "157 IPv4 egress addresses" in r.stdout, r.stderr
+
+
+def test_run_refuses_impossible_durations(tmp_path):
+    """Hardening: these panicked (rc 134) or, for nan, ran and stopped at once."""
+    config = write_config(tmp_path / "c.toml", [("u", "net_null0", ["uplink", "host"])])
+    for bad in ["inf", "1e20", "18446744073709551616", "nan", "-1"]:
+        r = run(["run", "--config", config, f"--duration={bad}"])
+        assert r.returncode == 2, (bad, r.returncode, r.stderr)
+        assert "--duration" in r.stderr and bad in r.stderr, r.stderr
+
+
+def test_run_names_the_server_key_when_the_topology_lacks_the_server(tmp_path):
+    """Hardening: this was refused without a place."""
+    config = write_config(tmp_path / "c.toml", [("u", "net_null0", ["uplink", "host"])], server="nobody-01")
+    r = run(["run", "--config", config, "--duration", "1"])
+    assert r.returncode == 2, r.stderr
+    assert re.search(rf"^{re.escape(str(config))}:1:10: server `nobody-01` is not in the topology "
+                     rf"{re.escape(str(EXAMPLE))}$", r.stderr, re.M), r.stderr
+
+
+def test_run_refuses_a_next_hop_that_is_not_unicast(tmp_path):
+    config = write_config(tmp_path / "c.toml", [("u", "net_null0", ["uplink", "host"])])
+    config.write_text(config.read_text().replace("02:00:00:00:00:fe", "ff:ff:ff:ff:ff:ff"))
+    r = run(["run", "--config", config, "--duration", "1"])
+    assert r.returncode == 2
+    assert re.search(rf"{re.escape(str(config))}:\d+:\d+: next_hop_mac `ff:ff:ff:ff:ff:ff` is the broadcast address",
+                     r.stderr), r.stderr

@@ -97,7 +97,9 @@ impl<'a> SourceMap<'a> {
             .get(start..offset)
             .map_or(offset - start, |s| s.chars().count())
             + 1;
-        (line, column)
+        // A byte-order mark is not a column an editor shows.
+        let bom = line == 1 && offset > 0 && self.text.starts_with('\u{feff}');
+        (line, column - usize::from(bom))
     }
 
     pub fn diagnostic(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
@@ -126,6 +128,15 @@ mod tests {
         assert_eq!(map.position(text.find(" = 2").unwrap()), (2, 3));
         assert_eq!(map.position(text.len()), (4, 2));
         assert_eq!(map.position(10_000), (4, 2));
+    }
+
+    #[test]
+    fn a_byte_order_mark_takes_no_column() {
+        let text = "\u{feff}version = 2\nx";
+        let map = SourceMap::new("t.toml", text);
+        assert_eq!(map.position(text.find("2").unwrap()), (1, 11));
+        assert_eq!(map.position(text.find("x").unwrap()), (2, 1));
+        assert_eq!(map.position(0), (1, 1));
     }
 
     #[test]

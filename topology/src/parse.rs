@@ -10,7 +10,7 @@ use toml_spanner::{Arena, Array, Item, Table, Value};
 
 use crate::diag::{Diagnostic, Diagnostics, SourceMap};
 use crate::model::*;
-use crate::prefix::Prefix;
+use crate::prefix::{Ipv4Prefix, Prefix};
 
 /// The only topology format version this build understands.
 pub const FORMAT_VERSION: i64 = 1;
@@ -564,6 +564,14 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
         .map(|s| {
             let underlay = match s.underlay.get_ref().parse::<Ipv4Addr>() {
                 Ok(addr) => {
+                    if let Some(block) =
+                        Ipv4Prefix::new(u32::from(addr), 32).and_then(Ipv4Prefix::not_unicast)
+                    {
+                        errors.push(map.diagnostic(
+                            s.underlay.span(),
+                            format!("underlay {addr} is not a unicast address: it is in {block}"),
+                        ));
+                    }
                     if let Some(first) = underlays.get(&addr) {
                         let (line, _) = map.position(first.start);
                         errors.push(map.diagnostic(
@@ -620,6 +628,17 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
                 continue;
             }
         };
+        let not_unicast = match prefix {
+            Prefix::V4(p) => p.not_unicast(),
+            Prefix::V6(p) => p.not_unicast(),
+        };
+        if let Some(block) = not_unicast {
+            errors.push(map.diagnostic(
+                e.prefix.span(),
+                format!("egress prefix {prefix} is not unicast-routable: it overlaps {block}"),
+            ));
+            continue;
+        }
         match (prefix, &e.pool) {
             (Prefix::V4(p), Some(pool)) => {
                 if let Some(pool) = resolve(map, &pool_index, "pool", pool, errors) {
@@ -652,6 +671,14 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
         v4_ranges,
         &egress_v4_spans,
         |i| egress_v4[i].prefix.to_string(),
+        errors,
+    );
+    report_underlays_in_egress(
+        map,
+        &specs.servers.ok,
+        &servers,
+        &egress_v4,
+        &egress_v4_spans,
         errors,
     );
     let v6_ranges = egress_v6.iter().map(|p| (p.first(), p.last()));
@@ -758,6 +785,40 @@ fn validate_pool(
     Pool {
         name: name.clone(),
         holders,
+    }
+}
+
+/// Reports every server whose underlay lies inside an egress prefix: the fleet's tunnels
+/// would then be decided as egress traffic, and an origin's reply to that address would be
+/// taken for a fleet packet.
+fn report_underlays_in_egress(
+    map: &SourceMap<'_>,
+    specs: &[ServerSpec],
+    servers: &[Server],
+    egress: &[EgressV4],
+    egress_spans: &[Range<usize>],
+    errors: &mut Vec<Diagnostic>,
+) {
+    let mut by_start: Vec<usize> = (0..egress.len()).collect();
+    by_start.sort_unstable_by_key(|&i| egress[i].prefix.first());
+    for (spec, server) in specs.iter().zip(servers) {
+        let addr = u32::from(server.underlay);
+        // The last prefix starting at or before the address is the only one that can hold
+        // it (overlaps are reported on their own).
+        let after = by_start.partition_point(|&i| egress[i].prefix.first() <= addr);
+        let Some(&i) = after.checked_sub(1).and_then(|k| by_start.get(k)) else {
+            continue;
+        };
+        if egress[i].prefix.contains(addr) {
+            let (line, _) = map.position(egress_spans[i].start);
+            errors.push(map.diagnostic(
+                spec.underlay.span(),
+                format!(
+                    "underlay {} is inside egress prefix {} (line {line}): an underlay is never an egress address",
+                    server.underlay, egress[i].prefix
+                ),
+            ));
+        }
     }
 }
 

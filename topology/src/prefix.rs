@@ -51,7 +51,52 @@ impl Ipv4Prefix {
     }
 }
 
+/// IPv4 blocks that are never unicast-routable on the internet, so never an egress address
+/// or an underlay: what a packet to or from them means is not forwarding.
+const NOT_UNICAST_V4: &[(u32, u8, &str)] = &[
+    (0x0000_0000, 8, "0.0.0.0/8 (\"this network\")"),
+    (0x7f00_0000, 8, "127.0.0.0/8 (loopback)"),
+    (0xe000_0000, 4, "224.0.0.0/4 (multicast)"),
+    (
+        0xf000_0000,
+        4,
+        "240.0.0.0/4 (reserved, with the limited broadcast address)",
+    ),
+];
+
+/// The same for IPv6.
+const NOT_UNICAST_V6: &[(u128, u8, &str)] = &[
+    (0, 128, "::/128 (unspecified)"),
+    (1, 128, "::1/128 (loopback)"),
+    (0xff << 120, 8, "ff00::/8 (multicast)"),
+];
+
+impl Ipv4Prefix {
+    /// The block of addresses that are not unicast-routable that this prefix overlaps, if
+    /// any, as text for an error message.
+    pub fn not_unicast(self) -> Option<&'static str> {
+        NOT_UNICAST_V4
+            .iter()
+            .find(|&&(addr, len, _)| {
+                let block = Ipv4Prefix { addr, len };
+                self.first() <= block.last() && block.first() <= self.last()
+            })
+            .map(|&(_, _, name)| name)
+    }
+}
+
 impl Ipv6Prefix {
+    /// As [`Ipv4Prefix::not_unicast`].
+    pub fn not_unicast(self) -> Option<&'static str> {
+        NOT_UNICAST_V6
+            .iter()
+            .find(|&&(addr, len, _)| {
+                let block = Ipv6Prefix { addr, len };
+                self.first() <= block.last() && block.first() <= self.last()
+            })
+            .map(|&(_, _, name)| name)
+    }
+
     pub fn new(addr: u128, len: u8) -> Option<Self> {
         (len <= 128 && addr & !mask_v6(len) == 0).then_some(Self { addr, len })
     }

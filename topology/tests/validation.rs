@@ -436,3 +436,64 @@ fn load_reports_unreadable_and_non_utf8_files() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn egress_prefixes_must_be_unicast_routable() {
+    for (prefix, pool, block) in [
+        ("0.0.0.0/8", true, "0.0.0.0/8 (\"this network\")"),
+        ("127.0.0.1", true, "127.0.0.0/8 (loopback)"),
+        ("224.0.0.0/24", true, "224.0.0.0/4 (multicast)"),
+        ("239.255.255.250", true, "224.0.0.0/4 (multicast)"),
+        (
+            "255.255.255.255",
+            true,
+            "240.0.0.0/4 (reserved, with the limited broadcast address)",
+        ),
+        ("0.0.0.0/0", true, "0.0.0.0/8 (\"this network\")"),
+        ("ff02::/16", false, "ff00::/8 (multicast)"),
+        ("::1", false, "::1/128 (loopback)"),
+        ("::", false, "::/128 (unspecified)"),
+    ] {
+        let pool_line = if pool { "pool = \"acme\"\n" } else { "" };
+        let shown = prefix.parse::<topology::Prefix>().unwrap();
+        assert_eq!(
+            errors_with(&format!("\n[[egress]]\nprefix = \"{prefix}\"\n{pool_line}")),
+            vec![format!(
+                "fleet.toml:{}:10: egress prefix {shown} is not unicast-routable: it overlaps {block}",
+                extra_line(3)
+            )],
+            "{prefix}"
+        );
+    }
+}
+
+#[test]
+fn underlays_are_unicast_and_never_egress_addresses() {
+    let text = BASE.replace("underlay = \"10.20.1.2\"", "underlay = \"224.0.0.9\"");
+    assert_eq!(
+        errors(&text),
+        vec![
+            "fleet.toml:29:12: underlay 224.0.0.9 is not a unicast address: it is in 224.0.0.0/4 (multicast)"
+                .to_owned()
+        ]
+    );
+    let text = BASE.replace("underlay = \"10.20.1.2\"", "underlay = \"198.51.100.2\"");
+    assert_eq!(
+        errors(&text),
+        vec![
+            "fleet.toml:29:12: underlay 198.51.100.2 is inside egress prefix 198.51.100.0/30 (line 36): an underlay is never an egress address"
+                .to_owned()
+        ]
+    );
+    // Just outside the prefix is fine.
+    let text = BASE.replace("underlay = \"10.20.1.2\"", "underlay = \"198.51.100.4\"");
+    assert_eq!(errors(&text), Vec::<String>::new());
+}
+
+#[test]
+fn a_byte_order_mark_does_not_shift_the_columns_of_line_one() {
+    let text = format!("\u{feff}{}", BASE.replace("version = 1", "version = 2"));
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("fleet.toml:1:11: "), "{errs:?}");
+}

@@ -29,14 +29,32 @@ pub struct RunArgs {
     #[arg(long)]
     config: PathBuf,
     /// Stop cleanly after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
     /// Write every counter as JSON here on stop.
     #[arg(long)]
     stats_json: Option<PathBuf>,
     /// Arguments for DPDK's EAL, after `--`.
     #[arg(last = true)]
     eal: Vec<String>,
+}
+
+/// The longest `--duration`: ten years. Beyond it, an `Instant` deadline could overflow.
+const MAX_DURATION_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// `--duration SECONDS`: a finite, non-negative number of seconds, at most ten years. Anything
+/// else (`inf`, `nan`, `-1`, `1e20`, a 20-digit integer) is bad usage, exit status 2.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !seconds.is_finite() || !(0.0..=MAX_DURATION_SECONDS).contains(&seconds) {
+        return Err(format!(
+            "`{text}` is out of range: a duration is 0 to {MAX_DURATION_SECONDS} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// How often the control thread wakes up to look at signals, the topology file and stats.
@@ -63,6 +81,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     })?;
     // An invalid topology refuses to start, with every error and its place.
     let topology = crate::commands::load_topology(&config.topology)?;
+    if topology.server_by_name(&config.server).is_none() {
+        eprintln!("{}", config.unknown_server(&config.topology));
+        return Err(Failure::Invalid);
+    }
     let table = crate::commands::compile(&topology, &config.topology, &config.server)?;
     drop(topology);
     place_on_huge_pages(table.regions());
@@ -144,9 +166,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     tracing::info!(listen = %config.metrics_listen, "metrics at http://{}/metrics", config.metrics_listen);
 
     let started = Instant::now();
-    let deadline = args
-        .duration
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
+    let deadline = args.duration.map(|d| started + d);
     let metrics_stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| metrics.serve(&shared, &cells, &tables, &ports, &pool, &metrics_stop));
@@ -287,4 +307,28 @@ fn mempool_size(config: &Config) -> u32 {
         + u32::from(dp.workers) * 512;
     // Mempools are most efficient at 2^n - 1 elements.
     (needed.max(8191) + 1).next_power_of_two() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_finite_seconds_within_ten_years() {
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in [
+            "inf",
+            "-inf",
+            "nan",
+            "NaN",
+            "-1",
+            "1e20",
+            "18446744073709551616",
+            "",
+            "ten",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
 }
