@@ -24,6 +24,7 @@ class Node:
     host_mac: str
     host_next_hop: str
     mtu: int = 1500
+    underlay_mtu: int = 0          # 0: the same as mtu
     encap: str = "fou"
     encap_port: int = 6080
 
@@ -81,14 +82,26 @@ class Node:
         outer = IP(src=src_underlay, dst=self.underlay, flags="DF", ttl=64) / UDP(sport=51000, dport=self.encap_port, chksum=0)
         if kind == "gue0":
             return self.ether_in() / outer / Raw(b"\x00\x04\x00\x00") / inner
+        if kind == "gue0-private":
+            # hlen 1, flag GUE_FLAG_PRIV, and its 4-byte private-flags field, empty.
+            return self.ether_in() / outer / Raw(b"\x01\x04\x00\x01\x00\x00\x00\x00") / inner
         return self.ether_in() / outer / inner
 
-    def frag_needed(self, pkt, encap=None):
+    def frag_needed(self, pkt, encap=None, next_hop_mtu=None):
+        """The ICMP "fragmentation needed" the host gets for its too-big packet: by default
+        for a tunnel (the underlay MTU less the tunnel's overhead)."""
         overhead = 28 if (encap or self.encap) == "fou" else 20
+        if next_hop_mtu is None:
+            next_hop_mtu = (self.underlay_mtu or self.mtu) - overhead
         quoted = bytes(pkt[IP])[:576 - 28]
         return (Ether(dst=self.host_next_hop, src=self.host_mac)
                 / IP(src=self.underlay, dst=pkt[IP].src, tos=0xC0, id=0, flags=0, ttl=64, proto=1)
-                / ICMP(type=3, code=4, unused=0, nexthopmtu=self.mtu - overhead) / Raw(quoted))
+                / ICMP(type=3, code=4, unused=0, nexthopmtu=next_hop_mtu) / Raw(quoted))
+
+    def mss_clamp(self):
+        """The MSS a SYN entering a tunnel is clamped to: min(mtu, underlay_mtu - overhead) - 40."""
+        overhead = 28 if self.encap == "fou" else 20
+        return min(self.mtu, (self.underlay_mtu or self.mtu) - overhead) - 40
 
     def egress_tcp(self, src, sport=40000, ttl=64, tos=0, payload=b"hello", flags="DF", dst=ORIGIN, to_host_port=True):
         return (self.ether_in(to_host_port) / IP(src=src, dst=dst, ttl=ttl, tos=tos, flags=flags, id=7)

@@ -62,6 +62,8 @@ pub fn pipeline_config() -> dataplane::PipelineConfig {
         encap: Encap::Fou,
         encap_port: 6080,
         mtu: 1500,
+        underlay_mtu: 1500,
+        mss_clamp: Some(1432),
         uplink: PortAddrs {
             mac: [2, 0, 0, 0, 0, 0x0a],
             next_hop: [2, 0, 0, 0, 0, 0xfe],

@@ -43,6 +43,8 @@ struct RawDataplane {
     encap: Option<Encap>,
     encap_port: Option<Spanned<i64>>,
     mtu: Option<Spanned<i64>>,
+    underlay_mtu: Option<Spanned<i64>>,
+    mss_clamp: Option<bool>,
     burst: Option<Spanned<i64>>,
     idle_sleep_us: Option<Spanned<i64>>,
     mbufs: Option<Spanned<i64>>,
@@ -83,6 +85,15 @@ pub struct DataplaneConfig {
     pub encap: Encap,
     pub encap_port: u16,
     pub mtu: u16,
+    /// IP MTU of the fabric between fleet servers (encapsulated packets); by default `mtu`.
+    pub underlay_mtu: u16,
+    /// Lower the MSS of TCP SYNs and SYN-ACKs entering a tunnel so that full-size segments
+    /// fit it (default on).
+    pub mss_clamp: bool,
+    /// Line and column of the `mtu` and `underlay_mtu` values when given, for errors found
+    /// once the ports are open (an MTU a device cannot carry).
+    pub mtu_position: Option<(usize, usize)>,
+    pub underlay_mtu_position: Option<(usize, usize)>,
     /// Packets per rx burst.
     pub burst: u16,
     /// How long an idle worker sleeps between polls; 0 busy-polls.
@@ -104,6 +115,10 @@ impl Default for DataplaneConfig {
             encap: Encap::Fou,
             encap_port: 6080,
             mtu: 1500,
+            underlay_mtu: 1500,
+            mss_clamp: true,
+            mtu_position: None,
+            underlay_mtu_position: None,
             burst: 32,
             idle_sleep_us: 100,
             mbufs: 0,
@@ -158,6 +173,31 @@ impl Config {
         } else {
             errors.sort_by_key(|d| (d.line, d.column));
             Err(Diagnostics(errors))
+        }
+    }
+
+    /// The error for an MTU that the port `port` (device `device`) cannot carry: at the
+    /// place of the key that asked for it (`mtu` or `underlay_mtu`), or of the file when the
+    /// value is the default.
+    pub fn mtu_too_large(&self, underlay: bool, port: &str, max: u16) -> Diagnostic {
+        let dp = &self.dataplane;
+        let (key, value, position) = if underlay {
+            (
+                "underlay_mtu",
+                dp.underlay_mtu,
+                dp.underlay_mtu_position.or(dp.mtu_position),
+            )
+        } else {
+            ("mtu", dp.mtu, dp.mtu_position)
+        };
+        let (line, column) = position.unwrap_or((1, 1));
+        Diagnostic {
+            file: self.path.display().to_string(),
+            line,
+            column,
+            message: format!(
+                "{key} {value} is more than port `{port}` can carry (its device allows at most {max})"
+            ),
         }
     }
 
@@ -297,6 +337,7 @@ fn validate(
                     })
                     .collect(),
             };
+            let mtu = ranged(map, &dp.mtu, "mtu", 576..9217, defaults.mtu, errors);
             let config = DataplaneConfig {
                 workers: ranged(
                     map,
@@ -315,7 +356,21 @@ fn validate(
                     defaults.encap_port,
                     errors,
                 ),
-                mtu: ranged(map, &dp.mtu, "mtu", 576..9217, defaults.mtu, errors),
+                mtu,
+                underlay_mtu: ranged(
+                    map,
+                    &dp.underlay_mtu,
+                    "underlay_mtu",
+                    576..9217,
+                    mtu,
+                    errors,
+                ),
+                mss_clamp: dp.mss_clamp.unwrap_or(defaults.mss_clamp),
+                mtu_position: dp.mtu.as_ref().map(|v| map.position(v.span().start)),
+                underlay_mtu_position: dp
+                    .underlay_mtu
+                    .as_ref()
+                    .map(|v| map.position(v.span().start)),
                 burst: ranged(map, &dp.burst, "burst", 1..33, defaults.burst, errors),
                 idle_sleep_us: ranged(
                     map,
@@ -524,7 +579,12 @@ listen = "127.0.0.1:9750"
         let c = Config::parse(Path::new("/etc/egressfwd/lhr01-a.toml"), GOOD).unwrap();
         assert_eq!(c.server, "lhr01-a");
         assert_eq!(c.topology, Path::new("/etc/egressfwd/topology.toml"));
-        assert_eq!(c.dataplane, DataplaneConfig::default());
+        let positions_aside = DataplaneConfig {
+            mtu_position: None,
+            ..c.dataplane.clone()
+        };
+        assert_eq!(positions_aside, DataplaneConfig::default());
+        assert_eq!(c.dataplane.mtu_position, Some((8, 7)));
         assert_eq!(c.ports.len(), 2);
         assert_eq!((c.uplink(), c.host()), (0, 1));
         assert_eq!(c.ports[0].next_hop_mac, [2, 0, 0, 0, 0, 0xfe]);
@@ -588,6 +648,35 @@ listen = "127.0.0.1:9750"
             vec![format!(
                 "{file}:6:9: `cores` lists 1 cores for 2 workers (one core per worker)"
             )]
+        );
+    }
+
+    #[test]
+    fn the_underlay_mtu_follows_the_mtu_unless_given() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            &GOOD.replace("mtu = 1500", "mtu = 9000"),
+        )
+        .unwrap();
+        assert_eq!((c.dataplane.mtu, c.dataplane.underlay_mtu), (9000, 9000));
+        assert!(c.dataplane.mss_clamp);
+        let text = GOOD.replace(
+            "mtu = 1500",
+            "mtu = 1500\nunderlay_mtu = 9000\nmss_clamp = false",
+        );
+        let c = Config::parse(Path::new("c.toml"), &text).unwrap();
+        assert_eq!((c.dataplane.mtu, c.dataplane.underlay_mtu), (1500, 9000));
+        assert!(!c.dataplane.mss_clamp);
+        assert_eq!(
+            c.mtu_too_large(true, "uplink", 1500).to_string(),
+            "c.toml:9:16: underlay_mtu 9000 is more than port `uplink` can carry (its device allows at most 1500)"
+        );
+        assert_eq!(
+            errors(&GOOD.replace("mtu = 1500", "mtu = 1500\nunderlay_mtu = 100")),
+            vec![
+                "/etc/egressfwd/lhr01-a.toml:9:16: underlay_mtu 100 is out of range 576..=9216"
+                    .to_owned()
+            ]
         );
     }
 

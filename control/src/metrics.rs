@@ -170,6 +170,11 @@ impl Exposition {
                 &[],
             ),
             counter(
+                "egressfwd_mss_clamped_total",
+                "TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.",
+                &[],
+            ),
+            counter(
                 "egressfwd_topology_reloads_total",
                 "Topology reloads, by result.",
                 &["result"],
@@ -311,6 +316,7 @@ impl Exposition {
             &[],
             p.connections_recorded,
         );
+        self.counter("egressfwd_mss_clamped_total", &[], p.mss_clamped);
         self.counter("egressfwd_topology_reloads_total", &["ok"], t.reloads_ok);
         self.counter(
             "egressfwd_topology_reloads_total",

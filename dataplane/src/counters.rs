@@ -22,8 +22,9 @@ pub enum DropReason {
     BadInner,
     /// TTL (hop limit) would reach zero.
     TtlExceeded,
-    /// Encapsulated packet would exceed the uplink MTU and may be fragmented (no DF): the
-    /// appliance does not fragment.
+    /// Larger than its path's MTU (the uplink's, or the underlay's for a tunnel), and not
+    /// answered with an ICMP error: no DF (the appliance does not fragment), not our host's
+    /// packet, or a packet RFC 1812 forbids answering.
     TooBig,
     /// No headroom to prepend the tunnel headers.
     NoHeadroom,
@@ -76,25 +77,74 @@ pub fn tier_index(tier: Tier) -> usize {
     tier as usize
 }
 
-/// Pipeline counters of one worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PipelineCounters {
-    /// Egress decisions, by tier (indexed by [`tier_index`]).
-    pub tiers: [u64; Tier::ALL.len()],
-    /// Drops, by reason (indexed by [`DropReason::index`]).
-    pub drops: [u64; DropReason::COUNT],
+/// Declares [`PipelineCounters`]: the per-tier and per-reason arrays, then the plain
+/// counters listed once here, from which the struct, [`PipelineCounters::add`] and the flat
+/// list of values are all derived (adding a counter is one line in the list below).
+macro_rules! pipeline_counters {
+    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+        /// Pipeline counters of one worker.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct PipelineCounters {
+            /// Egress decisions, by tier (indexed by [`tier_index`]).
+            pub tiers: [u64; Tier::ALL.len()],
+            /// Drops, by reason (indexed by [`DropReason::index`]).
+            pub drops: [u64; DropReason::COUNT],
+            $($(#[doc = $doc])+ pub $name: u64,)+
+        }
+
+        impl PipelineCounters {
+            /// The plain counters' names, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),+];
+
+            /// Number of values [`PipelineCounters::to_values`] writes.
+            pub const VALUES: usize = Tier::ALL.len() + DropReason::COUNT + Self::NAMES.len();
+
+            pub fn add(&mut self, other: &Self) {
+                for (a, b) in self.tiers.iter_mut().zip(&other.tiers) {
+                    *a += b;
+                }
+                for (a, b) in self.drops.iter_mut().zip(&other.drops) {
+                    *a += b;
+                }
+                $(self.$name += other.$name;)+
+            }
+
+            /// The counters as a flat list of values (for publishing across threads).
+            pub fn to_values(&self, out: &mut Vec<u64>) {
+                out.extend_from_slice(&self.tiers);
+                out.extend_from_slice(&self.drops);
+                out.extend_from_slice(&[$(self.$name),+]);
+            }
+
+            pub fn from_values(values: &[u64]) -> Self {
+                let mut c = Self::default();
+                let (tiers, rest) = values.split_at(c.tiers.len());
+                c.tiers.copy_from_slice(tiers);
+                let (drops, rest) = rest.split_at(c.drops.len());
+                c.drops.copy_from_slice(drops);
+                let mut rest = rest.iter();
+                $(c.$name = rest.next().copied().unwrap_or_default();)+
+                c
+            }
+        }
+    };
+}
+
+pipeline_counters! {
     /// Passed unchanged to the other role (not egress traffic).
-    pub passed: u64,
+    passed,
     /// Fleet packets decapsulated.
-    pub decapsulated: u64,
+    decapsulated,
     /// Replies sent back to the fleet server that forwarded their flow.
-    pub replies_to_peer: u64,
+    replies_to_peer,
     /// Replies delivered to the host port.
-    pub replies_to_host: u64,
+    replies_to_host,
     /// ICMP "fragmentation needed" messages sent to the host port.
-    pub icmp_frag_needed: u64,
+    icmp_frag_needed,
     /// Connection-table writes (new flows, or flows whose sender changed).
-    pub connections_recorded: u64,
+    connections_recorded,
+    /// TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.
+    mss_clamped,
 }
 
 impl PipelineCounters {
@@ -104,55 +154,6 @@ impl PipelineCounters {
 
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
-    }
-
-    pub fn add(&mut self, other: &Self) {
-        for (a, b) in self.tiers.iter_mut().zip(&other.tiers) {
-            *a += b;
-        }
-        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
-            *a += b;
-        }
-        self.passed += other.passed;
-        self.decapsulated += other.decapsulated;
-        self.replies_to_peer += other.replies_to_peer;
-        self.replies_to_host += other.replies_to_host;
-        self.icmp_frag_needed += other.icmp_frag_needed;
-        self.connections_recorded += other.connections_recorded;
-    }
-
-    /// The counters as a flat list of values (for publishing across threads).
-    pub fn to_values(&self, out: &mut Vec<u64>) {
-        out.extend_from_slice(&self.tiers);
-        out.extend_from_slice(&self.drops);
-        out.extend_from_slice(&[
-            self.passed,
-            self.decapsulated,
-            self.replies_to_peer,
-            self.replies_to_host,
-            self.icmp_frag_needed,
-            self.connections_recorded,
-        ]);
-    }
-
-    /// Number of values [`PipelineCounters::to_values`] writes.
-    pub const VALUES: usize = Tier::ALL.len() + DropReason::COUNT + 6;
-
-    pub fn from_values(values: &[u64]) -> Self {
-        let mut c = Self::default();
-        let (tiers, rest) = values.split_at(c.tiers.len());
-        c.tiers.copy_from_slice(tiers);
-        let (drops, rest) = rest.split_at(c.drops.len());
-        c.drops.copy_from_slice(drops);
-        [
-            c.passed,
-            c.decapsulated,
-            c.replies_to_peer,
-            c.replies_to_host,
-            c.icmp_frag_needed,
-            c.connections_recorded,
-        ] = rest[..6].try_into().expect("six counters");
-        c
     }
 }
 

@@ -10,7 +10,7 @@ use topology::{
 use crate::buf::PacketBuf;
 use crate::conn::ConnTable;
 use crate::counters::{tier_index, DropReason, PipelineCounters};
-use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, udp, WireError};
+use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
 
 /// The tunnel forwarded packets travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +44,36 @@ pub struct PortAddrs {
 pub struct PipelineConfig {
     pub encap: Encap,
     pub encap_port: u16,
-    /// IP MTU of the uplink.
+    /// IP MTU of the uplink towards the internet: the largest packet sent out unencapsulated.
     pub mtu: u16,
+    /// IP MTU of the fabric between fleet servers: the largest encapsulated packet.
+    pub underlay_mtu: u16,
+    /// The largest TCP MSS a SYN or SYN-ACK may announce when it enters a tunnel, so that the
+    /// connection's full-size segments fit through it; `None` leaves the MSS alone.
+    pub mss_clamp: Option<u16>,
     pub uplink: PortAddrs,
     pub host: PortAddrs,
+}
+
+impl PipelineConfig {
+    /// The MSS that makes a TCP segment without options fit both the tunnel and the internet
+    /// path beyond it: `min(mtu, underlay_mtu - overhead)` less the 40 bytes of IPv4 and TCP
+    /// headers.
+    pub fn derived_mss_clamp(mtu: u16, underlay_mtu: u16, encap: Encap) -> u16 {
+        let through_tunnel = usize::from(underlay_mtu).saturating_sub(encap.overhead());
+        let ip = through_tunnel.min(usize::from(mtu));
+        ip.saturating_sub(ipv4::HEADER_LEN + tcp::HEADER_LEN) as u16
+    }
+}
+
+/// Who sent a packet the pipeline acts on, which decides whether we may answer it with an
+/// ICMP error: only our own host's packets. A peer's inner packet or an origin's reply has a
+/// source we must not send errors to from our underlay (it is on another server, or on the
+/// internet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    Host,
+    Elsewhere,
 }
 
 /// Where a processed packet goes.
@@ -494,7 +520,7 @@ impl Pipeline {
                 Kind::Done(v) => v,
                 Kind::V4 => {
                     let decision = ctx.table.finish_v4(state.continued[i]);
-                    self.act_v4(ctx, buf, decision, state.conn_hash[i])
+                    self.act_v4(ctx, buf, decision, state.conn_hash[i], Sender::Host)
                 }
                 Kind::Fleet { peer, strip } => {
                     let decision = ctx.table.finish_v4(state.continued[i]);
@@ -512,13 +538,16 @@ impl Pipeline {
     }
 
     /// Steps 3 to 6 for an IPv4 packet whose decision is known. `conn_hash` is the flow's
-    /// connection-table key where [`Pipeline::advance`] computed one (replies).
+    /// connection-table key where [`Pipeline::advance`] computed one (replies). `sender` is
+    /// [`Sender::Host`] for a packet that did not come through a tunnel (an egress packet from
+    /// the host port; a reply is answered as [`Sender::Elsewhere`] regardless).
     fn act_v4<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
         decision: Decision,
         conn_hash: u64,
+        sender: Sender,
     ) -> Verdict {
         match decision {
             Decision::Pass => Verdict::Pass,
@@ -528,6 +557,12 @@ impl Pipeline {
             Decision::Decapsulate { .. } => Verdict::Drop(DropReason::BadInner),
             Decision::LocalEgress => {
                 self.counters.tiers[tier_index(Tier::Local)] += 1;
+                let room = self.config.mtu;
+                if ip4_header_mut(buf.data_mut())
+                    .is_some_and(|ip| ip.total_len() > usize::from(room))
+                {
+                    return self.too_big(ctx, buf, room, sender);
+                }
                 route_v4(buf, &self.ethernet.uplink_v4, Verdict::Uplink)
             }
             Decision::Forward {
@@ -536,12 +571,12 @@ impl Pipeline {
                 flow_hash,
             } => {
                 self.counters.tiers[tier_index(tier)] += 1;
-                self.encapsulate(ctx, buf, ctx.table.underlay_of(target), flow_hash)
+                self.encapsulate(ctx, buf, ctx.table.underlay_of(target), flow_hash, sender)
             }
             Decision::Reply => match ctx.connections.lookup(conn_hash) {
-                Some(sender) => {
+                Some(peer) => {
                     self.counters.replies_to_peer += 1;
-                    self.encapsulate(ctx, buf, sender, conn_hash)
+                    self.encapsulate(ctx, buf, peer, conn_hash, Sender::Elsewhere)
                 }
                 None => {
                     self.counters.replies_to_host += 1;
@@ -573,6 +608,13 @@ impl Pipeline {
         if ip.hop_limit() <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
+        // No ICMPv6 "packet too big" is generated here: IPv6 egress leaves unencapsulated, so
+        // only a host that ignores its own MTU sends one, and the uplink drops it, counted.
+        if verdict == Verdict::Uplink
+            && ipv6::HEADER_LEN + ip.payload_len() > usize::from(self.config.mtu)
+        {
+            return Verdict::Drop(DropReason::TooBig);
+        }
         ip.decrement_hop_limit();
         write_ethernet(frame, header);
         verdict
@@ -585,6 +627,7 @@ impl Pipeline {
         buf: &mut B,
         target: u32,
         flow_hash: u64,
+        sender: Sender,
     ) -> Verdict {
         let overhead = self.config.encap.overhead();
         let frame = buf.data_mut();
@@ -596,14 +639,21 @@ impl Pipeline {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         let (total_len, tos) = (ip.total_len(), ip.tos());
-        if total_len + overhead > usize::from(self.config.mtu) {
-            if !ip.dont_fragment() {
-                return Verdict::Drop(DropReason::TooBig);
-            }
-            let room = usize::from(self.config.mtu).saturating_sub(overhead) as u16;
-            return self.frag_needed(ctx, buf, room);
+        if total_len + overhead > usize::from(self.config.underlay_mtu) {
+            let room = usize::from(self.config.underlay_mtu).saturating_sub(overhead) as u16;
+            return self.too_big(ctx, buf, room, sender);
         }
+        let syn = ip.protocol() == PROTO_TCP && !ip.is_later_fragment();
+        let header_len = ip.header_len();
         ip.decrement_ttl();
+        if let (true, Some(mss)) = (syn, self.config.mss_clamp) {
+            let segment = ethernet::HEADER_LEN + header_len..ethernet::HEADER_LEN + total_len;
+            if let Some(segment) = buf.data_mut().get_mut(segment) {
+                if tcp::clamp_mss(segment, mss) {
+                    self.counters.mss_clamped += 1;
+                }
+            }
+        }
         // Ethernet padding must not travel inside the tunnel.
         let padding = frame_len.checked_sub(ethernet::HEADER_LEN + total_len);
         if !padding.is_some_and(|padding| buf.trim(padding)) {
@@ -622,6 +672,37 @@ impl Pipeline {
             sport,
         );
         Verdict::Uplink
+    }
+
+    /// A packet larger than the `room` its path allows. A host's own DF packet is answered
+    /// with an ICMP "fragmentation needed" through the host port, so that its path MTU
+    /// discovery works. Everything else is dropped (`too_big`):
+    /// - without DF, because we never fragment;
+    /// - from a peer or from the internet, because an ICMP from our underlay address must
+    ///   never reach an internet origin, and a peer's host is reached through that peer (MSS
+    ///   clamping keeps TCP from getting here);
+    /// - an ICMP error or a later fragment, which RFC 1812 4.3.2.7 forbids answering.
+    fn too_big<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        room: u16,
+        sender: Sender,
+    ) -> Verdict {
+        let Ok(ip) = ip4_mut(buf.data_mut()) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let is_icmp_error = ip.protocol() == PROTO_ICMP
+            && ip
+                .payload()
+                .first()
+                .is_none_or(|t| icmp::ERROR_TYPES.contains(t));
+        let later_fragment =
+            ipv4::FixedHeader::of(ip.header()).is_some_and(|h| h.is_later_fragment());
+        if sender == Sender::Elsewhere || !ip.dont_fragment() || is_icmp_error || later_fragment {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.frag_needed(ctx, buf, room)
     }
 
     /// Turns the packet into an ICMP "fragmentation needed" to its source, through the host
@@ -696,7 +777,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::BadInner);
         }
         self.counters.decapsulated += 1;
-        self.act_v4(ctx, buf, decision, conn_hash)
+        self.act_v4(ctx, buf, decision, conn_hash, Sender::Elsewhere)
     }
 }
 

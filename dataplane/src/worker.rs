@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub ports: Vec<WorkerPort>,
     pub uplink: usize,
     pub host: usize,
+    /// IP MTU of the uplink: the largest untagged IP packet a pass may send out of it.
+    pub uplink_mtu: u16,
     /// Packets per rx burst (at most 32).
     pub burst: usize,
     /// How long to sleep when every queue was empty for a while; zero busy-polls.
@@ -134,6 +136,16 @@ pub fn run(
                     }
                 }
             }
+            if ports[p].pass_to == config.uplink {
+                for (m, v) in rx.as_slice().iter().zip(verdicts.iter_mut()) {
+                    if *v == Verdict::Pass && too_big_for(m.data(), config.uplink_mtu) {
+                        *v = Verdict::Drop(DropReason::TooBig);
+                        // Counted as passed by the pipeline: now a drop instead.
+                        pipeline.counters.passed -= 1;
+                        pipeline.counters.drop(DropReason::TooBig);
+                    }
+                }
+            }
             let port_of = |verdict: &Verdict| match verdict {
                 Verdict::Uplink => Some(config.uplink),
                 Verdict::Host => Some(config.host),
@@ -193,6 +205,15 @@ pub fn run(
     stats.pipeline = pipeline.counters;
     stats_cell.publish(&stats, &mut scratch);
     stats
+}
+
+/// Whether a frame passed unchanged out of the uplink is an untagged IP packet larger than
+/// the uplink's MTU: the MTU rule holds for every packet the uplink sends (contract 5.4), and
+/// only the worker knows where a pass goes. Tagged and non-IP frames are the network's own.
+#[inline]
+fn too_big_for(frame: &[u8], mtu: u16) -> bool {
+    let ip = matches!(frame.get(12..14), Some([0x08, 0x00]) | Some([0x86, 0xdd]));
+    ip && frame.len() > crate::wire::ethernet::HEADER_LEN + usize::from(mtu)
 }
 
 /// Sends a port's pending packets: what the driver refuses gets one more try, then is freed

@@ -104,6 +104,8 @@ fn every_action_matches_its_golden_fixture() {
             encap,
             encap_port: doc["encap_port"].as_u64().unwrap() as u16,
             mtu: doc["mtu"].as_u64().unwrap() as u16,
+            underlay_mtu: doc["mtu"].as_u64().unwrap() as u16,
+            mss_clamp: None,
             uplink,
             host,
         };

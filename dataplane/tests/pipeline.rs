@@ -31,6 +31,8 @@ fn config(encap: Encap) -> PipelineConfig {
         encap,
         encap_port: 6080,
         mtu: 1500,
+        underlay_mtu: 1500,
+        mss_clamp: None,
         uplink: UPLINK,
         host: HOST,
     }

@@ -78,6 +78,8 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
         encap: Encap::Fou,
         encap_port: 6080,
         mtu: 1500,
+        underlay_mtu: 1500,
+        mss_clamp: None,
         uplink: addrs,
         host: addrs,
     });
@@ -88,6 +90,7 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
         ports: vec![WorkerPort { rx, tx, pass_to: 0 }],
         uplink: 0,
         host: 0,
+        uplink_mtu: 1500,
         burst: 32,
         idle_sleep: Duration::from_micros(50),
     };

@@ -142,6 +142,23 @@ impl Port {
         &self.driver
     }
 
+    /// The largest IP MTU the device can carry: its `max_mtu`, and no more than its largest
+    /// receivable frame allows, with the overhead DPDK's own MTU check assumes
+    /// (`eth_dev_get_overhead_len`: the difference of the two when the driver gives both,
+    /// else an Ethernet header and CRC).
+    pub fn max_mtu(&self) -> Result<u16, DpdkError> {
+        const ETHERNET_AND_CRC: u32 = 18;
+        let info = device_info(self.id, &self.name)?;
+        let max_mtu = u32::from(info.max_mtu);
+        let overhead = if info.max_mtu != u16::MAX && info.max_rx_pktlen > max_mtu {
+            info.max_rx_pktlen - max_mtu
+        } else {
+            ETHERNET_AND_CRC
+        };
+        let by_frame = info.max_rx_pktlen.saturating_sub(overhead);
+        Ok(max_mtu.min(by_frame) as u16)
+    }
+
     /// Whether [`Port::configure`] enabled RSS (multi-queue devices that support it).
     pub fn rss_enabled(&self) -> bool {
         self.rss_enabled

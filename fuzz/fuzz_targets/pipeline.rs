@@ -30,6 +30,8 @@ fuzz_target!(|data: &[u8]| {
         encap: if control & 1 == 0 { Encap::Fou } else { Encap::Ipip },
         encap_port: 6080,
         mtu: if control & 2 == 0 { 1500 } else { 576 },
+        underlay_mtu: if control & 4 == 0 { 1500 } else { 9000 },
+        mss_clamp: (control & 8 == 0).then_some(1400),
         uplink: PortAddrs { mac: [2, 0, 0, 0, 0, 0x0a], next_hop: [2, 0, 0, 0, 0, 0xfe] },
         host: PortAddrs { mac: [2, 0, 0, 0, 0, 0x0b], next_hop: [2, 0, 0, 0, 0, 0x01] },
     };

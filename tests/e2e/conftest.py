@@ -26,11 +26,13 @@ def binary_exists():
     assert BIN.exists(), f"{BIN} is missing: build it with `cargo build --release -p egressfwd`"
 
 
-def example_node(uplink_mac="02:00:00:00:00:0a", host_mac="02:00:00:00:00:0b"):
-    """Server lhr01-a of the example fleet, as the packet builders and the model see it."""
+def example_node(uplink_mac="02:00:00:00:00:0a", host_mac="02:00:00:00:00:0b", **options):
+    """Server lhr01-a of the example fleet, as the packet builders and the model see it;
+    `options` are Node's data-plane settings (mtu, underlay_mtu, ...)."""
     from golden_model import Model
     from packets import Node
-    return Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", uplink_mac, UPLINK_NEXT_HOP, host_mac, HOST_NEXT_HOP)
+    return Node(Model(EXAMPLE, "lhr01-a"), "10.10.1.1", uplink_mac, UPLINK_NEXT_HOP, host_mac, HOST_NEXT_HOP,
+                **options)
 
 
 def free_tcp_port():
@@ -99,3 +101,89 @@ def wait_for_metrics(port, proc, timeout=30):
 
 def load_stats(path):
     return json.loads(Path(path).read_text())
+
+
+def checksums_ok(frame):
+    """Recomputes with scapy every IPv4 header, TCP, UDP (unless 0, as FOU sends) and ICMP
+    checksum of the frame, through tunnels. An ICMP error's quoted packet is truncated by
+    design, so the walk stops at ICMP."""
+    from scapy.all import ICMP, IP, TCP, UDP, Ether
+    layer = Ether(frame).payload
+    while type(layer) in (IP, TCP, UDP, ICMP):
+        kind = type(layer)
+        if kind is IP:
+            fresh = IP(bytes(layer))
+            fresh.chksum = None
+            if IP(bytes(fresh)).chksum != layer.chksum:
+                return False
+        elif kind is ICMP:
+            fresh = ICMP(bytes(layer))
+            fresh.chksum = None
+            return ICMP(bytes(fresh)).chksum == layer.chksum
+        elif not (kind is UDP and layer.chksum == 0):
+            parent = IP(bytes(layer.underlayer))
+            parent[kind].chksum = None
+            if IP(bytes(parent))[kind].chksum != layer.chksum:
+                return False
+        layer = layer.payload
+    return True
+
+
+def run_pcap_cases(tmp_path, build_cases, node_options=None, duration=3, **config_options):
+    """Runs the appliance over packets and checks that exactly the expected packets came out.
+
+    `build_cases(node)` returns (arrives_on, packet, verdict, expected) tuples. `arrives_on`
+    is "uplink" or "host". `verdict` is "uplink", "host", "pass" or "drop:REASON". The inputs
+    go into one pcap per port (net_pcap), and the appliance runs with
+    `write_config(**config_options)`.
+    - Every output frame must be an expected one, and every expected frame must be there,
+      judged byte for byte by scapy with every checksum recomputed.
+    - Drops must match by reason.
+    - Received must equal transmitted plus dropped, and every mbuf must come back.
+
+    Returns the appliance's stats and the cases (with the real port MACs)."""
+    from collections import Counter
+    from scapy.all import Ether, rdpcap, wrpcap
+    node_options = node_options or {}
+    # Inputs do not depend on the ports' MACs: write them now, build the expected outputs
+    # once the appliance has told us its MACs.
+    cases = build_cases(example_node("02:00:00:00:00:0a", "02:00:00:00:00:0b", **node_options))
+    for side in ("uplink", "host"):
+        wrpcap(str(tmp_path / f"{side}-in.pcap"), [p for arrives, p, _, _ in cases if arrives == side])
+    config = write_config(tmp_path / "egressfwd.toml", [
+        ("uplink", f"net_pcap0,rx_pcap={tmp_path}/uplink-in.pcap,tx_pcap={tmp_path}/uplink-out.pcap", ["uplink"]),
+        ("host", f"net_pcap1,rx_pcap={tmp_path}/host-in.pcap,tx_pcap={tmp_path}/host-out.pcap", ["host"]),
+    ], **config_options)
+    result = run(["run", "--config", config, "--duration", str(duration), "--stats-json", tmp_path / "stats.json"])
+    assert result.returncode == 0, result.stderr
+    stats = load_stats(tmp_path / "stats.json")
+    macs = {p["name"]: p["mac"] for p in stats["ports"]}
+    real = build_cases(example_node(macs["uplink"], macs["host"], **node_options))
+    # Same inputs but for the Ethernet destination (the port MAC they were addressed to).
+    assert [bytes(p)[6:] for _, p, _, _ in real] == [bytes(p)[6:] for _, p, _, _ in cases]
+
+    expected = {"uplink": Counter(), "host": Counter()}
+    for (arrives, sent, verdict, _), (_, _, _, out) in zip(cases, real):
+        if verdict == "pass":
+            # Passed unchanged: exactly the bytes that went in.
+            expected["host" if arrives == "uplink" else "uplink"][bytes(sent)] += 1
+        elif verdict in ("uplink", "host"):
+            expected[verdict][bytes(out)] += 1
+    for side in ("uplink", "host"):
+        got = [bytes(p) for p in rdpcap(str(tmp_path / f"{side}-out.pcap"))]
+        missing = expected[side] - Counter(got)
+        unexpected = Counter(got) - expected[side]
+        assert not missing and not unexpected, (
+            f"{side}: {sum(missing.values())} expected packets missing, {sum(unexpected.values())} unexpected; "
+            f"first missing: {Ether(next(iter(missing))).summary() if missing else None}; "
+            f"first unexpected: {Ether(next(iter(unexpected))).summary() if unexpected else None}")
+        assert all(checksums_ok(f) for f in got), f"{side}: a checksum is wrong"
+
+    drops = Counter(v.split(":", 1)[1] for _, _, v, _ in real if v.startswith("drop:"))
+    assert {r: n for r, n in stats["drops"].items() if n} == dict(drops)
+    acc = stats["accounting"]
+    assert acc["received"] == len(real)
+    assert acc["received"] == acc["transmitted"] + acc["dropped"], acc
+    assert acc["balanced"] is True
+    assert stats["mbufs"]["in_use"] == 0
+    return stats, real

@@ -453,11 +453,13 @@ impl ForwardingTable {
     #[inline]
     pub fn start_v4(&self, flow: &FlowKey, encap_port: u16) -> Started {
         if self.is_fleet_packet(flow, encap_port) {
+            // Our own underlay is no peer: a tunnel "from us to us" comes from a spoofer (or
+            // a loop), and decapsulating it would let a stranger inject inner packets.
             return Started::Decided(match self.peers.get(flow.src) {
-                Some(peer) => Decision::Decapsulate {
+                Some(peer) if flow.src != self.my_underlay => Decision::Decapsulate {
                     peer: ServerId(peer),
                 },
-                None => Decision::UnknownPeer,
+                _ => Decision::UnknownPeer,
             });
         }
         Started::Lookup {

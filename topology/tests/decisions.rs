@@ -217,6 +217,9 @@ fn decisions_for_each_kind_of_packet() {
         Some((50000, 6080)),
     );
     assert_eq!(d(stranger), Decision::UnknownPeer);
+    // Our own underlay as the outer source is no peer either (hardening).
+    let from_ourselves = FlowKey::new(ip("10.10.1.1"), ip("10.10.1.1"), PROTO_IPIP, None);
+    assert_eq!(d(from_ourselves), Decision::UnknownPeer);
     // Other traffic to our underlay (SSH, another UDP port) is not a fleet packet.
     assert_eq!(d(tcp("10.20.1.1", 50000, "10.10.1.1", 22)), Decision::Pass);
     assert_eq!(

@@ -94,31 +94,41 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let workers = usize::from(dp.workers);
     let cores = worker_cores(&config);
     let mbufs = mempool_size(&config);
+    let data_room = mbuf_data_room(dp);
     // Each mbuf takes its data room plus about 200 bytes of headers and mempool overhead.
-    let memory_mb = (mbufs as usize * (usize::from(MBUF_DEFAULT_BUF_SIZE) + 256)) / (1 << 20) + 256;
+    let memory_mb = (mbufs as usize * (usize::from(data_room) + 256)) / (1 << 20) + 256;
     let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
     let hugepages = eal::hugepages_available();
     let eal_args = eal::arguments(&args.eal, &devices, cores.control, memory_mb, hugepages);
     tracing::info!(args = %eal_args.join(" "), "initialising EAL");
     let eal = Eal::init(&eal_args).map_err(|err| Failure::Other(err.to_string()))?;
 
-    let pool = Mempool::create(
-        "egressfwd_mbufs",
-        mbufs,
-        256.min(mbufs / 8),
-        MBUF_DEFAULT_BUF_SIZE,
-    )
-    .map_err(|err| Failure::Other(err.to_string()))?;
+    let pool = Mempool::create("egressfwd_mbufs", mbufs, 256.min(mbufs / 8), data_room)
+        .map_err(|err| Failure::Other(err.to_string()))?;
     let mut ports = Vec::with_capacity(config.ports.len());
     for p in &config.ports {
         let mut port = Port::open(&p.device)
             .map_err(|err| Failure::Other(format!("port `{}`: {err}", p.name)))?;
+        // The uplink carries both the internet's packets and the fabric's tunnels; the host
+        // port only the internet's.
+        let (needed, underlay) = if p.uplink && dp.underlay_mtu > dp.mtu {
+            (dp.underlay_mtu, true)
+        } else {
+            (dp.mtu, false)
+        };
+        let max_mtu = port
+            .max_mtu()
+            .map_err(|err| Failure::Other(format!("port `{}`: {err}", p.name)))?;
+        if needed > max_mtu {
+            eprintln!("{}", config.mtu_too_large(underlay, &p.name, max_mtu));
+            return Err(Failure::Invalid);
+        }
         let port_config = PortConfig {
             rx_queues: dp.workers,
             tx_queues: dp.workers,
             rx_descriptors: dp.rx_descriptors,
             tx_descriptors: dp.tx_descriptors,
-            mtu: p.uplink.then_some(dp.mtu),
+            mtu: Some(needed),
             ..PortConfig::default()
         };
         port.configure(&port_config, &pool)
@@ -133,12 +143,13 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         .map_err(|err| Failure::Other(err.to_string()))?;
     let (uplink, host) = (config.uplink(), config.host());
     let pipeline_config = PipelineConfig {
-        encap: match dp.encap {
-            Encap::Fou => dataplane::Encap::Fou,
-            Encap::Ipip => dataplane::Encap::Ipip,
-        },
+        encap: pipeline_encap(dp.encap),
         encap_port: dp.encap_port,
         mtu: dp.mtu,
+        underlay_mtu: dp.underlay_mtu,
+        mss_clamp: dp.mss_clamp.then(|| {
+            PipelineConfig::derived_mss_clamp(dp.mtu, dp.underlay_mtu, pipeline_encap(dp.encap))
+        }),
         uplink: PortAddrs {
             mac: macs[uplink],
             next_hop: config.ports[uplink].next_hop_mac,
@@ -188,6 +199,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                         .collect(),
                     uplink,
                     host,
+                    uplink_mtu: dp.mtu,
                     burst: usize::from(dp.burst).min(BURST_CAPACITY),
                     idle_sleep: Duration::from_micros(u64::from(dp.idle_sleep_us)),
                 };
@@ -290,6 +302,24 @@ fn worker_cores(config: &Config) -> Cores {
         config.dataplane.cores.clone()
     };
     Cores { control, workers }
+}
+
+fn pipeline_encap(encap: Encap) -> dataplane::Encap {
+    match encap {
+        Encap::Fou => dataplane::Encap::Fou,
+        Encap::Ipip => dataplane::Encap::Ipip,
+    }
+}
+
+/// Bytes of packet data each mbuf holds: DPDK's default (2 KiB and the headroom) unless the
+/// largest frame the ports receive is larger, so that every frame is one segment: an
+/// Ethernet header, a VLAN tag of a passed frame, and the larger of the two MTUs, behind
+/// the headroom that encapsulation prepends into. Rounded up to a whole KiB.
+fn mbuf_data_room(dp: &egressfwd::config::DataplaneConfig) -> u16 {
+    const ETHERNET_AND_VLAN: u32 = 18;
+    let frame = u32::from(dp.mtu.max(dp.underlay_mtu)) + ETHERNET_AND_VLAN;
+    let needed = (dpdk_sys::MBUF_HEADROOM as u32 + frame).next_multiple_of(1024);
+    needed.max(u32::from(MBUF_DEFAULT_BUF_SIZE)) as u16
 }
 
 /// The configured pool size, or by default enough mbufs for every descriptor of every queue,

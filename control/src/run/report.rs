@@ -124,6 +124,7 @@ impl Totals {
             "replies_to_host": p.replies_to_host,
             "icmp_frag_needed": p.icmp_frag_needed,
             "connections_recorded": p.connections_recorded,
+            "mss_clamped": p.mss_clamped,
             "workers": self.workers.iter().enumerate().map(|(i, w)| json!({
                 "worker": i, "rx_packets": w.rx_packets(), "tx_packets": w.tx_packets(),
                 "dropped": w.pipeline.total_drops(), "bursts": w.bursts, "idle_sleeps": w.idle_sleeps,

@@ -4,6 +4,9 @@ use super::checksum;
 use super::write_u16;
 
 pub const HEADER_LEN: usize = 8;
+/// The ICMP error types (RFC 1812 4.3.2.7: no error is ever sent about one of these):
+/// destination unreachable, source quench, redirect, time exceeded, parameter problem.
+pub const ERROR_TYPES: [u8; 5] = [3, 4, 5, 11, 12];
 pub const TYPE_DEST_UNREACHABLE: u8 = 3;
 pub const CODE_FRAG_NEEDED: u8 = 4;
 /// RFC 1812 4.3.2.3: an ICMP error quotes as much of the original as fits in 576 bytes.

@@ -196,6 +196,18 @@ impl<T: core::borrow::Borrow<[u8; HEADER_LEN]>> FixedHeader<T> {
         read_u16(self.bytes(), field::FLAGS_FRAG) & (FLAG_MORE_FRAGMENTS | OFFSET_MASK) != 0
     }
 
+    /// A fragment other than the first: it carries no transport header.
+    #[inline]
+    pub fn is_later_fragment(&self) -> bool {
+        read_u16(self.bytes(), field::FLAGS_FRAG) & OFFSET_MASK != 0
+    }
+
+    /// The header length field, in bytes (valid only if [`Packet::new_checked`] accepted it).
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.bytes()[field::VER_IHL] & 0x0f) * 4
+    }
+
     #[inline]
     pub fn ttl(&self) -> u8 {
         self.bytes()[field::TTL]
