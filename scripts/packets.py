@@ -24,9 +24,9 @@ class Node:
     host_mac: str
     host_next_hop: str
     mtu: int = 1500
-    underlay_mtu: int = 0          # 0: the same as mtu
     encap: str = "fou"
     encap_port: int = 6080
+    underlay_mtu: int = 0          # 0: the same as mtu
 
     def ether_in(self, to_host_port=False):
         return Ether(dst=self.host_mac if to_host_port else self.uplink_mac, src=PEER_MAC)
