@@ -1,16 +1,21 @@
 //! Prometheus metrics (contract section 6), served as text on the configured address.
 //!
 //! Worker counters are summed from the per-worker cells at scrape time; the control-plane
-//! figures live in [`Shared`]. One thread serves scrapes, one at a time.
+//! figures live in [`Shared`]. One thread serves scrapes, concurrently (see [`MetricsServer`]).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use dataplane::{DropReason, Published, StatsCell};
 use dpdk_sys::{Mempool, Port};
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use topology::{ForwardingTable, Tier};
 
 use crate::run::report::Totals;
@@ -101,6 +106,9 @@ struct Exposition {
     counters: Vec<(String, IntCounterVec)>,
     gauges: Vec<(String, IntGaugeVec)>,
     float_gauges: prometheus::GaugeVec,
+    /// Scrape connections closed at once because too many were open: counted by the
+    /// listener itself, not summed from the workers.
+    refused: IntCounter,
 }
 
 impl Exposition {
@@ -240,11 +248,20 @@ impl Exposition {
         registry
             .register(Box::new(float_gauges.clone()))
             .expect("unique metric");
+        let refused = IntCounter::new(
+            "egressfwd_metrics_connections_refused_total",
+            "Scrape connections closed at once because too many were open.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(refused.clone()))
+            .expect("unique metric");
         Self {
             registry,
             counters,
             gauges,
             float_gauges,
+            refused,
         }
     }
 
@@ -349,15 +366,29 @@ impl Exposition {
     }
 }
 
+/// How many scrape connections may be open at once; more are closed at once (and counted).
+const MAX_OPEN_CONNECTIONS: usize = 256;
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection may stay open in all, whatever it does.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the listener looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
 /// The metrics listener, bound before the workers start.
+///
+/// Connections are served concurrently by hyper on a single-threaded runtime of the metrics
+/// thread. Each has a header timeout and an overall deadline, and at most
+/// [`MAX_OPEN_CONNECTIONS`] are open. So idle or slow clients can neither block a scrape nor
+/// exhaust the process. The reload path never waits on this thread: it reads the same
+/// shared figures.
 pub struct MetricsServer {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
 }
 
 impl MetricsServer {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        // Non-blocking, polled: the thread notices the stop flag within a few milliseconds.
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(Self { listener })
     }
@@ -371,56 +402,104 @@ impl MetricsServer {
         pool: &Mempool,
         stop: &AtomicBool,
     ) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                tracing::error!(%err, "metrics: cannot start the listener's runtime");
+                return;
+            }
+        };
         let exposition = Exposition::new();
-        while !stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let totals = Totals::gather(shared, cells, tables, ports, pool);
-                    exposition.update(&totals);
-                    if let Err(err) = respond(stream, &exposition) {
-                        tracing::debug!(%err, "metrics request failed");
-                    }
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+        let scrape = || {
+            let totals = Totals::gather(shared, cells, tables, ports, pool);
+            exposition.update(&totals);
+            exposition.render()
+        };
+        runtime.block_on(async {
+            let listener = match self
+                .listener
+                .try_clone()
+                .and_then(tokio::net::TcpListener::from_std)
+            {
+                Ok(listener) => listener,
                 Err(err) => {
-                    tracing::warn!(%err, "metrics accept failed");
-                    std::thread::sleep(Duration::from_millis(100));
+                    tracing::error!(%err, "metrics: cannot listen");
+                    return;
+                }
+            };
+            // Connections are futures polled here, not spawned tasks: they borrow the
+            // workers' cells, which live only as long as this thread's scope.
+            let mut open = FuturesUnordered::new();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) if open.len() < MAX_OPEN_CONNECTIONS => {
+                            open.push(serve_connection(stream, &scrape));
+                        }
+                        Ok((stream, peer)) => {
+                            exposition.refused.inc();
+                            tracing::debug!(%peer, "metrics: too many open connections, closing");
+                            drop(stream);
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "metrics accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    Some(()) = open.next(), if !open.is_empty() => {}
+                    () = tokio::time::sleep(STOP_POLL) => {}
                 }
             }
-        }
+        });
     }
 }
 
-fn respond(mut stream: TcpStream, exposition: &Exposition) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = [0u8; 2048];
-    let n = stream.read(&mut request)?;
-    let first_line = String::from_utf8_lossy(&request[..n])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let mut parts = first_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+/// One scrape connection, bounded in time. `scrape` renders the exposition text.
+async fn serve_connection(stream: tokio::net::TcpStream, scrape: &impl Fn() -> Vec<u8>) {
+    let service = service_fn(|request: Request<hyper::body::Incoming>| {
+        let response = respond(&request, scrape);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::debug!(%err, "metrics request failed"),
+        Err(_) => tracing::debug!("metrics connection timed out"),
+    }
+}
+
+fn respond(
+    request: &Request<hyper::body::Incoming>,
+    scrape: &impl Fn() -> Vec<u8>,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) =
-        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
             (
-                "200 OK",
+                StatusCode::OK,
                 TextEncoder::new().format_type().to_owned(),
-                exposition.render(),
+                scrape(),
             )
         } else {
             (
-                "404 Not Found",
+                StatusCode::NOT_FOUND,
                 "text/plain".to_owned(),
                 b"egressfwd serves /metrics\n".to_vec(),
             )
         };
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-    stream.write_all(&body)?;
-    stream.flush()
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
 }

@@ -79,3 +79,54 @@ def test_scrape_from_another_network_namespace_fails(running):
         assert result.returncode == 3, "the metrics port must not be reachable from another namespace"
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=True)
+
+
+def test_idle_and_slow_clients_do_not_block_a_scrape(running):
+    """Hardening: ten idle connections used to block every scrape (one connection at a time,
+    2 s each). Now 40 idle clients and 20 that dribble a header byte by byte are held open
+    while scrapes must each answer within 1 s; the idle ones are closed by the header
+    timeout, and the listener keeps serving afterwards."""
+    import socket
+    port, proc = running
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    try:
+        started = time.monotonic()
+        for round_ in range(5):
+            for s in slow:
+                s.send(b"GET /metrics HTTP/1.1\r\nX-Slow: "[round_:round_ + 1] or b"x")
+            t0 = time.monotonic()
+            text = scrape(port, timeout=1)
+            assert time.monotonic() - t0 < 1.0
+            assert "egressfwd_rx_packets_total" in text
+            time.sleep(0.1)
+        assert time.monotonic() - started < 5
+        # The header timeout (2 s) closes clients that never finish their request.
+        for s in idle:
+            s.settimeout(5)
+            assert s.recv(1) == b"", "an idle client was closed"
+    finally:
+        for s in idle + slow:
+            s.close()
+    assert "egressfwd_metrics_connections_refused_total" in scrape(port, timeout=1)
+
+
+def test_connections_beyond_the_bound_are_refused_and_counted(running):
+    import socket
+    port, proc = running
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+    try:
+        time.sleep(0.5)
+        refused = metric_after_release(port, held)
+    finally:
+        for s in held:
+            s.close()
+    assert refused >= 300 - 256 - 1
+
+
+def metric_after_release(port, held):
+    """Closes the held connections, then reads how many the listener refused."""
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    return metric(scrape(port, timeout=1), "egressfwd_metrics_connections_refused_total")
