@@ -16,7 +16,9 @@ import tomllib
 M64 = (1 << 64) - 1
 FLOW_SALT = 0x6567726573736677
 BUCKET_SALT = 0x9E3779B97F4A7C15
+SLICE_SALT = 0x736C696365737631  # "slicesv1"
 BUCKETS = 4096
+FIRST_SLICE_PORT = 1024
 OUTER_SPORT_MIN = 49152
 PROTO = {"tcp": 6, "udp": 17, "icmp": 1}
 
@@ -65,7 +67,11 @@ class Model:
         self.dc_location = {d["name"]: d["location"] for d in t.get("datacenter", [])}
         self.servers = {s["name"]: s for s in t.get("server", [])}
         self.me = self.servers[server]
-        self.pools = {p["name"]: [(h["server"], h.get("weight", 1)) for h in p["holders"]] for p in t.get("pool", [])}
+        self.port_slice = t.get("port_slice", 64)
+        # Every holder (the slices' owners); new flows go to those not drained.
+        self.holders = {p["name"]: [(h["server"], h.get("weight", 1)) for h in p["holders"]] for p in t.get("pool", [])}
+        self.pools = {p["name"]: [(h["server"], h.get("weight", 1)) for h in p["holders"] if not h.get("drain", False)]
+                      for p in t.get("pool", [])}
         self.v4 = []
         self.v6 = []
         for e in t.get("egress", []):
@@ -94,21 +100,35 @@ class Model:
                       key=lambda l: (haversine(here, self.locations[l]), l))
         return "nearest_location", [h for h in holders if self.location_of(h[0]) == nearest]
 
-    def choose(self, candidates, h):
-        """Weighted rendezvous over the flow's bucket: max ln(u)/w, then score, then the
-        smaller name."""
-        bucket = h & (BUCKETS - 1)
-        bh = mix64(bucket ^ BUCKET_SALT)
+    @staticmethod
+    def winner(candidates, point):
+        """Weighted rendezvous at a point (a bucket's or a slice's hash): max ln(u)/w, then
+        score, then the smaller name."""
         equal = len({w for _, w in candidates}) == 1
 
         def key(c):
             name, weight = c
-            score = mix64(bh ^ name_seed(name))
+            score = mix64(point ^ name_seed(name))
             u = ((score >> 11) + 0.5) * (1.0 / (1 << 53))
             k = 0.0 if equal else math.log(u) / weight
             return (k, score, [-ord(ch) for ch in name])
 
         return max(candidates, key=key)[0]
+
+    def choose(self, candidates, h):
+        """The target of a flow: the winner of its bucket."""
+        return self.winner(candidates, mix64((h & (BUCKETS - 1)) ^ BUCKET_SALT))
+
+    def slice_owner(self, pool, port):
+        """Contract 7.1: the holder (drained or not) owning the slice of `port`, or None
+        below the first slice."""
+        if port < FIRST_SLICE_PORT:
+            return None
+        slice_ = (port - FIRST_SLICE_PORT) // self.port_slice
+        return self.winner(self.holders[pool], mix64(slice_ ^ SLICE_SALT))
+
+    def slice_count(self):
+        return -(-(65536 - FIRST_SLICE_PORT) // self.port_slice)
 
     def pool_of(self, address):
         a = ipaddress.ip_address(address)

@@ -54,3 +54,56 @@ def test_generated_fleet(tmp_path):
     model = Model(fleet, "l00d0s000")
     for server in ["l00d0s000", "l05d1s002", "l11d3s004"]:
         compare(fleet, server, random_flows(model, 4000, 5), tmp_path)
+
+
+def drained_variant(tmp_path):
+    """The example fleet with two holders drained and slices of 256 ports."""
+    text = EXAMPLE.read_text().replace("version = 1\n", "version = 1\nport_slice = 256\n", 1)
+    for holder in ['{ server = "lhr01-b", weight = 2 }', '{ server = "cdg01-b" }']:
+        assert holder in text
+        text = text.replace(holder, holder[:-2] + ", drain = true }", 1)
+    path = tmp_path / "drained.toml"
+    path.write_text(text)
+    return path
+
+
+def compare_slices(topology, server, tmp_path):
+    """`table --json` shows every pool's slices as the model derives them, and `explain`
+    names the model's owner for replies to every port of a sample."""
+    model = Model(topology, server)
+    r = run(["table", "--topology", topology, "--server", server, "--json"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["port_slice"] == model.port_slice
+    for pool in doc["pools"]:
+        owned = {}
+        for h in pool["holders"]:
+            for text in h["ports"]:
+                first, last = map(int, text.split("-"))
+                for port in range(first, last + 1, model.port_slice):
+                    owned[port] = h["server"]
+        assert len(owned) == model.slice_count(), pool["name"]
+        for port, owner in owned.items():
+            assert owner == model.slice_owner(pool["name"], port), (pool["name"], port)
+    rng = random.Random(3)
+    flows = []
+    for net, pool in model.v4:
+        for _ in range(20):
+            port = rng.randrange(65536)
+            flows.append((pool, port, f"tcp 93.184.216.34 443 {net.network_address} {port}"))
+    path = tmp_path / f"replies-{server}.txt"
+    path.write_text("\n".join(f for _, _, f in flows) + "\n")
+    r = run(["explain", "--topology", topology, "--server", server, "--flows", path])
+    assert r.returncode == 0, r.stderr
+    for (pool, port, line), got in zip(flows, map(json.loads, r.stdout.splitlines())):
+        assert got["slice_owner"] == model.slice_owner(pool, port), line
+
+
+def test_slices_and_drained_holders_agree_with_the_model(tmp_path):
+    drained = drained_variant(tmp_path)
+    model = Model(drained, "lhr01-a")
+    for topology in (EXAMPLE, drained):
+        for server in ("lhr01-a", "cdg01-a", "sin01-a"):
+            compare_slices(topology, server, tmp_path)
+    for server in model.servers:
+        compare(drained, server, random_flows(model, 2000, 9), tmp_path)

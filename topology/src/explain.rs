@@ -122,6 +122,9 @@ pub struct Explanation<'t> {
     pub target_location: Option<&'t str>,
     /// Outer UDP source port of the encapsulated packet (`fou`).
     pub outer_sport: Option<u16>,
+    /// For a TCP or UDP reply to an IPv4 egress address: the server owning the slice of its
+    /// destination port (contract 7.1), whose connection it is.
+    pub slice_owner: Option<&'t str>,
 }
 
 impl<'t> Explanation<'t> {
@@ -145,6 +148,7 @@ impl<'t> Explanation<'t> {
             target_datacenter: None,
             target_location: None,
             outer_sport: None,
+            slice_owner: None,
         }
     }
 }
@@ -186,7 +190,10 @@ fn explain_one<'t>(
         Decision::Decapsulate { .. } => Explanation::base(flow, "local", None, "decapsulate"),
         Decision::UnknownPeer => Explanation::base(flow, "drop", None, "unknown_peer"),
         Decision::LocalEgress => Explanation::base(flow, "local", Some(Tier::Local), "egress"),
-        Decision::Reply => Explanation::base(flow, "local", None, "reply"),
+        Decision::Reply => Explanation {
+            slice_owner: reply_slice_owner(table, flow),
+            ..Explanation::base(flow, "local", None, "reply")
+        },
         Decision::Pass => Explanation::base(flow, "pass", None, "not_egress"),
         Decision::Forward {
             tier,
@@ -204,6 +211,19 @@ fn explain_one<'t>(
             }
         }
     }
+}
+
+/// The owner of the slice a TCP or UDP reply's destination port is in.
+fn reply_slice_owner<'t>(table: &'t ForwardingTable, flow: &FlowSpec) -> Option<&'t str> {
+    let IpAddr::V4(dst) = flow.dst else {
+        return None;
+    };
+    if !matches!(flow.proto, PROTO_TCP | PROTO_UDP) {
+        return None;
+    }
+    let pool = table.route_v4(u32::from(dst))?.pool;
+    let owner = table.slice_owner(pool, flow.dport)?;
+    Some(&table.server(owner).name)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub const fn mix64(mut x: u64) -> u64 {
 
 const FLOW_SALT: u64 = 0x6567_7265_7373_6677; // "egressfw"
 const BUCKET_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+const SLICE_SALT: u64 = 0x736c_6963_6573_7631; // "slicesv1"
 
 /// A server's identity in rendezvous hashing: derived from its name only, so adding or
 /// removing other servers never changes it.
@@ -103,6 +104,13 @@ pub fn bucket_of(flow_hash: u64) -> usize {
 #[inline]
 pub fn bucket_hash(bucket: usize) -> u64 {
     mix64(bucket as u64 ^ BUCKET_SALT)
+}
+
+/// The per-slice half of a rendezvous score for port slices: independent of the flow
+/// buckets, so that which server owns a slice says nothing about which one a flow goes to.
+#[inline]
+pub fn slice_hash(slice: u16) -> u64 {
+    mix64(u64::from(slice) ^ SLICE_SALT)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub use prefix::{Ipv4Prefix, Ipv6Prefix, Prefix};
 pub mod hash;
 pub mod lookup;
 pub mod rendezvous;
+pub mod slices;
 pub mod table;
 
 pub use hash::FlowKey;

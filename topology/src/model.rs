@@ -62,6 +62,8 @@ pub struct Holder {
     pub server: ServerId,
     /// Capacity share, 1..=1000.
     pub weight: u32,
+    /// Takes no new flows, and keeps its port slices (contract 4 and 7.1).
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +79,10 @@ pub struct EgressV4 {
 }
 
 /// A whole fleet, as one topology file describes it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
+    /// Ports per slice of every IPv4 pool's port space (contract 7.1).
+    pub port_slice: u16,
     pub locations: Vec<Location>,
     pub datacenters: Vec<Datacenter>,
     pub servers: Vec<Server>,
@@ -87,6 +91,20 @@ pub struct Topology {
     pub egress_v4: Vec<EgressV4>,
     /// IPv6 egress prefixes, in file order; they never overlap.
     pub egress_v6: Vec<Ipv6Prefix>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            port_slice: crate::slices::DEFAULT_PORT_SLICE,
+            locations: Vec::new(),
+            datacenters: Vec::new(),
+            servers: Vec::new(),
+            pools: Vec::new(),
+            egress_v4: Vec::new(),
+            egress_v6: Vec::new(),
+        }
+    }
 }
 
 /// What `egressfwd check` prints.

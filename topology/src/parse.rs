@@ -20,8 +20,14 @@ pub const MAX_WEIGHT: i64 = 1000;
 /// Server indices are stored in 16 bits in the per-flow tables.
 pub const MAX_SERVERS: usize = u16::MAX as usize;
 
+use crate::slices::DEFAULT_PORT_SLICE;
+
+/// The bounds of `port_slice` (contract 4; it must also be a power of two).
+const PORT_SLICE_RANGE: std::ops::RangeInclusive<i64> = 16..=4096;
+
 const ROOT_KEYS: &[&str] = &[
     "version",
+    "port_slice",
     "location",
     "datacenter",
     "server",
@@ -52,8 +58,9 @@ const SERVER_KEYS: &[&str] = &["name", "datacenter", "underlay"];
 struct HolderSpec {
     server: Spanned<String>,
     weight: Option<Spanned<i64>>,
+    drain: Option<Spanned<bool>>,
 }
-const HOLDER_KEYS: &[&str] = &["server", "weight"];
+const HOLDER_KEYS: &[&str] = &["server", "weight", "drain"];
 
 struct PoolSpec {
     name: Spanned<String>,
@@ -88,6 +95,7 @@ impl<T> Default for Entries<T> {
 struct Specs {
     version: Option<Spanned<i64>>,
     version_present: bool,
+    port_slice: Option<Spanned<i64>>,
     locations: Entries<LocationSpec>,
     datacenters: Entries<DatacenterSpec>,
     servers: Entries<ServerSpec>,
@@ -157,6 +165,13 @@ fn read_specs(map: &SourceMap<'_>, text: &str, errors: &mut Vec<Diagnostic>) -> 
                 match value.as_i64() {
                     Some(v) => specs.version = Some(Spanned::new(span, v)),
                     None => errors.push(map.diagnostic(span, "`version` must be an integer")),
+                }
+            }
+            "port_slice" => {
+                let span = value.span().range();
+                match value.as_i64() {
+                    Some(v) => specs.port_slice = Some(Spanned::new(span, v)),
+                    None => errors.push(map.diagnostic(span, "`port_slice` must be an integer")),
                 }
             }
             "location" => specs.locations = entries(map, "location", value, location, errors),
@@ -272,9 +287,11 @@ fn holder(f: &mut Fields<'_, '_>) -> Option<HolderSpec> {
     f.allow(HOLDER_KEYS);
     let server = f.string("server");
     let weight = f.optional_integer("weight");
+    let drain = f.optional_bool("drain");
     Some(HolderSpec {
         server: server?,
         weight: weight?,
+        drain: drain?,
     })
 }
 
@@ -423,6 +440,20 @@ impl<'a, 'de> Fields<'a, 'de> {
         Some(Spanned::new(item.span().range(), value))
     }
 
+    /// `Some(None)` when absent, `None` when present but not a boolean.
+    fn optional_bool(&mut self, key: &str) -> Option<Option<Spanned<bool>>> {
+        let Some(item) = self.table.get(key) else {
+            return Some(None);
+        };
+        match item.value() {
+            Value::Boolean(b) => Some(Some(Spanned::new(item.span().range(), *b))),
+            _ => {
+                self.wrong_type(key, item, "a boolean (true or false)");
+                None
+            }
+        }
+    }
+
     /// `Some(None)` when absent, `None` when present but not a 64-bit integer.
     fn optional_integer(&mut self, key: &str) -> Option<Option<Spanned<i64>>> {
         let Some(item) = self.table.get(key) else {
@@ -517,6 +548,25 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
         )),
         Some(_) => {}
     }
+    let port_slice = match &specs.port_slice {
+        None => DEFAULT_PORT_SLICE,
+        Some(v) => {
+            let n = *v.get_ref();
+            if PORT_SLICE_RANGE.contains(&n) && (n as u64).is_power_of_two() {
+                n as u16
+            } else {
+                errors.push(map.diagnostic(
+                    v.span(),
+                    format!(
+                        "port_slice {n} is not a power of two in {}..={}",
+                        PORT_SLICE_RANGE.start(),
+                        PORT_SLICE_RANGE.end()
+                    ),
+                ));
+                DEFAULT_PORT_SLICE
+            }
+        }
+    };
 
     let location_index = index_names(map, "location", &specs.locations, |l| &l.name, errors);
     let locations: Vec<Location> = specs
@@ -691,6 +741,7 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
     );
 
     Topology {
+        port_slice,
         locations,
         datacenters,
         servers,
@@ -758,7 +809,16 @@ fn validate_pool(
         holders.push(Holder {
             server: ServerId(server),
             weight,
+            drain: spec.drain.as_ref().is_some_and(|d| *d.get_ref()),
         });
+    }
+    if !holders.is_empty() && holders.iter().all(|h| h.drain) {
+        errors.push(map.diagnostic(
+            pool.holders.span(),
+            format!(
+                "every holder of pool `{name}` is drained: it would take no new flows anywhere (undrain one)"
+            ),
+        ));
     }
     let mut spanned: Vec<LocationId> = holders
         .iter()

@@ -38,6 +38,47 @@ pub fn weighted_key(score: u64, weight: u32) -> f64 {
     u.ln() / f64::from(weight)
 }
 
+/// Whether every candidate has the same weight: then `ln(u)/w` orders exactly as the score
+/// does (ln and u are monotonic, and equal keys fall through to the score), so [`winner`]
+/// can skip the logarithm.
+pub fn equal_weights(candidates: &[Candidate<'_>]) -> bool {
+    candidates.iter().all(|c| c.weight == candidates[0].weight)
+}
+
+/// The candidate with the highest weighted score at `point`: the hash of a rendezvous bucket
+/// (flows) or of a port slice. Score ties are broken by the score, then by name, so the
+/// result never depends on the order of candidates. `equal_weights` is
+/// [`equal_weights`]`(candidates)`, computed once per set by the caller.
+#[inline]
+pub fn winner<'c, 'a>(
+    candidates: &'c [Candidate<'a>],
+    point: u64,
+    equal_weights: bool,
+) -> &'c Candidate<'a> {
+    let key = |score: u64, weight: u32| {
+        if equal_weights {
+            0.0
+        } else {
+            weighted_key(score, weight)
+        }
+    };
+    let mut best = &candidates[0];
+    let mut best_score = score(point, best.seed);
+    let mut best_key = key(best_score, best.weight);
+    for c in &candidates[1..] {
+        let s = score(point, c.seed);
+        let k = key(s, c.weight);
+        let order = k
+            .total_cmp(&best_key)
+            .then(s.cmp(&best_score))
+            .then_with(|| best.name.cmp(c.name));
+        if order == std::cmp::Ordering::Greater {
+            (best, best_score, best_key) = (c, s, k);
+        }
+    }
+    best
+}
+
 /// Fills `out` (one entry per bucket) with the winning candidate's index.
 pub fn fill_buckets(candidates: &[Candidate<'_>], out: &mut [u16]) {
     assert!(!candidates.is_empty(), "a candidate set is never empty");
@@ -46,32 +87,8 @@ pub fn fill_buckets(candidates: &[Candidate<'_>], out: &mut [u16]) {
         out.fill(only.index);
         return;
     }
-    // With equal weights ln(u)/w orders exactly as the score does (ln and u are monotonic,
-    // and equal keys fall through to the score), so the logarithm is skipped.
-    let equal_weights = candidates.iter().all(|c| c.weight == candidates[0].weight);
-    let key = |score: u64, weight: u32| {
-        if equal_weights {
-            0.0
-        } else {
-            weighted_key(score, weight)
-        }
-    };
+    let equal = equal_weights(candidates);
     for (bucket, slot) in out.iter_mut().enumerate() {
-        let bh = bucket_hash(bucket);
-        let mut best = &candidates[0];
-        let mut best_score = score(bh, best.seed);
-        let mut best_key = key(best_score, best.weight);
-        for c in &candidates[1..] {
-            let s = score(bh, c.seed);
-            let k = key(s, c.weight);
-            let order = k
-                .total_cmp(&best_key)
-                .then(s.cmp(&best_score))
-                .then_with(|| best.name.cmp(c.name));
-            if order == std::cmp::Ordering::Greater {
-                (best, best_score, best_key) = (c, s, k);
-            }
-        }
-        *slot = best.index;
+        *slot = winner(candidates, bucket_hash(bucket), equal).index;
     }
 }

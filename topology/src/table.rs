@@ -155,6 +155,8 @@ pub struct Route {
     pub tier: Tier,
     /// The weighted servers flows are spread over (just this server for `local`).
     pub candidates: Vec<Holder>,
+    /// Every holder of the pool, drained ones included: the owners of its port slices.
+    pub holders: Vec<Holder>,
     bucket_base: u32,
     /// The target when there is only one candidate: no bucket to read.
     only_target: Option<ServerId>,
@@ -214,6 +216,9 @@ pub struct ForwardingTable {
     egress_v4: Vec<(Ipv4Prefix, PoolId)>,
     egress_v6: Vec<Ipv6Prefix>,
     pool_names: Vec<String>,
+    /// Each server's rendezvous seed (from its name), for slice owners computed on demand.
+    seeds: Vec<u64>,
+    port_slice: u16,
 }
 
 /// The part of a [`Route`] every forwarded packet reads.
@@ -302,6 +307,7 @@ impl ForwardingTable {
                 pool: PoolId(p as u32),
                 tier,
                 candidates,
+                holders: pool.holders.clone(),
                 bucket_base,
                 only_target,
             });
@@ -335,6 +341,12 @@ impl ForwardingTable {
             egress_v4,
             egress_v6: topology.egress_v6.clone(),
             pool_names: topology.pools.iter().map(|p| p.name.clone()).collect(),
+            seeds: topology
+                .servers
+                .iter()
+                .map(|s| name_seed(&s.name))
+                .collect(),
+            port_slice: topology.port_slice,
         })
     }
 
@@ -388,6 +400,46 @@ impl ForwardingTable {
 
     pub fn pool_name(&self, pool: PoolId) -> &str {
         &self.pool_names[pool.index()]
+    }
+
+    /// Ports per slice of every pool (contract 7.1).
+    pub fn port_slice(&self) -> u16 {
+        self.port_slice
+    }
+
+    /// The pool's holders as rendezvous candidates for its slices (the candidate index is
+    /// the server index).
+    fn slice_candidates(&self, pool: PoolId) -> Vec<Candidate<'_>> {
+        self.routes[pool.index()]
+            .holders
+            .iter()
+            .map(|h| Candidate {
+                index: h.server.0 as u16,
+                seed: self.seeds[h.server.index()],
+                weight: h.weight,
+                name: &self.servers[h.server.index()].name,
+            })
+            .collect()
+    }
+
+    /// The server owning the slice of `port` in `pool`, computed from the pool's holders
+    /// (no per-pool table: a fleet of 100k pools would need one per pool). `None` for ports
+    /// below the first slice.
+    pub fn slice_owner(&self, pool: PoolId, port: u16) -> Option<ServerId> {
+        let slice = crate::slices::slice_of(port, self.port_slice)?;
+        let candidates = self.slice_candidates(pool);
+        Some(ServerId(u32::from(
+            crate::slices::owner(&candidates, slice).index,
+        )))
+    }
+
+    /// The owner of every slice of `pool`, in slice order.
+    pub fn slice_map(&self, pool: PoolId) -> Vec<ServerId> {
+        let candidates = self.slice_candidates(pool);
+        crate::slices::map(&candidates, self.port_slice)
+            .into_iter()
+            .map(|i| ServerId(u32::from(i)))
+            .collect()
     }
 
     pub fn egress_v4(&self) -> &[(Ipv4Prefix, PoolId)] {
@@ -545,12 +597,22 @@ fn choose_tier(
     holders: &[Holder],
 ) -> (Tier, Vec<Holder>) {
     let my = topology.server(me);
+    // A drained holder takes no new flows (contract 4): the tiers are chosen among the
+    // others. Validation guarantees that a pool has at least one.
+    let accepting: Vec<Holder>;
+    let holders = if holders.iter().any(|h| h.drain) {
+        accepting = holders.iter().copied().filter(|h| !h.drain).collect();
+        &accepting[..]
+    } else {
+        holders
+    };
     if holders.iter().any(|h| h.server == me) {
         return (
             Tier::Local,
             vec![Holder {
                 server: me,
                 weight: 1,
+                drain: false,
             }],
         );
     }

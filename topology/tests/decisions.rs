@@ -342,3 +342,104 @@ fn explain_reports_every_field_of_the_contract() {
         (Some("local"), Some("reply"))
     );
 }
+
+/// The example fleet with some holders drained.
+fn drained(edits: &[(&str, &str)]) -> Topology {
+    let mut text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fleet.toml"))
+            .unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    parse("fleet.toml", &text).unwrap()
+}
+
+#[test]
+fn a_drained_holder_takes_no_new_flows_and_keeps_its_slices() {
+    // lhr01-b drained: globex's same-DC flows all go to lhr01-c.
+    let topology = drained(&[(
+        "{ server = \"lhr01-b\", weight = 2 }",
+        "{ server = \"lhr01-b\", weight = 2, drain = true }",
+    )]);
+    let table = ForwardingTable::compile(&topology, "lhr01-a").unwrap();
+    assert_eq!(
+        tier_of_pool(&table, "globex"),
+        (Tier::SameDc, vec!["lhr01-c".to_owned()])
+    );
+    // Its slices do not move: the same owners as with lhr01-b undrained.
+    let before = ForwardingTable::compile(&example(), "lhr01-a").unwrap();
+    let globex = table
+        .routes()
+        .iter()
+        .find(|r| table.pool_name(r.pool) == "globex")
+        .unwrap()
+        .pool;
+    assert_eq!(table.slice_map(globex), before.slice_map(globex));
+    let lhr01_b = topology.server_by_name("lhr01-b").unwrap();
+    assert!(table.slice_map(globex).contains(&lhr01_b));
+
+    // Both same-DC holders drained: the cascade goes on to the next tier that has one.
+    let topology = drained(&[
+        (
+            "{ server = \"lhr01-b\", weight = 2 }",
+            "{ server = \"lhr01-b\", weight = 2, drain = true }",
+        ),
+        (
+            "{ server = \"lhr01-c\" }",
+            "{ server = \"lhr01-c\", drain = true }",
+        ),
+    ]);
+    let table = ForwardingTable::compile(&topology, "lhr01-a").unwrap();
+    assert_eq!(
+        tier_of_pool(&table, "globex"),
+        (Tier::NearestLocation, vec!["fra01-a".to_owned()])
+    );
+}
+
+#[test]
+fn a_drained_server_does_not_egress_its_own_new_flows() {
+    let topology = drained(&[(
+        "{ server = \"lhr01-a\", weight = 2 }",
+        "{ server = \"lhr01-a\", weight = 2, drain = true }",
+    )]);
+    let table = ForwardingTable::compile(&topology, "lhr01-a").unwrap();
+    assert_eq!(
+        tier_of_pool(&table, "acme"),
+        (Tier::NearestLocation, vec!["cdg01-b".to_owned()])
+    );
+    assert_eq!(
+        table.decide_v4(&tcp("198.51.100.1", 40000, "93.184.216.34", 443), 6080),
+        Decision::Forward {
+            tier: Tier::NearestLocation,
+            target: topology.server_by_name("cdg01-b").unwrap(),
+            flow_hash: tcp("198.51.100.1", 40000, "93.184.216.34", 443).hash(),
+        }
+    );
+}
+
+#[test]
+fn explain_names_the_slice_owner_of_a_reply() {
+    let table = ForwardingTable::compile(&example(), "lhr01-a").unwrap();
+    let acme = table.route_v4(ip("198.51.100.1")).unwrap().pool;
+    let flows: Vec<FlowSpec> = [1023u16, 1024, 30000, 65535]
+        .iter()
+        .map(|&port| {
+            FlowSpec::parse_line(&format!("tcp 93.184.216.34 443 198.51.100.1 {port}"))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let out = explain_flows(&table, &flows, 6080);
+    assert_eq!(out[0].slice_owner, None, "no slice below 1024");
+    for (e, port) in out.iter().zip([1023u16, 1024, 30000, 65535]).skip(1) {
+        let owner = table.slice_owner(acme, port).unwrap();
+        assert_eq!(e.slice_owner, Some(table.server(owner).name.as_str()));
+        assert_eq!(e.reason, "reply");
+    }
+    // Not a reply, no owner.
+    let egress = FlowSpec::parse_line("tcp 198.51.100.1 40000 93.184.216.34 443")
+        .unwrap()
+        .unwrap();
+    assert_eq!(explain_flows(&table, &[egress], 6080)[0].slice_owner, None);
+}

@@ -241,6 +241,88 @@ proptest! {
     }
 }
 
+/// The owner's name of every slice of a pool.
+fn slice_owners(table: &ForwardingTable, pool: usize) -> Vec<String> {
+    table
+        .slice_map(route_of(table, pool).pool)
+        .iter()
+        .map(|&s| table.server(s).name.clone())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// Contract 7.1: slices split by weight over all holders, the same from every server.
+    #[test]
+    fn slices_follow_the_weights_and_every_server_agrees(seed in any::<u64>(), heavy in any::<bool>()) {
+        let fleet = Fleet::random(seed, heavy);
+        let (a, b) = (0, fleet.servers.len() - 1);
+        let (ta, tb) = (fleet.compile(a, false), fleet.compile(b, true));
+        for pool in 0..fleet.pools.len() {
+            let owners = slice_owners(&ta, pool);
+            prop_assert_eq!(&owners, &slice_owners(&tb, pool), "two servers disagree on pool{}", pool);
+            prop_assert_eq!(owners.len(), 1008);
+            let holders = &fleet.pools[pool];
+            let total: u32 = holders.iter().map(|&(_, w)| w).sum();
+            for &(s, w) in holders {
+                let name = &fleet.servers[s].0;
+                let observed = owners.iter().filter(|o| *o == name).count() as f64 / owners.len() as f64;
+                let expected = f64::from(w) / f64::from(total);
+                // 1008 slices: binomial error of at most 1.6 points; three of those.
+                prop_assert!((observed - expected).abs() < 0.05,
+                    "pool{pool} {name}: {observed:.4} of the slices, weight share {expected:.4}");
+            }
+            prop_assert!(owners.iter().all(|o| holders.iter().any(|&(s, _)| &fleet.servers[s].0 == o)));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 96, failure_persistence: None, ..Config::default() })]
+
+    /// Removing a holder moves only its own slices; adding one takes only slices that become
+    /// its own (the others do not trade among themselves), about its weight's share.
+    #[test]
+    fn a_change_of_holders_moves_only_the_slices_that_must_move(seed in any::<u64>(), pick in any::<usize>(), weight in 1u32..=5) {
+        let fleet = Fleet::random(seed, pick % 2 == 0);
+        let pool = pick % fleet.pools.len();
+        let before = slice_owners(&fleet.compile(0, false), pool);
+
+        if fleet.pools[pool].len() >= 2 {
+            let (gone, _) = fleet.pools[pool][pick / 7 % fleet.pools[pool].len()];
+            let gone = fleet.servers[gone].0.clone();
+            let mut after_fleet = fleet.clone();
+            after_fleet.pools[pool].retain(|&(s, _)| fleet.servers[s].0 != gone);
+            let after = slice_owners(&after_fleet.compile(0, false), pool);
+            for (b, a) in before.iter().zip(&after) {
+                prop_assert_ne!(a, &gone);
+                if b != &gone {
+                    prop_assert_eq!(a, b, "a slice that was not {}'s moved", gone);
+                }
+            }
+        }
+
+        // Beside an existing holder, so that the pool still spans at most four locations.
+        let beside = fleet.servers[fleet.pools[pool][0].0].1;
+        let mut after_fleet = fleet.clone();
+        after_fleet.servers.push(("newcomer".to_owned(), beside));
+        after_fleet.pools[pool].push((after_fleet.servers.len() - 1, weight));
+        let after = slice_owners(&after_fleet.compile(0, false), pool);
+        let mut moved = 0;
+        for (b, a) in before.iter().zip(&after) {
+            if a != b {
+                prop_assert_eq!(a.as_str(), "newcomer", "slices only move to the new holder");
+                moved += 1;
+            }
+        }
+        let total: u32 = after_fleet.pools[pool].iter().map(|&(_, w)| w).sum();
+        let fair = f64::from(weight) / f64::from(total);
+        let share = moved as f64 / before.len() as f64;
+        prop_assert!(share <= fair + 0.05, "moved {share:.4}, fair share {fair:.4}");
+    }
+}
+
 proptest! {
     #![proptest_config(Config { cases: 96, failure_persistence: None, ..Config::default() })]
 

@@ -110,7 +110,7 @@ fn unknown_keys_everywhere_are_each_reported() {
         );
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert_eq!(errs[0], "fleet.toml:2:1: unknown key `owner` (expected one of: version, location, datacenter, server, pool, egress)");
+    assert_eq!(errs[0], "fleet.toml:2:1: unknown key `owner` (expected one of: version, port_slice, location, datacenter, server, pool, egress)");
     assert!(
         errs[1].starts_with("fleet.toml:17:1: unknown key `racks` in datacenter"),
         "{errs:?}"
@@ -135,7 +135,7 @@ fn unknown_keys_everywhere_are_each_reported() {
     ));
     assert_eq!(
         errs,
-        vec!["fleet.toml:33:70: unknown key `wieght` in holder (expected one of: server, weight)"]
+        vec!["fleet.toml:33:70: unknown key `wieght` in holder (expected one of: server, weight, drain)"]
     );
 }
 
@@ -496,4 +496,71 @@ fn a_byte_order_mark_does_not_shift_the_columns_of_line_one() {
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("fleet.toml:1:11: "), "{errs:?}");
+}
+
+#[test]
+fn port_slice_is_a_power_of_two_from_16_to_4096() {
+    for good in [16, 64, 4096] {
+        let t = parse(
+            "fleet.toml",
+            &BASE.replace(
+                "version = 1\n",
+                &format!("version = 1\nport_slice = {good}\n"),
+            ),
+        )
+        .unwrap();
+        assert_eq!(t.port_slice, good);
+    }
+    assert_eq!(
+        parse("fleet.toml", BASE).unwrap().port_slice,
+        64,
+        "the default"
+    );
+    for bad in ["8", "100", "8192", "0", "-64"] {
+        assert_eq!(
+            errors(&BASE.replace(
+                "version = 1\n",
+                &format!("version = 1\nport_slice = {bad}\n")
+            )),
+            vec![format!(
+                "fleet.toml:2:14: port_slice {bad} is not a power of two in 16..=4096"
+            )],
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        errors(&BASE.replace("version = 1\n", "version = 1\nport_slice = \"64\"\n")),
+        vec!["fleet.toml:2:14: `port_slice` must be an integer".to_owned()]
+    );
+}
+
+#[test]
+fn drained_holders_parse_and_a_pool_cannot_be_all_drained() {
+    let one_drained = BASE.replace(
+        "{ server = \"cdg01-b\" }",
+        "{ server = \"cdg01-b\", drain = true }",
+    );
+    let t = parse("fleet.toml", &one_drained).unwrap();
+    assert_eq!(
+        t.pools[0]
+            .holders
+            .iter()
+            .map(|h| h.drain)
+            .collect::<Vec<_>>(),
+        vec![false, true]
+    );
+    let all_drained = one_drained.replace("weight = 2 }", "weight = 2, drain = true }");
+    assert_eq!(
+        errors(&all_drained),
+        vec!["fleet.toml:33:11: every holder of pool `acme` is drained: it would take no new flows anywhere (undrain one)".to_owned()]
+    );
+    let errs = errors(&BASE.replace(
+        "{ server = \"cdg01-b\" }",
+        "{ server = \"cdg01-b\", drain = \"yes\" }",
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("`drain` must be a boolean (true or false)"),
+        "{errs:?}"
+    );
 }

@@ -57,7 +57,63 @@ struct TableDocument<'t> {
     datacenter: &'t str,
     location: &'t str,
     ipv4_addresses_held_locally: u64,
+    port_slice: u16,
     prefixes: Vec<TablePrefix<'t>>,
+    /// Every IPv4 pool's port slices, by holder (contract 7.1).
+    pools: Vec<TablePool<'t>>,
+}
+
+#[derive(serde::Serialize)]
+struct TablePool<'t> {
+    name: &'t str,
+    holders: Vec<TableSliceHolder<'t>>,
+}
+
+#[derive(serde::Serialize)]
+struct TableSliceHolder<'t> {
+    server: &'t str,
+    weight: u32,
+    drain: bool,
+    /// Number of slices owned.
+    slices: usize,
+    /// The ports of those slices, adjacent ones merged: `"1024-1087"`.
+    ports: Vec<String>,
+}
+
+/// The slices of every pool of the table, by holder.
+fn slice_pools(table: &ForwardingTable) -> Vec<TablePool<'_>> {
+    table
+        .routes()
+        .iter()
+        .map(|route| {
+            let owners: Vec<u16> = table
+                .slice_map(route.pool)
+                .iter()
+                .map(|s| s.0 as u16)
+                .collect();
+            let holders = route
+                .holders
+                .iter()
+                .map(|h| {
+                    let index = h.server.0 as u16;
+                    TableSliceHolder {
+                        server: &table.server(h.server).name,
+                        weight: h.weight,
+                        drain: h.drain,
+                        slices: owners.iter().filter(|&&o| o == index).count(),
+                        ports: topology::slices::ranges(&owners, table.port_slice(), index)
+                            .into_iter()
+                            .map(|r| format!("{}-{}", r.start(), r.end()))
+                            .collect(),
+                    }
+                })
+                .collect();
+            TablePool {
+                name: table.pool_name(route.pool),
+                holders,
+            }
+        })
+        .collect()
 }
 
 pub fn table(path: &Path, server: &str, json: bool) -> Result<(), Failure> {
@@ -106,7 +162,9 @@ pub fn table(path: &Path, server: &str, json: bool) -> Result<(), Failure> {
         datacenter: &me.datacenter,
         location: &me.location,
         ipv4_addresses_held_locally: table.local_addresses(),
+        port_slice: table.port_slice(),
         prefixes,
+        pools: slice_pools(&table),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -153,6 +211,29 @@ pub fn table(path: &Path, server: &str, json: bool) -> Result<(), Failure> {
                     candidates.join(", ")
                 }
             )?;
+        }
+        writeln!(
+            out,
+            "# port slices of {} ports: pool  holder (weight, slices) ports",
+            document.port_slice
+        )?;
+        for pool in &document.pools {
+            for h in &pool.holders {
+                writeln!(
+                    out,
+                    "{}  {} (w={}{}, {} slices) {}",
+                    pool.name,
+                    h.server,
+                    h.weight,
+                    if h.drain { ", drained" } else { "" },
+                    h.slices,
+                    if h.ports.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        h.ports.join(" ")
+                    }
+                )?;
+            }
         }
     }
     out.flush()?;

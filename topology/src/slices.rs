@@ -1,0 +1,128 @@
+//! Port slices (contract 7.1): for every IPv4 pool, the ports 1024..=65535 of its addresses
+//! are cut into slices of `port_slice` ports, and each slice belongs to one holder by weighted
+//! rendezvous over all the pool's holders, drained ones included. Every server derives the
+//! same map from the topology file alone, so the destination port of a reply names the
+//! server that owns its connection, wherever the reply lands, with no per-flow state.
+//!
+//! A slice is the same port range on every address of its pool. Ports below 1024 belong to
+//! no slice. The last slice is shorter when `port_slice` does not divide the 64,512 ports.
+
+use std::ops::RangeInclusive;
+
+use crate::hash::slice_hash;
+use crate::rendezvous::{equal_weights, winner, Candidate};
+
+/// The first port of the first slice.
+pub const FIRST_PORT: u16 = 1024;
+/// Ports in slices: 1024..=65535.
+pub const PORTS: u32 = 65536 - FIRST_PORT as u32;
+/// Ports per slice when the topology does not say (contract 4).
+pub const DEFAULT_PORT_SLICE: u16 = 64;
+
+/// Number of slices of a pool.
+pub fn count(port_slice: u16) -> usize {
+    PORTS.div_ceil(u32::from(port_slice)) as usize
+}
+
+/// The slice holding `port`, or `None` below 1024.
+#[inline]
+pub fn slice_of(port: u16, port_slice: u16) -> Option<u16> {
+    port.checked_sub(FIRST_PORT).map(|p| p / port_slice)
+}
+
+/// The ports of slice `slice`.
+pub fn ports_of(slice: u16, port_slice: u16) -> RangeInclusive<u16> {
+    let first = u32::from(FIRST_PORT) + u32::from(slice) * u32::from(port_slice);
+    let last = (first + u32::from(port_slice) - 1).min(u32::from(u16::MAX));
+    first as u16..=last as u16
+}
+
+/// The owner of `slice` among `holders` (all of a pool's holders, drained ones included).
+#[inline]
+pub fn owner<'c, 'a>(holders: &'c [Candidate<'a>], slice: u16) -> &'c Candidate<'a> {
+    winner(holders, slice_hash(slice), equal_weights(holders))
+}
+
+/// The owner's [`Candidate::index`] of every slice of a pool, in slice order.
+pub fn map(holders: &[Candidate<'_>], port_slice: u16) -> Vec<u16> {
+    assert!(!holders.is_empty(), "a pool always has holders");
+    let equal = equal_weights(holders);
+    (0..count(port_slice) as u16)
+        .map(|s| winner(holders, slice_hash(s), equal).index)
+        .collect()
+}
+
+/// The port ranges of the slices that `map` gives to `index`, adjacent slices merged.
+pub fn ranges(map: &[u16], port_slice: u16, index: u16) -> Vec<RangeInclusive<u16>> {
+    let mut out: Vec<RangeInclusive<u16>> = Vec::new();
+    for (slice, _) in map.iter().enumerate().filter(|&(_, &o)| o == index) {
+        let ports = ports_of(slice as u16, port_slice);
+        match out.last_mut() {
+            Some(last) if u32::from(*last.end()) + 1 == u32::from(*ports.start()) => {
+                *last = *last.start()..=*ports.end();
+            }
+            _ => out.push(ports),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(index: u16, name: &'static str, weight: u32) -> Candidate<'static> {
+        Candidate {
+            index,
+            seed: crate::hash::name_seed(name),
+            weight,
+            name,
+        }
+    }
+
+    #[test]
+    fn slices_cover_every_port_from_1024_once() {
+        for port_slice in [16u16, 64, 100, 4096] {
+            let n = count(port_slice);
+            assert_eq!(slice_of(1023, port_slice), None);
+            assert_eq!(slice_of(1024, port_slice), Some(0));
+            assert_eq!(slice_of(65535, port_slice), Some(n as u16 - 1));
+            assert_eq!(*ports_of(n as u16 - 1, port_slice).end(), 65535);
+            let covered: u32 = (0..n as u16)
+                .map(|s| {
+                    let r = ports_of(s, port_slice);
+                    assert!(r.clone().all(|p| slice_of(p, port_slice) == Some(s)));
+                    u32::from(*r.end()) - u32::from(*r.start()) + 1
+                })
+                .sum();
+            assert_eq!(covered, PORTS);
+        }
+        assert_eq!(count(64), 1008);
+        assert_eq!(ports_of(0, 64), 1024..=1087);
+    }
+
+    #[test]
+    fn ranges_merge_adjacent_slices_and_partition_the_ports() {
+        let holders = [
+            candidate(0, "a", 1),
+            candidate(1, "b", 3),
+            candidate(2, "c", 1),
+        ];
+        let map = map(&holders, 64);
+        let all: u32 = (0..3)
+            .flat_map(|i| ranges(&map, 64, i))
+            .map(|r| u32::from(*r.end()) - u32::from(*r.start()) + 1)
+            .sum();
+        assert_eq!(all, PORTS);
+        for i in 0..3 {
+            let rs = ranges(&map, 64, i);
+            assert!(rs
+                .windows(2)
+                .all(|w| u32::from(*w[0].end()) + 1 < u32::from(*w[1].start())));
+        }
+        assert_eq!(ranges(&[0, 0, 1, 0], 64, 0), vec![1024..=1151, 1216..=1279]);
+        let only = [candidate(7, "solo", 5)];
+        assert_eq!(super::map(&only, 4096), vec![7; 16]);
+        assert_eq!(owner(&only, 3).index, 7);
+    }
+}
