@@ -1,6 +1,9 @@
 //! Shared inputs for the benchmarks: large synthetic fleets, generated once by
 //! `scripts/gen_fleet.py` (the one generator of the project) and cached under `target/`.
 
+// Only dpdk-sys may hold `unsafe` (docs/architecture.md).
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

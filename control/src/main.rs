@@ -1,5 +1,8 @@
 //! `egressfwd`: the egress forwarding appliance (contract section 2).
 
+// Only dpdk-sys may hold `unsafe` (docs/architecture.md).
+#![forbid(unsafe_code)]
+
 mod commands;
 mod metrics;
 mod run;

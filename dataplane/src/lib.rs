@@ -6,6 +6,9 @@
 //!   their flow.
 //! - `worker` (feature `dpdk`): the thin poll loop over DPDK mbufs.
 
+// Only dpdk-sys may hold `unsafe` (docs/architecture.md).
+#![forbid(unsafe_code)]
+
 pub mod buf;
 pub mod conn;
 pub mod counters;

@@ -8,6 +8,9 @@
 //! - [`ForwardingTable::decide_v4`] and friends: the one implementation of the decision that
 //!   both the data plane and `egressfwd explain` call.
 
+// Only dpdk-sys may hold `unsafe` (docs/architecture.md).
+#![forbid(unsafe_code)]
+
 pub mod diag;
 pub mod model;
 pub mod parse;
