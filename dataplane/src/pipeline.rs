@@ -643,10 +643,11 @@ impl Pipeline {
             let room = usize::from(self.config.underlay_mtu).saturating_sub(overhead) as u16;
             return self.too_big(ctx, buf, room, sender);
         }
-        let syn = ip.protocol() == PROTO_TCP && !ip.is_later_fragment();
+        // A TCP header to look at (clamp_mss itself checks for a SYN).
+        let tcp_header = ip.protocol() == PROTO_TCP && !ip.is_later_fragment();
         let header_len = ip.header_len();
         ip.decrement_ttl();
-        if let (true, Some(mss)) = (syn, self.config.mss_clamp) {
+        if let (true, Some(mss)) = (tcp_header, self.config.mss_clamp) {
             let segment = ethernet::HEADER_LEN + header_len..ethernet::HEADER_LEN + total_len;
             if let Some(segment) = buf.data_mut().get_mut(segment) {
                 if tcp::clamp_mss(segment, mss) {
