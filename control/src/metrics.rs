@@ -368,6 +368,8 @@ impl Exposition {
 
 /// How many scrape connections may be open at once; more are closed at once (and counted).
 const MAX_OPEN_CONNECTIONS: usize = 256;
+/// The kernel's queue of connections not yet accepted.
+const LISTEN_BACKLOG: i32 = 1024;
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection may stay open in all, whatever it does.
@@ -388,9 +390,18 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(Self { listener })
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        // A backlog above the open-connection bound: a burst of clients is accepted and then
+        // served or refused (and counted) by the listener, instead of the kernel dropping
+        // handshakes it has no room to queue while the metrics thread waits for a core.
+        socket.listen(LISTEN_BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            listener: socket.into(),
+        })
     }
 
     pub fn serve(
