@@ -7,6 +7,7 @@ lengths (/24 to /32); --slash32 writes every address as its own /32 entry instea
 worst case for the file size and the lookup tables).
 
   scripts/gen_fleet.py --out fleet-1m.toml
+  scripts/gen_fleet.py --out fleet-100k-pools.toml --customer-scale
   scripts/gen_fleet.py --out fleet-1m.toml --flows 1000000 --flows-out flows.txt --server l00d0s000
 """
 import argparse
@@ -44,22 +45,34 @@ def build(args):
     for name, loc, dc in servers:
         by_location.setdefault(loc, []).append((name, dc))
     first_name, first_location, _ = servers[0]
+    dc_weight = {}
+    for _, loc, dc in servers:
+        # Capacity is set per data center.
+        dc_weight.setdefault((loc, dc), rng.randint(1, args.weight_max) if args.weight_max else 1 + dc % 4)
     for p in range(args.pools):
-        locations = rng.sample(sorted(by_location), k=min(len(by_location), rng.randint(1, 4)))
+        locations = rng.sample(sorted(by_location), k=min(len(by_location), rng.randint(1, args.locations_max)))
         # The benchmark server (the first) holds every Nth pool, so that it has local egress
         # traffic to measure; its location replaces one so a pool still spans at most four.
         first_holds = args.first_server_share and p % args.first_server_share == 0
         if first_holds and first_location not in locations:
             locations[-1] = first_location
+        if args.holders_max:
+            # The customer shape: 1 to holders_max servers in all, at least one per location.
+            total = rng.randint(len(locations), max(len(locations), args.holders_max))
+            per_location = [1] * len(locations)
+            for _ in range(total - len(locations)):
+                per_location[rng.randrange(len(locations))] += 1
+        else:
+            per_location = [None] * len(locations)  # drawn in turn below, as before
         holders = []
-        for loc in locations:
-            for name, dc in rng.sample(by_location[loc], k=min(len(by_location[loc]), rng.randint(1, 3))):
+        for loc, count in zip(locations, per_location):
+            count = rng.randint(1, 3) if count is None else count
+            for name, dc in rng.sample(by_location[loc], k=min(len(by_location[loc]), count)):
                 if name == first_name:
                     continue
-                # Capacity is set per data center.
-                holders.append(f'{{ server = "{name}", weight = {1 + dc % 4} }}')
+                holders.append(f'{{ server = "{name}", weight = {dc_weight[(loc, dc)]} }}')
         if first_holds:
-            holders.append(f'{{ server = "{first_name}", weight = 1 }}')
+            holders.append(f'{{ server = "{first_name}", weight = {dc_weight[(first_location, 0)]} }}')
         out += ["[[pool]]", f'name = "pool{p}"', f"holders = [{', '.join(holders)}]", ""]
 
     next_address = int(ipaddress.IPv4Address("16.0.0.0"))
@@ -96,6 +109,14 @@ def main():
     ap.add_argument("--locations", type=int, default=50)
     ap.add_argument("--dcs-per-location", type=int, default=4)
     ap.add_argument("--pools", type=int, default=2_000)
+    ap.add_argument("--locations-max", type=int, default=4, help="locations a pool spans, at most")
+    ap.add_argument("--holders-max", type=int, default=0,
+                    help="servers a pool has in all, 1 to this many (0: 1 to 3 per location)")
+    ap.add_argument("--weight-max", type=int, default=0,
+                    help="each data center's weight, 1 to this (0: 1 to 4 by the data center's index)")
+    ap.add_argument("--customer-scale", action="store_true",
+                    help="the customer-scale fleet: 100k pools, 1-16 holders over 1-4 locations, "
+                         "weights 1-1000, 10k servers in 400 data centers")
     ap.add_argument("--slash32", action="store_true", help="every address as its own /32 entry")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--first-server-share", type=int, default=10,
@@ -103,6 +124,8 @@ def main():
     ap.add_argument("--flows", type=int, default=0, help="also write this many random egress flows")
     ap.add_argument("--flows-out")
     args = ap.parse_args()
+    if args.customer_scale:
+        args.pools, args.holders_max, args.weight_max, args.locations = 100_000, 16, 1000, 100
     text, egress, servers = build(args)
     with open(args.out, "w") as f:
         f.write(text)

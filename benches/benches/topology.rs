@@ -1,5 +1,6 @@
 //! Topology benchmarks (issue: topology):
-//! - load + validate + compile of the 1M-address, 10k-server fleet (target: about a second);
+//! - load + validate + compile of the 1M-address, 10k-server fleet (target: about a second),
+//!   and of the same with 100k customer pools (issue 22: 1.5 s);
 //! - address → route lookup per packet at 1k, 100k and 1M egress addresses, on random egress
 //!   addresses, in bursts of 32 (target: under 20 ns at 1M).
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use egressfwd_benches::{
-    egress_addresses, fleet_1m, fleet_1m_slash32, fleet_slash32, BENCH_SERVER,
+    egress_addresses, fleet_1m, fleet_1m_slash32, fleet_customer_scale, fleet_slash32, BENCH_SERVER,
 };
 use topology::hash::PROTO_TCP;
 use topology::{Decision, FlowKey, ForwardingTable};
@@ -21,6 +22,7 @@ fn load_and_compile(c: &mut Criterion) {
     for (name, path) in [
         ("mixed_prefixes", fleet_1m()),
         ("all_slash32", fleet_1m_slash32()),
+        ("customer_pools_100k", fleet_customer_scale()),
     ] {
         group.bench_function(BenchmarkId::new("load_validate", name), |b| {
             b.iter(|| black_box(topology::load(&path).unwrap()))
@@ -44,11 +46,16 @@ fn lookup(c: &mut Criterion) {
     const BURST: usize = 32;
     const PACKETS: usize = 1 << 16;
     group.throughput(Throughput::Elements(PACKETS as u64));
-    for size in [1_000usize, 100_000, 1_000_000] {
-        let path = if size == 1_000_000 {
-            fleet_1m_slash32()
-        } else {
-            fleet_slash32(size)
+    for (size, label) in [
+        (1_000usize, "1000_slash32"),
+        (100_000, "100000_slash32"),
+        (1_000_000, "1000000_slash32"),
+        (1_000_000, "1000000_customer_pools"),
+    ] {
+        let path = match label {
+            "1000000_customer_pools" => fleet_customer_scale(),
+            "1000000_slash32" => fleet_1m_slash32(),
+            _ => fleet_slash32(size),
         };
         let table =
             ForwardingTable::compile(&topology::load(&path).unwrap(), BENCH_SERVER).unwrap();
@@ -58,9 +65,8 @@ fn lookup(c: &mut Criterion) {
             .enumerate()
             .map(|(i, &a)| FlowKey::new(a, 0x5db8_d822 ^ i as u32, PROTO_TCP, Some((40000, 443))))
             .collect();
-        let label = format!("{size}_slash32");
         group.bench_with_input(
-            BenchmarkId::new("route_v4_burst32", &label),
+            BenchmarkId::new("route_v4_burst32", label),
             &addresses,
             |b, addresses| {
                 let mut out = [None; BURST];
@@ -73,7 +79,7 @@ fn lookup(c: &mut Criterion) {
             },
         );
         group.bench_with_input(
-            BenchmarkId::new("decide_v4_burst32", &label),
+            BenchmarkId::new("decide_v4_burst32", label),
             &flows,
             |b, flows| {
                 let mut out = [Decision::Pass; BURST];

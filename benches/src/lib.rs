@@ -36,6 +36,12 @@ pub fn fleet_1m() -> PathBuf {
     fleet("fleet-1m.toml", &[])
 }
 
+/// Issue 22's fleet at customer scale: 100k pools of 1 to 16 holders over 1 to 4 locations,
+/// weights 1 to 1000, 1M addresses, 10k servers in 400 data centers.
+pub fn fleet_customer_scale() -> PathBuf {
+    fleet("fleet-100k-pools.toml", &["--customer-scale"])
+}
+
 /// The same size with every address its own /32: the worst case for file size and lookup.
 pub fn fleet_1m_slash32() -> PathBuf {
     fleet("fleet-1m-slash32.toml", &["--slash32"])

@@ -56,6 +56,19 @@ def test_generated_fleet(tmp_path):
         compare(fleet, server, random_flows(model, 4000, 5), tmp_path)
 
 
+def test_customer_scale_shape(tmp_path):
+    """Issue 22's shape scaled down: one pool per customer, 1 to 16 holders over 1 to 4
+    locations, weights 1 to 1000. The first server's 3,000 pools have more candidate sets
+    than get a bucket table, so its flows take both spreads."""
+    fleet = tmp_path / "customers.toml"
+    subprocess.run([sys.executable, ROOT / "scripts" / "gen_fleet.py", "--out", fleet, "--addresses", "30000",
+                    "--servers", "800", "--locations", "20", "--pools", "3000", "--holders-max", "16",
+                    "--weight-max", "1000", "--seed", "22"], check=True, capture_output=True)
+    model = Model(fleet, "l00d0s000")
+    for server in ["l00d0s000", "l07d2s005", "l19d3s009"]:
+        compare(fleet, server, random_flows(model, 4000, 22), tmp_path)
+
+
 def drained_variant(tmp_path):
     """The example fleet with two holders drained and slices of 256 ports."""
     text = EXAMPLE.read_text().replace("version = 1\n", "version = 1\nport_slice = 256\n", 1)

@@ -25,6 +25,36 @@ pub struct Candidate<'a> {
     pub name: &'a str,
 }
 
+/// What [`winner`] needs of a competitor: its seed, its weight, and the order of names that
+/// breaks exact ties. The compiler's candidates carry their names; the data plane's compact
+/// members carry each server's rank in name order instead, which orders the same.
+pub trait Contender {
+    fn seed(&self) -> u64;
+    fn weight(&self) -> u32;
+    /// `self`'s name compared with `other`'s: the smaller name wins an exact tie.
+    fn name_order(&self, other: &Self) -> std::cmp::Ordering;
+    /// `1 / weight`, which [`winner_quick`] multiplies by (a member stores it).
+    #[inline]
+    fn inverse_weight(&self) -> f64 {
+        1.0 / f64::from(self.weight())
+    }
+}
+
+impl Contender for Candidate<'_> {
+    #[inline]
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+    #[inline]
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    #[inline]
+    fn name_order(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(other.name)
+    }
+}
+
 /// The score of a candidate for a bucket (before weighting).
 #[inline]
 pub fn score(bucket_hash: u64, seed: u64) -> u64 {
@@ -34,15 +64,16 @@ pub fn score(bucket_hash: u64, seed: u64) -> u64 {
 /// `ln(u) / weight` for the score's uniform `u` in (0, 1): the larger, the better.
 #[inline]
 pub fn weighted_key(score: u64, weight: u32) -> f64 {
-    let u = ((score >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64);
-    u.ln() / f64::from(weight)
+    uniform(score).ln() / f64::from(weight)
 }
 
 /// Whether every candidate has the same weight: then `ln(u)/w` orders exactly as the score
 /// does (ln and u are monotonic, and equal keys fall through to the score), so [`winner`]
 /// can skip the logarithm.
-pub fn equal_weights(candidates: &[Candidate<'_>]) -> bool {
-    candidates.iter().all(|c| c.weight == candidates[0].weight)
+pub fn equal_weights<C: Contender>(candidates: &[C]) -> bool {
+    candidates
+        .iter()
+        .all(|c| c.weight() == candidates[0].weight())
 }
 
 /// The candidate with the highest weighted score at `point`: the hash of a rendezvous bucket
@@ -50,11 +81,7 @@ pub fn equal_weights(candidates: &[Candidate<'_>]) -> bool {
 /// result never depends on the order of candidates. `equal_weights` is
 /// [`equal_weights`]`(candidates)`, computed once per set by the caller.
 #[inline]
-pub fn winner<'c, 'a>(
-    candidates: &'c [Candidate<'a>],
-    point: u64,
-    equal_weights: bool,
-) -> &'c Candidate<'a> {
+pub fn winner<C: Contender>(candidates: &[C], point: u64, equal_weights: bool) -> &C {
     let key = |score: u64, weight: u32| {
         if equal_weights {
             0.0
@@ -63,20 +90,70 @@ pub fn winner<'c, 'a>(
         }
     };
     let mut best = &candidates[0];
-    let mut best_score = score(point, best.seed);
-    let mut best_key = key(best_score, best.weight);
+    let mut best_score = score(point, best.seed());
+    let mut best_key = key(best_score, best.weight());
     for c in &candidates[1..] {
-        let s = score(point, c.seed);
-        let k = key(s, c.weight);
+        let s = score(point, c.seed());
+        let k = key(s, c.weight());
         let order = k
             .total_cmp(&best_key)
             .then(s.cmp(&best_score))
-            .then_with(|| best.name.cmp(c.name));
+            .then_with(|| best.name_order(c));
         if order == std::cmp::Ordering::Greater {
             (best, best_score, best_key) = (c, s, k);
         }
     }
     best
+}
+
+/// The uniform `u` in (0, 1) of a score, as [`weighted_key`] takes it.
+#[inline]
+fn uniform(score: u64) -> f64 {
+    ((score >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+}
+
+/// `ln(u)` within [`QUICK_LN_ERROR`] for `u` in (0, 1): the exponent times ln 2, plus the
+/// mantissa's logarithm from five terms of the atanh series (`t` is at most 1/3). About a
+/// quarter of the cost of libm's `ln`.
+#[inline]
+pub fn quick_ln(u: f64) -> f64 {
+    let bits = u.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mantissa = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
+    let t = (mantissa - 1.0) / (mantissa + 1.0);
+    let t2 = t * t;
+    let series =
+        t * (2.0 + t2 * (2.0 / 3.0 + t2 * (2.0 / 5.0 + t2 * (2.0 / 7.0 + t2 * (2.0 / 9.0)))));
+    exponent as f64 * std::f64::consts::LN_2 + series
+}
+
+/// A bound on `|quick_ln(u) - ln(u)|`: the series' remainder is below `2 t^11 / 11 / (1 - t^2)`
+/// = 1.3e-6 at t = 1/3; the rest covers rounding.
+pub const QUICK_LN_ERROR: f64 = 2e-6;
+
+/// [`winner`] for sets of unequal weights, with [`quick_ln`]: when the best approximate key
+/// beats the second by more than both errors, the exact keys order the same way (each is
+/// within `QUICK_LN_ERROR / weight` of its approximation), so the winner is exact; otherwise
+/// (rarely) [`winner`] decides. Used per flow, where libm's logarithm per candidate would
+/// cost more than the rest of the decision.
+#[inline]
+pub fn winner_quick<C: Contender>(candidates: &[C], point: u64) -> &C {
+    let mut best = 0;
+    let mut best_key = f64::NEG_INFINITY;
+    let mut second_key = f64::NEG_INFINITY;
+    for (i, c) in candidates.iter().enumerate() {
+        let key = quick_ln(uniform(score(point, c.seed()))) * c.inverse_weight();
+        if key > best_key {
+            (second_key, best_key, best) = (best_key, key, i);
+        } else if key > second_key {
+            second_key = key;
+        }
+    }
+    if best_key - second_key > 2.0 * QUICK_LN_ERROR {
+        &candidates[best]
+    } else {
+        winner(candidates, point, false)
+    }
 }
 
 /// Fills `out` (one entry per bucket) with the winning candidate's index.
@@ -90,5 +167,58 @@ pub fn fill_buckets(candidates: &[Candidate<'_>], out: &mut [u16]) {
     let equal = equal_weights(candidates);
     for (bucket, slot) in out.iter_mut().enumerate() {
         *slot = winner(candidates, bucket_hash(bucket), equal).index;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_ln_stays_within_its_error_bound() {
+        let mut worst = 0f64;
+        let extremes = [
+            0u64,
+            1,
+            2047,
+            2048,
+            u64::MAX,
+            u64::MAX - 2048,
+            1 << 63,
+            (1 << 63) - 1,
+        ];
+        for score in extremes.into_iter().chain((0..1_000_000u64).map(mix64)) {
+            let u = uniform(score);
+            worst = worst.max((quick_ln(u) - u.ln()).abs());
+        }
+        assert!(worst < QUICK_LN_ERROR, "worst error {worst:e}");
+    }
+
+    #[test]
+    fn the_quick_winner_is_the_exact_winner() {
+        let names: Vec<String> = (0..16).map(|i| format!("s{i}")).collect();
+        for set in 0..400u64 {
+            let len = 2 + (set % 15) as usize;
+            let candidates: Vec<Candidate<'_>> = (0..len)
+                .map(|i| Candidate {
+                    index: i as u16,
+                    seed: mix64(set * 100 + i as u64 + 1),
+                    // Close weights as well as far ones: near ties must fall back.
+                    weight: if set % 2 == 0 {
+                        1 + (mix64(set ^ i as u64) % 1000) as u32
+                    } else {
+                        500 + i as u32 % 2
+                    },
+                    name: &names[i],
+                })
+                .collect();
+            for bucket in 0..BUCKETS {
+                let point = bucket_hash(bucket);
+                assert_eq!(
+                    winner_quick(&candidates, point).index,
+                    winner(&candidates, point, false).index
+                );
+            }
+        }
     }
 }

@@ -6,12 +6,14 @@ use std::net::Ipv4Addr;
 use hashbrown::HashMap;
 use prefetch_index::prefetch_index;
 
-use crate::hash::{bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
+use crate::hash::{bucket_hash, bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
 use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6, Probe};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
 use crate::prefix::Ipv6Prefix;
-use crate::rendezvous::{fill_buckets, Candidate, BUCKETS};
+use crate::rendezvous::{
+    equal_weights, fill_buckets, winner, winner_quick, Candidate, Contender, BUCKETS,
+};
 
 /// Where an IPv4 egress address may leave from, as seen from one server; or IPv6 egress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -82,15 +84,14 @@ impl Default for Started {
 
 /// An IPv4 decision after its second step ([`ForwardingTable::continue_v4`]): complete but
 /// for the target of a flow spread over several candidates, which
-/// [`ForwardingTable::finish_v4`] reads from the rendezvous bucket it started loading.
+/// [`ForwardingTable::finish_v4`] reads from the rendezvous bucket, or computes from the
+/// members, that this step started loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Continued {
     decision: Decision,
-    /// Index of the bucket holding the target, or [`NO_BUCKET`].
-    bucket: u32,
+    /// The spread and bucket the target is still to be read from.
+    pending: Option<(Spread, u16)>,
 }
-
-const NO_BUCKET: u32 = u32::MAX;
 
 impl Default for Continued {
     fn default() -> Self {
@@ -102,7 +103,7 @@ impl Continued {
     fn done(decision: Decision) -> Self {
         Self {
             decision,
-            bucket: NO_BUCKET,
+            pending: None,
         }
     }
 
@@ -157,9 +158,63 @@ pub struct Route {
     pub candidates: Vec<Holder>,
     /// Every holder of the pool, drained ones included: the owners of its port slices.
     pub holders: Vec<Holder>,
-    bucket_base: u32,
-    /// The target when there is only one candidate: no bucket to read.
-    only_target: Option<ServerId>,
+    spread: Spread,
+}
+
+/// How the flows of a route find their target among its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// One candidate (this server for `local`): nothing to choose.
+    One(ServerId),
+    /// A rendezvous table of [`BUCKETS`] entries in [`ForwardingTable::buckets`] from here.
+    Buckets(u32),
+    /// The same rendezvous, computed per flow from `len` members in
+    /// [`ForwardingTable::members`] from `start`: for the candidate sets beyond
+    /// [`MATERIALISED_CANDIDATES`], where a table each would cost 8 KiB and its filling time.
+    Computed {
+        start: u32,
+        len: u16,
+        equal_weights: bool,
+    },
+}
+
+/// How many candidates, over all the candidate sets that get a bucket table (8 KiB each); the
+/// rest are computed per flow. Filling a table costs a rendezvous per bucket and candidate, so
+/// this bounds the compile time: about 0.2 s of a core. A server of the 2,000-pool benchmark
+/// fleet has 1,132 sets of 2,831 candidates, so all its flows read a table as before; a server
+/// of a fleet of 100k customer pools has 73k sets of 399k candidates, whose tables would take
+/// 600 MB and 20 s to fill.
+pub const MATERIALISED_CANDIDATES: usize = 4096;
+
+/// A candidate as the per-flow rendezvous reads it: 24 bytes, no name (its rank in name order
+/// breaks exact ties as the name would), its weight's inverse ready to multiply by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Member {
+    seed: u64,
+    inverse_weight: f64,
+    weight: u32,
+    /// Server indices fit 16 bits, as in the bucket tables.
+    server: u16,
+    name_rank: u16,
+}
+
+impl Contender for Member {
+    #[inline]
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+    #[inline]
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    #[inline]
+    fn name_order(&self, other: &Self) -> std::cmp::Ordering {
+        self.name_rank.cmp(&other.name_rank)
+    }
+    #[inline]
+    fn inverse_weight(&self) -> f64 {
+        self.inverse_weight
+    }
 }
 
 impl Route {
@@ -168,23 +223,12 @@ impl Route {
         if self.tier == Tier::Local {
             return vec![1.0];
         }
-        if let Some(only) = self.only_target {
-            return vec![if self.candidates[0].server == only {
-                1.0
-            } else {
-                0.0
-            }];
-        }
-        let buckets = table.buckets_of(self);
+        let targets: Vec<ServerId> = (0..BUCKETS)
+            .map(|bucket| table.bucket_target(self.spread, bucket))
+            .collect();
         self.candidates
             .iter()
-            .map(|h| {
-                buckets
-                    .iter()
-                    .filter(|&&b| u32::from(b) == h.server.0)
-                    .count() as f64
-                    / BUCKETS as f64
-            })
+            .map(|h| targets.iter().filter(|&&t| t == h.server).count() as f64 / BUCKETS as f64)
             .collect()
     }
 }
@@ -212,6 +256,8 @@ pub struct ForwardingTable {
     /// fleet's worth stays in cache, where [`Route`] with its candidate list would not).
     hot_routes: Vec<HotRoute>,
     buckets: Vec<u16>,
+    /// The candidates of the sets computed per flow ([`Spread::Computed`]), set after set.
+    members: Vec<Member>,
     v6: PrefixSetV6,
     egress_v4: Vec<(Ipv4Prefix, PoolId)>,
     egress_v6: Vec<Ipv6Prefix>,
@@ -225,16 +271,14 @@ pub struct ForwardingTable {
 #[derive(Debug, Clone, Copy)]
 struct HotRoute {
     tier: Tier,
-    bucket_base: u32,
-    only_target: Option<ServerId>,
+    spread: Spread,
 }
 
 impl From<&Route> for HotRoute {
     fn from(route: &Route) -> Self {
         Self {
             tier: route.tier,
-            bucket_base: route.bucket_base,
-            only_target: route.only_target,
+            spread: route.spread,
         }
     }
 }
@@ -252,6 +296,17 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 impl ForwardingTable {
     /// Compiles the table of server `server` of `topology`.
     pub fn compile(topology: &Topology, server: &str) -> Result<Self, CompileError> {
+        Self::compile_with_table_budget(topology, server, MATERIALISED_CANDIDATES)
+    }
+
+    /// [`ForwardingTable::compile`] with `table_budget` candidates' worth of bucket tables
+    /// instead of [`MATERIALISED_CANDIDATES`]: tests compare the two spreads with it.
+    #[doc(hidden)]
+    pub fn compile_with_table_budget(
+        topology: &Topology,
+        server: &str,
+        table_budget: usize,
+    ) -> Result<Self, CompileError> {
         let me = topology
             .server_by_name(server)
             .ok_or_else(|| CompileError::UnknownServer(server.to_owned()))?;
@@ -285,34 +340,46 @@ impl ForwardingTable {
             peers.insert(u32::from(s.underlay), i as u32);
         }
 
-        // Pools that end up with the same candidates share one bucket array.
+        // Pools that end up with the same candidates share one spread.
         let mut sets: HashMap<Vec<Holder>, u32> = HashMap::new();
-        let mut set_list: Vec<Vec<Holder>> = Vec::new();
+        let mut set_list: Vec<(Vec<Holder>, u32)> = Vec::new(); // (candidates, pools using it)
         let mut routes = Vec::with_capacity(topology.pools.len());
+        let mut route_sets = Vec::with_capacity(topology.pools.len());
         for (p, pool) in topology.pools.iter().enumerate() {
             let (tier, mut candidates) = choose_tier(topology, me, &distance, &pool.holders);
             candidates.sort_unstable_by_key(|h| h.server);
-            let bucket_base = if tier == Tier::Local {
-                0
+            let set = if candidates.len() == 1 {
+                None
             } else {
                 let next = set_list.len() as u32;
-                let set = *sets.entry(candidates.clone()).or_insert_with(|| {
-                    set_list.push(candidates.clone());
+                let set = *sets.entry_ref(&candidates[..]).or_insert_with(|| {
+                    set_list.push((candidates.clone(), 0));
                     next
                 });
-                set * BUCKETS as u32
+                set_list[set as usize].1 += 1;
+                Some(set)
             };
-            let only_target = (candidates.len() == 1).then(|| candidates[0].server);
+            route_sets.push(set);
             routes.push(Route {
                 pool: PoolId(p as u32),
                 tier,
+                spread: Spread::One(candidates[0].server),
                 candidates,
                 holders: pool.holders.clone(),
-                bucket_base,
-                only_target,
             });
         }
-        let buckets = fill_all_buckets(topology, &set_list);
+        drop(sets);
+        let seeds: Vec<u64> = topology
+            .servers
+            .iter()
+            .map(|s| name_seed(&s.name))
+            .collect();
+        let (spreads, buckets, members) = spread_sets(topology, &seeds, &set_list, table_budget);
+        for (route, set) in routes.iter_mut().zip(route_sets) {
+            if let Some(set) = set {
+                route.spread = spreads[set as usize];
+            }
+        }
 
         let egress_v4: Vec<(Ipv4Prefix, PoolId)> = topology
             .egress_v4
@@ -337,15 +404,12 @@ impl ForwardingTable {
             hot_routes: routes.iter().map(HotRoute::from).collect(),
             routes,
             buckets,
+            members,
             v6,
             egress_v4,
             egress_v6: topology.egress_v6.clone(),
             pool_names: topology.pools.iter().map(|p| p.name.clone()).collect(),
-            seeds: topology
-                .servers
-                .iter()
-                .map(|s| name_seed(&s.name))
-                .collect(),
+            seeds,
             port_slice: topology.port_slice,
         })
     }
@@ -450,21 +514,42 @@ impl ForwardingTable {
         &self.egress_v6
     }
 
-    fn buckets_of(&self, route: &Route) -> &[u16] {
-        let base = route.bucket_base as usize;
-        &self.buckets[base..base + BUCKETS]
+    /// The target of a flow in `bucket` of a route with this spread.
+    #[inline]
+    fn bucket_target(&self, spread: Spread, bucket: usize) -> ServerId {
+        match spread {
+            Spread::One(target) => target,
+            Spread::Buckets(base) => ServerId(u32::from(self.buckets[base as usize + bucket])),
+            Spread::Computed {
+                start,
+                len,
+                equal_weights,
+            } => {
+                let members = &self.members[start as usize..start as usize + usize::from(len)];
+                let point = bucket_hash(bucket);
+                ServerId(u32::from(if equal_weights {
+                    winner(members, point, true).server
+                } else {
+                    winner_quick(members, point).server
+                }))
+            }
+        }
     }
 
     /// The large arrays the data plane reads at random.
     pub fn regions(&self) -> Vec<MemoryRegion> {
         let mut regions = self.v4.regions().to_vec();
         regions.push(MemoryRegion::of("rendezvous buckets", &self.buckets));
+        regions.push(MemoryRegion::of("rendezvous members", &self.members));
         regions
     }
 
     /// Approximate memory the data plane reads from, for logs.
     pub fn memory_bytes(&self) -> usize {
-        self.v4.memory_bytes() + self.buckets.len() * 2 + self.peers.memory_bytes()
+        self.v4.memory_bytes()
+            + self.buckets.len() * 2
+            + std::mem::size_of_val(&self.members[..])
+            + self.peers.memory_bytes()
     }
 
     /// The decision for one IPv4 packet, contract section 5 steps 3 to 6. `encap_port` is the
@@ -535,12 +620,18 @@ impl ForwardingTable {
                 return Continued::done(Decision::LocalEgress);
             }
             let flow_hash = flow.hash();
-            let (target, bucket) = match route.only_target {
-                Some(only) => (only, NO_BUCKET),
-                None => {
-                    let slot = route.bucket_base + bucket_of(flow_hash) as u32;
-                    prefetch_index(&self.buckets, slot as usize);
-                    (ServerId(0), slot)
+            let bucket = bucket_of(flow_hash);
+            let (target, pending) = match route.spread {
+                Spread::One(only) => (only, None),
+                Spread::Buckets(base) => {
+                    prefetch_index(&self.buckets, base as usize + bucket);
+                    (ServerId(0), Some((route.spread, bucket as u16)))
+                }
+                Spread::Computed { start, len, .. } => {
+                    // The first and the last of its (at most a few) cache lines.
+                    prefetch_index(&self.members, start as usize);
+                    prefetch_index(&self.members, start as usize + usize::from(len) - 1);
+                    (ServerId(0), Some((route.spread, bucket as u16)))
                 }
             };
             return Continued {
@@ -549,7 +640,7 @@ impl ForwardingTable {
                     target,
                     flow_hash,
                 },
-                bucket,
+                pending,
             };
         }
         Continued::done(match self.v4.resolve(flow.dst, dst) {
@@ -562,9 +653,9 @@ impl ForwardingTable {
     #[inline]
     pub fn finish_v4(&self, continued: Continued) -> Decision {
         let mut decision = continued.decision;
-        if continued.bucket != NO_BUCKET {
+        if let Some((spread, bucket)) = continued.pending {
             if let Decision::Forward { target, .. } = &mut decision {
-                *target = ServerId(u32::from(self.buckets[continued.bucket as usize]));
+                *target = self.bucket_target(spread, usize::from(bucket));
             }
         }
         decision
@@ -649,15 +740,65 @@ fn choose_tier(
     (Tier::NearestLocation, there)
 }
 
-/// Fills the buckets of every candidate set, spread over the machine's cores (compile time
-/// is dominated by this for large fleets).
-fn fill_all_buckets(topology: &Topology, sets: &[Vec<Holder>]) -> Vec<u16> {
+/// The spread of every candidate set (`sets`: candidates and how many pools use them), with
+/// the bucket tables and members they point into. The sets used by the most pools get a table
+/// (filled over the machine's cores) while their candidates fit `table_budget`;
+/// the others are computed per flow. Either gives the same target for every flow: the winner
+/// of the flow's bucket.
+fn spread_sets(
+    topology: &Topology,
+    seeds: &[u64],
+    sets: &[(Vec<Holder>, u32)],
+    table_budget: usize,
+) -> (Vec<Spread>, Vec<u16>, Vec<Member>) {
+    let mut by_use: Vec<usize> = (0..sets.len()).collect();
+    by_use.sort_unstable_by_key(|&i| (std::cmp::Reverse(sets[i].1), i));
+    let mut budget = table_budget;
+    let mut materialised = Vec::new();
+    let mut computed = Vec::new();
+    for set in by_use {
+        match budget.checked_sub(sets[set].0.len()) {
+            Some(left) => {
+                budget = left;
+                materialised.push(set);
+            }
+            None => computed.push(set),
+        }
+    }
+    let mut spreads = vec![Spread::One(ServerId(0)); sets.len()];
+    for (n, &set) in materialised.iter().enumerate() {
+        spreads[set] = Spread::Buckets((n * BUCKETS) as u32);
+    }
+    let mut by_name: Vec<usize> = (0..topology.servers.len()).collect();
+    by_name.sort_unstable_by(|&a, &b| topology.servers[a].name.cmp(&topology.servers[b].name));
+    let mut name_rank = vec![0usize; by_name.len()];
+    for (rank, &server) in by_name.iter().enumerate() {
+        name_rank[server] = rank;
+    }
+    let mut members = Vec::new();
+    for set in computed {
+        let start = members.len() as u32;
+        members.extend(sets[set].0.iter().map(|h| Member {
+            seed: seeds[h.server.index()],
+            weight: h.weight,
+            server: h.server.0 as u16,
+            name_rank: name_rank[h.server.index()] as u16,
+            inverse_weight: 1.0 / f64::from(h.weight),
+        }));
+        let these = &members[start as usize..];
+        spreads[set] = Spread::Computed {
+            start,
+            len: u16::try_from(these.len()).expect("a pool has fewer than 65536 holders"),
+            equal_weights: equal_weights(these),
+        };
+    }
+    let chosen: Vec<&[Holder]> = materialised.iter().map(|&i| &sets[i].0[..]).collect();
+    (spreads, fill_all_buckets(topology, seeds, &chosen), members)
+}
+
+/// Fills the buckets of the given candidate sets, spread over the machine's cores.
+fn fill_all_buckets(topology: &Topology, seeds: &[u64], sets: &[&[Holder]]) -> Vec<u16> {
     let mut buckets = vec![0u16; sets.len() * BUCKETS];
-    let seeds: Vec<u64> = topology
-        .servers
-        .iter()
-        .map(|s| name_seed(&s.name))
-        .collect();
     let fill = |set: &[Holder], out: &mut [u16]| {
         let candidates: Vec<Candidate<'_>> = set
             .iter()

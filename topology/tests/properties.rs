@@ -29,6 +29,9 @@ struct Fleet {
     servers: Vec<(String, usize)>,
     /// Pool i holds egress prefix 100.(64+i).0.0/16.
     pools: Vec<Vec<(usize, u32)>>,
+    /// Candidates' worth of bucket tables: every property holds whether a set's flows read a
+    /// table or are computed per flow (0: all computed; some; all tables).
+    table_budget: usize,
 }
 
 impl Fleet {
@@ -79,11 +82,13 @@ impl Fleet {
             }
             pools.push(holders);
         }
+        let table_budget = [0, 1 + rng.below(8), usize::MAX][rng.below(3)];
         Self {
             locations,
             datacenters,
             servers,
             pools,
+            table_budget,
         }
     }
 
@@ -151,7 +156,12 @@ impl Fleet {
     fn compile(&self, me: usize, reversed: bool) -> ForwardingTable {
         let topology = parse("random.toml", &self.to_toml(reversed))
             .unwrap_or_else(|e| panic!("{e}\n{}", self.to_toml(reversed)));
-        ForwardingTable::compile(&topology, &self.servers[me].0).unwrap()
+        ForwardingTable::compile_with_table_budget(
+            &topology,
+            &self.servers[me].0,
+            self.table_budget,
+        )
+        .unwrap()
     }
 }
 
@@ -208,6 +218,31 @@ proptest! {
             let t = target(&a, &flow);
             prop_assert_eq!(&t, &target(&b, &flow));
             prop_assert_eq!(&t, &target(&reordered, &flow));
+        }
+    }
+
+    #[test]
+    fn tables_and_per_flow_rendezvous_choose_alike(seed in any::<u64>(), heavy in any::<bool>()) {
+        let mut fleet = Fleet::random(seed, heavy);
+        let me = (seed % fleet.servers.len() as u64) as usize;
+        fleet.table_budget = usize::MAX;
+        let tables = fleet.compile(me, false);
+        fleet.table_budget = 0;
+        let computed = fleet.compile(me, false);
+        fleet.table_budget = 1 + (seed % 6) as usize;
+        let mixed = fleet.compile(me, false);
+        let mut rng = Rng(seed ^ 3);
+        for _ in 0..4000 {
+            let pool = rng.below(fleet.pools.len());
+            let flow = random_flow(&mut rng, pool);
+            let t = tables.decide_v4(&flow, 6080);
+            prop_assert_eq!(t, computed.decide_v4(&flow, 6080));
+            prop_assert_eq!(t, mixed.decide_v4(&flow, 6080));
+        }
+        for pool in 0..fleet.pools.len() {
+            let shares = route_of(&tables, pool).shares(&tables);
+            prop_assert_eq!(&shares, &route_of(&computed, pool).shares(&computed));
+            prop_assert_eq!(&shares, &route_of(&mixed, pool).shares(&mixed));
         }
     }
 
