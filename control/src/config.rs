@@ -34,6 +34,14 @@ struct RawConfig {
     port: Vec<Spanned<RawPort>>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    reload: Option<RawReload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    max_loss: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +138,7 @@ impl Default for DataplaneConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub path: PathBuf,
     pub server: String,
@@ -143,7 +151,13 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     pub metrics_listen: SocketAddr,
     pub stats_interval_seconds: u32,
+    /// The share (0 to 1) of the current table's egress addresses or servers a reload may
+    /// lose before it is refused (a truncated file); 1 turns the guard off.
+    pub reload_max_loss: f64,
 }
+
+/// The default of `[reload] max_loss`.
+pub const DEFAULT_RELOAD_MAX_LOSS: f64 = 0.25;
 
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9750";
 
@@ -525,6 +539,20 @@ fn validate(
         1,
         errors,
     );
+    let reload_max_loss = match raw.reload.as_ref().and_then(|r| r.max_loss.as_ref()) {
+        None => DEFAULT_RELOAD_MAX_LOSS,
+        Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => {
+            errors.push(map.diagnostic(
+                v.span(),
+                format!(
+                    "max_loss {} is out of range 0..=1 (a share: 0.25 refuses a reload that loses more than a quarter)",
+                    v.get_ref()
+                ),
+            ));
+            DEFAULT_RELOAD_MAX_LOSS
+        }
+    };
 
     Config {
         path: path.to_owned(),
@@ -535,6 +563,7 @@ fn validate(
         ports,
         metrics_listen,
         stats_interval_seconds,
+        reload_max_loss,
     }
 }
 
@@ -589,6 +618,24 @@ listen = "127.0.0.1:9750"
         assert_eq!((c.uplink(), c.host()), (0, 1));
         assert_eq!(c.ports[0].next_hop_mac, [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(c.metrics_listen, "127.0.0.1:9750".parse().unwrap());
+    }
+
+    #[test]
+    fn reload_max_loss_is_a_share() {
+        let c = Config::parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(c.reload_max_loss, DEFAULT_RELOAD_MAX_LOSS);
+        for (value, want) in [("0.5", 0.5), ("1", 1.0), ("0", 0.0)] {
+            let text = format!("{GOOD}\n[reload]\nmax_loss = {value}\n");
+            let c = Config::parse(Path::new("c.toml"), &text).unwrap();
+            assert_eq!(c.reload_max_loss, want, "{value}");
+        }
+        let lines = GOOD.lines().count();
+        for bad in ["1.5", "-0.1", "nan"] {
+            let errs = errors(&format!("{GOOD}\n[reload]\nmax_loss = {bad}\n"));
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            let place = format!(":{}:12: max_loss", lines + 3);
+            assert!(errs[0].contains(&place), "{bad}: {errs:?}");
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct Shared {
     pub mbufs_capacity: u32,
     reloads_ok: AtomicU64,
     reloads_error: AtomicU64,
+    reloads_refused: AtomicU64,
     last_success_unix_ms: AtomicU64,
     local_addresses: AtomicU64,
     retired_pending: AtomicU64,
@@ -55,6 +56,7 @@ impl Shared {
             mbufs_capacity,
             reloads_ok: AtomicU64::new(0),
             reloads_error: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
             // The table loaded at start counts as the first successful load.
             last_success_unix_ms: AtomicU64::new(now_unix_ms()),
             local_addresses: AtomicU64::new(local_addresses),
@@ -72,6 +74,15 @@ impl Shared {
 
     pub fn reload_failed(&self) {
         self.reloads_error.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reload that would have lost too much of the table (see `topology::change`).
+    pub fn reload_refused(&self) {
+        self.reloads_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloads_refused(&self) -> u64 {
+        self.reloads_refused.load(Ordering::Relaxed)
     }
 
     pub fn set_retired(&self, pending: usize) {
@@ -339,6 +350,11 @@ impl Exposition {
             "egressfwd_topology_reloads_total",
             &["error"],
             t.reloads_error,
+        );
+        self.counter(
+            "egressfwd_topology_reloads_total",
+            &["refused"],
+            t.reloads_refused,
         );
         for (w, s) in t.workers.iter().enumerate() {
             self.counter(

@@ -11,6 +11,7 @@
 // Only dpdk-sys may hold `unsafe` (docs/architecture.md).
 #![forbid(unsafe_code)]
 
+pub mod change;
 pub mod diag;
 pub mod model;
 pub mod parse;

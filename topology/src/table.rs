@@ -422,6 +422,11 @@ impl ForwardingTable {
         self.my_underlay
     }
 
+    /// How many servers the fleet has (ids are `0..server_count()`).
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
     pub fn server(&self, id: ServerId) -> &ServerInfo {
         &self.servers[id.index()]
     }

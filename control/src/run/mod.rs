@@ -232,8 +232,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             if signals.stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            if signals.take_reload() || watcher.changed() {
-                reload::reload(&config, &tables, &mut retired, &shared);
+            let forced = signals.take_forced_reload();
+            if signals.take_reload() || watcher.changed() || forced {
+                reload::reload(&config, &tables, &mut retired, &shared, forced);
             }
             shared.set_retired(retired.collect());
             printer.tick(&|| report::Totals::gather(&shared, &cells, &tables, &ports, &pool));

@@ -1,5 +1,7 @@
 //! Topology reloads: on SIGHUP, and when the file changes (written in place or replaced by an
-//! atomic rename). A file that does not parse, validate or compile keeps the old table.
+//! atomic rename). A file that does not parse, validate or compile keeps the old table; so
+//! does one that would lose more than `[reload] max_loss` of the table's egress addresses or
+//! servers (a file read half-written is still a valid topology), unless SIGUSR1 forces it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dataplane::{Published, Retired};
+use topology::change::Loss;
 use topology::ForwardingTable;
 
 use crate::metrics::Shared;
@@ -17,6 +20,7 @@ use egressfwd::config::Config;
 pub struct Signals {
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
+    force: Arc<AtomicBool>,
 }
 
 impl Signals {
@@ -27,7 +31,13 @@ impl Signals {
             signal_hook::flag::register(signal, stop.clone())?;
         }
         signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
-        Ok(Self { stop, reload })
+        let force = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, force.clone())?;
+        Ok(Self {
+            stop,
+            reload,
+            force,
+        })
     }
 
     pub fn stop_requested(&self) -> bool {
@@ -36,6 +46,11 @@ impl Signals {
 
     pub fn take_reload(&self) -> bool {
         self.reload.swap(false, Ordering::Relaxed)
+    }
+
+    /// SIGUSR1: reload now, publishing the table whatever it loses.
+    pub fn take_forced_reload(&self) -> bool {
+        self.force.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -88,12 +103,14 @@ impl Watcher {
 }
 
 /// Loads, validates and compiles the topology; publishes it on success, keeps the old table
-/// and logs every error on failure.
+/// and logs every error on failure. Unless `forced`, a table that loses more than the
+/// configured share of the current one is refused.
 pub fn reload(
     config: &Config,
     tables: &Published<ForwardingTable>,
     retired: &mut Retired<ForwardingTable>,
     shared: &Shared,
+    forced: bool,
 ) {
     let started = std::time::Instant::now();
     let compiled = topology::load(&config.topology)
@@ -102,6 +119,25 @@ pub fn reload(
             ForwardingTable::compile(&topology, &config.server)
                 .map_err(|e| format!("{}: {e}", config.topology.display()))
         });
+    let refusal = match &compiled {
+        Ok(next) if !forced => {
+            Loss::between(&tables.current(), next).refusal(config.reload_max_loss)
+        }
+        _ => None,
+    };
+    if let Some(why) = refusal {
+        shared.reload_refused();
+        tracing::error!(
+            generation = tables.generation(),
+            "topology reload refused: {} {why}; keeping the current table. If the change is \
+             intended, send SIGUSR1 (kill -USR1 {}) to publish it anyway, or raise \
+             [reload] max_loss in {}",
+            config.topology.display(),
+            std::process::id(),
+            config.path.display(),
+        );
+        return;
+    }
     match compiled {
         Ok(table) => {
             let local = table.local_addresses();

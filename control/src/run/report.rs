@@ -31,6 +31,7 @@ pub struct Totals {
     pub generation: u64,
     pub reloads_ok: u64,
     pub reloads_error: u64,
+    pub reloads_refused: u64,
     pub last_reload_success_unix_seconds: f64,
     pub local_addresses: u64,
     pub mbufs_in_use: u32,
@@ -71,6 +72,7 @@ impl Totals {
             generation: tables.generation(),
             reloads_ok: shared.reloads_ok(),
             reloads_error: shared.reloads_error(),
+            reloads_refused: shared.reloads_refused(),
             last_reload_success_unix_seconds: shared.last_success_unix_seconds(),
             local_addresses: shared.local_addresses(),
             mbufs_in_use: pool.in_use(),
@@ -133,6 +135,7 @@ impl Totals {
                 "generation": self.generation,
                 "reloads_ok": self.reloads_ok,
                 "reloads_error": self.reloads_error,
+                "reloads_refused": self.reloads_refused,
                 "last_reload_success_unix_seconds": self.last_reload_success_unix_seconds,
                 "egress_addresses_local": self.local_addresses,
                 "tables_retired_pending": self.retired_pending,
@@ -233,7 +236,7 @@ impl Printer {
             );
         }
         out += &format!(
-            "  Decisions: {}\n  Drops: {}\n  Passed: {}  Decapsulated: {}  Replies to peers: {}  to host: {}  ICMP frag-needed: {}\n  Topology generation {} (reloads ok {}, failed {}), mbufs in use {}/{}\n  ############################################################################\n",
+            "  Decisions: {}\n  Drops: {}\n  Passed: {}  Decapsulated: {}  Replies to peers: {}  to host: {}  ICMP frag-needed: {}\n  Topology generation {} (reloads ok {}, failed {}, refused {}), mbufs in use {}/{}\n  ############################################################################\n",
             decisions(&t),
             nonzero_drops(&t),
             t.sum.pipeline.passed,
@@ -244,6 +247,7 @@ impl Printer {
             t.generation,
             t.reloads_ok,
             t.reloads_error,
+            t.reloads_refused,
             t.mbufs_in_use,
             t.mbufs_capacity,
         );

@@ -1,0 +1,63 @@
+"""A topology file read half-written is often still a valid topology: one that stops before
+its `[[egress]]` entries, say. Publishing it would send the missing pools' traffic out
+unencapsulated from a server that does not hold them. The appliance refuses a table that
+loses more than `[reload] max_loss` (default 25%) of the egress addresses or servers, counts
+it, keeps the current table and says how to force it; SIGUSR1 forces it."""
+import signal
+import time
+
+from conftest import EXAMPLE, free_tcp_port, metric, scrape, start, stop, wait_for_metrics, write_config
+
+
+def until(predicate, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not seen within {timeout} s: {what}")
+
+
+def test_a_truncated_topology_is_refused_until_forced(tmp_path):
+    full = EXAMPLE.read_text()
+    truncated = full[: full.index("[[egress]]")]  # what `head` of the file gives: no egress at all
+    topology = tmp_path / "fleet.toml"
+    topology.write_text(full)
+    port = free_tcp_port()
+    config = write_config(tmp_path / "c.toml", [("uplink", "net_null0", ["uplink"]), ("host", "net_null1", ["host"])],
+                          topology=topology, metrics_port=port)
+    proc = start(["run", "--config", config])
+    try:
+        wait_for_metrics(port, proc)
+        before = scrape(port)
+        local = metric(before, "egressfwd_egress_addresses_local")
+        assert local > 0 and metric(before, "egressfwd_topology_generation") == 1
+
+        # Written in place, as `head -110 fleet.toml > topology.toml` would.
+        with open(topology, "w") as f:
+            f.write(truncated)
+        text = until(lambda: (t := scrape(port)) and metric(t, "egressfwd_topology_reloads_total", result="refused") == 1 and t,
+                     "the refused reload")
+        assert metric(text, "egressfwd_topology_generation") == 1
+        assert metric(text, "egressfwd_topology_reloads_total", result="ok") == 0
+        assert metric(text, "egressfwd_egress_addresses_local") == local
+
+        # The whole file again: nothing lost, published.
+        with open(topology, "w") as f:
+            f.write(full)
+        until(lambda: metric(scrape(port), "egressfwd_topology_reloads_total", result="ok") == 1, "the full file's reload")
+
+        with open(topology, "w") as f:
+            f.write(truncated)
+        until(lambda: metric(scrape(port), "egressfwd_topology_reloads_total", result="refused") == 2, "a second refusal")
+        proc.send_signal(signal.SIGUSR1)
+        text = until(lambda: (t := scrape(port)) and metric(t, "egressfwd_topology_reloads_total", result="ok") == 2 and t,
+                     "the forced reload")
+        assert metric(text, "egressfwd_topology_generation") == 3
+        assert metric(text, "egressfwd_egress_addresses_local") == 0
+    finally:
+        rc, out, err = stop(proc)
+    assert rc == 0, err
+    assert "topology reload refused" in err and "SIGUSR1" in err and "max_loss" in err, err
+    assert "IPv4 egress addresses (100%)" in err, err
