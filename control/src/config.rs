@@ -217,6 +217,15 @@ impl Config {
 
     /// The error for a `server` that `topology` (the file at `topology_path`) does not have,
     /// at the place of the `server` key.
+    /// The topology a config file names (resolved as [`Config::load`] does), read even from
+    /// a config that is otherwise invalid, so that `check --config` reports both files' errors.
+    pub fn topology_path_of(path: &Path) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let table: toml::Table = toml::from_str(&text).ok()?;
+        let topology = table.get("topology")?.as_str()?;
+        Some(path.parent().unwrap_or(Path::new(".")).join(topology))
+    }
+
     pub fn unknown_server(&self, topology_path: &Path) -> Diagnostic {
         let (line, column) = self.server_position;
         Diagnostic {

@@ -25,8 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a topology file.
-    Check { topology: PathBuf },
+    /// Validate a topology file, or an appliance config and its topology (`--config`).
+    Check {
+        #[arg(required_unless_present = "config")]
+        topology: Option<PathBuf>,
+        /// Check this config, the topology it names, and that its server is in it.
+        #[arg(long, conflicts_with = "topology")]
+        config: Option<PathBuf>,
+    },
     /// Print the decision for flows, one JSON object a line.
     Explain(commands::explain::ExplainArgs),
     /// Run the appliance.
@@ -108,7 +114,15 @@ fn run_cli() -> ExitCode {
         )
         .init();
     let result = match cli.command {
-        Command::Check { topology } => commands::check(&topology),
+        Command::Check {
+            topology: Some(topology),
+            ..
+        } => commands::check(&topology),
+        Command::Check {
+            config: Some(config),
+            ..
+        } => commands::check_config(&config),
+        Command::Check { .. } => unreachable!("clap requires a topology or --config"),
         Command::Explain(args) => commands::explain::run(&args),
         Command::Table {
             topology,

@@ -27,6 +27,33 @@ def test_check_reports_every_error_with_its_place(tmp_path):
     assert "duplicate underlay address 10.10.1.2" in lines[1]
 
 
+def test_check_config_reports_every_error_of_the_config_and_its_topology(tmp_path):
+    ports = [("uplink", "net_null0", ["uplink"]), ("host", "net_null1", ["host"])]
+    good = write_config(tmp_path / "good.toml", ports)
+    r = run(["check", "--config", good])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{good}: server lhr01-a, "), r.stdout
+    assert "8 servers, 5 pools" in r.stdout
+
+    bad_topology = tmp_path / "bad-topology.toml"
+    bad_topology.write_text(EXAMPLE.read_text().replace("latitude = 51.47", "latitude = 95"))
+    bad = write_config(tmp_path / "bad.toml", ports, topology=bad_topology, mtu=100)
+    r = run(["check", "--config", bad])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith(f"{bad}:") and "mtu 100 is out of range" in lines[0], lines
+    assert lines[1].startswith(f"{bad_topology}:") and "latitude 95 is out of range" in lines[1], lines
+
+    stranger = write_config(tmp_path / "stranger.toml", ports, server="nowhere-z")
+    r = run(["check", "--config", stranger])
+    assert r.returncode == 2
+    assert re.match(rf"^{re.escape(str(stranger))}:1:10: server `nowhere-z` is not in the topology", r.stderr), r.stderr
+
+    r = run(["check", EXAMPLE, "--config", good])
+    assert r.returncode == 2 and "cannot be used with" in r.stderr, r.stderr
+
+
 def test_explain_and_table(tmp_path):
     r = run(["explain", "--topology", EXAMPLE, "--server", "lhr01-a", "--src", "203.0.113.1", "--dst", "93.184.216.34",
              "--proto", "tcp", "--sport", "40000", "--dport", "443"])

@@ -8,6 +8,7 @@ use std::path::Path;
 use topology::{ForwardingTable, Topology};
 
 use crate::Failure;
+use egressfwd::config::Config;
 
 /// Loads a topology, printing every error as `FILE:LINE:COL: message` on failure.
 pub fn load_topology(path: &Path) -> Result<Topology, Failure> {
@@ -23,6 +24,38 @@ pub fn compile(topology: &Topology, path: &Path, server: &str) -> Result<Forward
         eprintln!("{}: {err}", path.display());
         Failure::Invalid
     })
+}
+
+/// `check --config`: every error of the config, then every error of the topology it names
+/// (found even when the config has errors of its own), then whether its server is in it.
+pub fn check_config(path: &Path) -> Result<(), Failure> {
+    let (config, topology_path) = match Config::load(path) {
+        Ok(config) => {
+            let topology = config.topology.clone();
+            (Some(config), Some(topology))
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            (None, Config::topology_path_of(path))
+        }
+    };
+    let topology = topology_path.map(|topology_path| load_topology(&topology_path));
+    let (Some(config), Some(Ok(topology))) = (config, topology) else {
+        return Err(Failure::Invalid);
+    };
+    if topology.server_by_name(&config.server).is_none() {
+        eprintln!("{}", config.unknown_server(&config.topology));
+        return Err(Failure::Invalid);
+    }
+    let table = compile(&topology, &config.topology, &config.server)?;
+    println!(
+        "{}: server {}, {} egress addresses held locally; {}",
+        path.display(),
+        config.server,
+        table.local_addresses(),
+        topology.summary()
+    );
+    Ok(())
 }
 
 pub fn check(path: &Path) -> Result<(), Failure> {
