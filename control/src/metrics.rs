@@ -34,6 +34,8 @@ pub struct Shared {
     last_success_unix_ms: AtomicU64,
     local_addresses: AtomicU64,
     retired_pending: AtomicU64,
+    /// SHA-256 of the published topology file, hex; written on start and reload only.
+    topology_digest: std::sync::Mutex<String>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -61,7 +63,22 @@ impl Shared {
             last_success_unix_ms: AtomicU64::new(now_unix_ms()),
             local_addresses: AtomicU64::new(local_addresses),
             retired_pending: AtomicU64::new(0),
+            topology_digest: std::sync::Mutex::new(String::new()),
         }
+    }
+
+    pub fn set_topology_digest(&self, digest: String) {
+        *self
+            .topology_digest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = digest;
+    }
+
+    pub fn topology_digest(&self) -> String {
+        self.topology_digest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn reload_succeeded(&self, local_addresses: u64) {
@@ -117,6 +134,8 @@ struct Exposition {
     counters: Vec<(String, IntCounterVec)>,
     gauges: Vec<(String, IntGaugeVec)>,
     float_gauges: prometheus::GaugeVec,
+    /// `egressfwd_info`: version, this server and the topology's digest, as labels.
+    info: IntGaugeVec,
     /// Scrape connections closed at once because too many were open: counted by the
     /// listener itself, not summed from the workers.
     refused: IntCounter,
@@ -233,6 +252,31 @@ impl Exposition {
                 &[],
             ),
             gauge(
+                "egressfwd_topology_ipv4_egress_addresses",
+                "IPv4 egress addresses of the fleet, in the table in use.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_topology_ipv4_egress_prefixes",
+                "IPv4 egress prefixes of the fleet, in the table in use.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_topology_ipv6_egress_prefixes",
+                "IPv6 egress prefixes of the fleet, in the table in use.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_topology_pools",
+                "Pools of the fleet, in the table in use.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_topology_servers",
+                "Servers of the fleet, in the table in use.",
+                &[],
+            ),
+            gauge(
                 "egressfwd_mbufs_in_use",
                 "Packet buffers currently taken from the pool.",
                 &[],
@@ -259,6 +303,17 @@ impl Exposition {
         registry
             .register(Box::new(float_gauges.clone()))
             .expect("unique metric");
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "egressfwd_info",
+                "Always 1: the version, this server's place and the SHA-256 of the topology in use.",
+            ),
+            &["version", "server", "datacenter", "location", "topology_sha256"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(info.clone()))
+            .expect("unique metric");
         let refused = IntCounter::new(
             "egressfwd_metrics_connections_refused_total",
             "Scrape connections closed at once because too many were open.",
@@ -272,6 +327,7 @@ impl Exposition {
             counters,
             gauges,
             float_gauges,
+            info,
             refused,
         }
     }
@@ -365,6 +421,31 @@ impl Exposition {
         }
         self.gauge("egressfwd_topology_generation", t.generation);
         self.gauge("egressfwd_egress_addresses_local", t.local_addresses);
+        self.gauge(
+            "egressfwd_topology_ipv4_egress_addresses",
+            t.table.ipv4_egress_addresses,
+        );
+        self.gauge(
+            "egressfwd_topology_ipv4_egress_prefixes",
+            t.table.ipv4_egress_prefixes,
+        );
+        self.gauge(
+            "egressfwd_topology_ipv6_egress_prefixes",
+            t.table.ipv6_egress_prefixes,
+        );
+        self.gauge("egressfwd_topology_pools", t.table.pools);
+        self.gauge("egressfwd_topology_servers", t.table.servers);
+        // One sample, whose labels change with a reload: the old one goes.
+        self.info.reset();
+        self.info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &t.table.server,
+                &t.table.datacenter,
+                &t.table.location,
+                &t.table.digest,
+            ])
+            .set(1);
         self.gauge("egressfwd_mbufs_in_use", u64::from(t.mbufs_in_use));
         self.gauge("egressfwd_mbufs_capacity", u64::from(t.mbufs_capacity));
         self.gauge("egressfwd_tables_retired_pending", t.retired_pending);

@@ -3,6 +3,8 @@ its `[[egress]]` entries, say. Publishing it would send the missing pools' traff
 unencapsulated from a server that does not hold them. The appliance refuses a table that
 loses more than `[reload] max_loss` (default 25%) of the egress addresses or servers, counts
 it, keeps the current table and says how to force it; SIGUSR1 forces it."""
+import hashlib
+import re
 import signal
 import time
 
@@ -33,6 +35,9 @@ def test_a_truncated_topology_is_refused_until_forced(tmp_path):
         before = scrape(port)
         local = metric(before, "egressfwd_egress_addresses_local")
         assert local > 0 and metric(before, "egressfwd_topology_generation") == 1
+        assert sizes(before) == (157, 2, 5, 8), sizes(before)  # the example: `check` counts the same
+        assert info(before) == {"server": "lhr01-a", "datacenter": "lhr01", "location": "lhr",
+                                "topology_sha256": hashlib.sha256(full.encode()).hexdigest()}, before
 
         # Written in place, as `head -110 fleet.toml > topology.toml` would.
         with open(topology, "w") as f:
@@ -56,8 +61,24 @@ def test_a_truncated_topology_is_refused_until_forced(tmp_path):
                      "the forced reload")
         assert metric(text, "egressfwd_topology_generation") == 3
         assert metric(text, "egressfwd_egress_addresses_local") == 0
+        assert sizes(text) == (0, 0, 5, 8), sizes(text)
+        assert info(text)["topology_sha256"] == hashlib.sha256(truncated.encode()).hexdigest()
+        assert len(re.findall(r"^egressfwd_info\{", text, re.M)) == 1, "one info sample, the old one gone"
     finally:
         rc, out, err = stop(proc)
     assert rc == 0, err
     assert "topology reload refused" in err and "SIGUSR1" in err and "max_loss" in err, err
     assert "IPv4 egress addresses (100%)" in err, err
+
+
+def sizes(text):
+    return tuple(int(metric(text, f"egressfwd_topology_{name}")) for name in
+                 ("ipv4_egress_addresses", "ipv6_egress_prefixes", "pools", "servers"))
+
+
+def info(text):
+    line = next(l for l in text.splitlines() if l.startswith("egressfwd_info{"))
+    assert line.endswith("} 1"), line
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    assert labels.pop("version"), line
+    return labels

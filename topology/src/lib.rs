@@ -19,7 +19,7 @@ pub mod prefix;
 
 pub use diag::{Diagnostic, Diagnostics, SourceMap};
 pub use model::*;
-pub use parse::{load, parse};
+pub use parse::{load, parse, parse_bytes, read};
 pub use prefix::{Ipv4Prefix, Ipv6Prefix, Prefix};
 pub mod hash;
 pub mod lookup;

@@ -120,23 +120,34 @@ pub fn parse(file: &str, text: &str) -> Result<Topology, Diagnostics> {
 
 /// Reads and parses a topology file.
 pub fn load(path: &std::path::Path) -> Result<Topology, Diagnostics> {
-    let file = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse(&file, &text),
-            Err(err) => {
-                let text = String::from_utf8_lossy(err.as_bytes()).into_owned();
-                let offset = err.utf8_error().valid_up_to();
-                Err(Diagnostics(vec![SourceMap::new(&file, &text)
-                    .diagnostic(offset..offset, "file is not valid UTF-8")]))
-            }
-        },
-        Err(err) => Err(Diagnostics(vec![Diagnostic {
-            file,
+    parse_bytes(path, &read(path)?)
+}
+
+/// The bytes of a topology file, or why they cannot be read.
+pub fn read(path: &std::path::Path) -> Result<Vec<u8>, Diagnostics> {
+    std::fs::read(path).map_err(|err| {
+        Diagnostics(vec![Diagnostic {
+            file: path.display().to_string(),
             line: 1,
             column: 1,
             message: format!("cannot read: {err}"),
-        }])),
+        }])
+    })
+}
+
+/// Parses the bytes of the topology file at `path` (read once by the caller, who may also
+/// want their digest).
+pub fn parse_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<Topology, Diagnostics> {
+    let file = path.display().to_string();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(&file, text),
+        Err(err) => {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let offset = err.valid_up_to();
+            Err(Diagnostics(vec![
+                SourceMap::new(&file, &text).diagnostic(offset..offset, "file is not valid UTF-8")
+            ]))
+        }
     }
 }
 

@@ -80,7 +80,11 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         Failure::Invalid
     })?;
     // An invalid topology refuses to start, with every error and its place.
-    let topology = crate::commands::load_topology(&config.topology)?;
+    let (topology, digest) =
+        crate::commands::read_topology(&config.topology).map_err(|diagnostics| {
+            eprintln!("{diagnostics}");
+            Failure::Invalid
+        })?;
     if topology.server_by_name(&config.server).is_none() {
         eprintln!("{}", config.unknown_server(&config.topology));
         return Err(Failure::Invalid);
@@ -167,6 +171,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let cells: Vec<StatsCell> = (0..workers).map(|_| StatsCell::new(ports.len())).collect();
     let stop = AtomicBool::new(false);
     let shared = Shared::new(&config, macs.clone(), local_addresses, mbufs);
+    shared.set_topology_digest(digest);
     // Bind before starting workers: a taken address is a startup error, not a silent gap.
     let metrics = MetricsServer::bind(config.metrics_listen).map_err(|err| {
         Failure::Other(format!(

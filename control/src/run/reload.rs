@@ -113,14 +113,15 @@ pub fn reload(
     forced: bool,
 ) {
     let started = std::time::Instant::now();
-    let compiled = topology::load(&config.topology)
+    let compiled = crate::commands::read_topology(&config.topology)
         .map_err(|d| d.to_string())
-        .and_then(|topology| {
+        .and_then(|(topology, digest)| {
             ForwardingTable::compile(&topology, &config.server)
+                .map(|table| (table, digest))
                 .map_err(|e| format!("{}: {e}", config.topology.display()))
         });
     let refusal = match &compiled {
-        Ok(next) if !forced => {
+        Ok((next, _)) if !forced => {
             Loss::between(&tables.current(), next).refusal(config.reload_max_loss)
         }
         _ => None,
@@ -139,8 +140,9 @@ pub fn reload(
         return;
     }
     match compiled {
-        Ok(table) => {
+        Ok((table, digest)) => {
             let local = table.local_addresses();
+            shared.set_topology_digest(digest);
             super::place_on_huge_pages(table.regions());
             retired.push(tables.publish(Arc::new(table)));
             shared.reload_succeeded(local);

@@ -37,6 +37,38 @@ pub struct Totals {
     pub mbufs_in_use: u32,
     pub mbufs_capacity: u32,
     pub retired_pending: u64,
+    pub table: TableFigures,
+}
+
+/// The size of the table in use and what identifies it.
+#[derive(Debug, Clone, Default)]
+pub struct TableFigures {
+    pub ipv4_egress_addresses: u64,
+    pub ipv4_egress_prefixes: u64,
+    pub ipv6_egress_prefixes: u64,
+    pub pools: u64,
+    pub servers: u64,
+    pub server: String,
+    pub datacenter: String,
+    pub location: String,
+    pub digest: String,
+}
+
+impl TableFigures {
+    fn of(table: &ForwardingTable, digest: String) -> Self {
+        let me = table.server(table.me());
+        Self {
+            ipv4_egress_addresses: table.egress_v4().iter().map(|(p, _)| p.size()).sum(),
+            ipv4_egress_prefixes: table.egress_v4().len() as u64,
+            ipv6_egress_prefixes: table.egress_v6().len() as u64,
+            pools: table.routes().len() as u64,
+            servers: table.server_count() as u64,
+            server: me.name.clone(),
+            datacenter: me.datacenter.clone(),
+            location: me.location.clone(),
+            digest,
+        }
+    }
 }
 
 impl Totals {
@@ -78,6 +110,7 @@ impl Totals {
             mbufs_in_use: pool.in_use(),
             mbufs_capacity: shared.mbufs_capacity,
             retired_pending: shared.retired_pending(),
+            table: TableFigures::of(&tables.current(), shared.topology_digest()),
         }
     }
 
@@ -139,6 +172,12 @@ impl Totals {
                 "last_reload_success_unix_seconds": self.last_reload_success_unix_seconds,
                 "egress_addresses_local": self.local_addresses,
                 "tables_retired_pending": self.retired_pending,
+                "ipv4_egress_addresses": self.table.ipv4_egress_addresses,
+                "ipv4_egress_prefixes": self.table.ipv4_egress_prefixes,
+                "ipv6_egress_prefixes": self.table.ipv6_egress_prefixes,
+                "pools": self.table.pools,
+                "servers": self.table.servers,
+                "sha256": self.table.digest,
             },
             "mbufs": {"in_use": self.mbufs_in_use, "capacity": self.mbufs_capacity},
             "accounting": {
