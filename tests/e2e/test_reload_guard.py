@@ -4,8 +4,10 @@ unencapsulated from a server that does not hold them. The appliance refuses a ta
 loses more than `[reload] max_loss` (default 25%) of the egress addresses or servers, counts
 it, keeps the current table and says how to force it; SIGUSR1 forces it."""
 import hashlib
+import os
 import re
 import signal
+import subprocess
 import time
 
 from conftest import EXAMPLE, free_tcp_port, metric, scrape, start, stop, wait_for_metrics, write_config
@@ -21,15 +23,20 @@ def until(predicate, what, timeout=10):
     raise AssertionError(f"not seen within {timeout} s: {what}")
 
 
-def test_a_truncated_topology_is_refused_until_forced(tmp_path):
-    full = EXAMPLE.read_text()
-    truncated = full[: full.index("[[egress]]")]  # what `head` of the file gives: no egress at all
+def start_on_the_example(tmp_path):
+    """An appliance on null ports whose topology is a copy of the example: (path, metrics port, process)."""
     topology = tmp_path / "fleet.toml"
-    topology.write_text(full)
+    topology.write_text(EXAMPLE.read_text())
     port = free_tcp_port()
     config = write_config(tmp_path / "c.toml", [("uplink", "net_null0", ["uplink"]), ("host", "net_null1", ["host"])],
                           topology=topology, metrics_port=port)
-    proc = start(["run", "--config", config])
+    return topology, port, start(["run", "--config", config])
+
+
+def test_a_truncated_topology_is_refused_until_forced(tmp_path):
+    full = EXAMPLE.read_text()
+    truncated = full[: full.index("[[egress]]")]  # what `head` of the file gives: no egress at all
+    topology, port, proc = start_on_the_example(tmp_path)
     try:
         wait_for_metrics(port, proc)
         before = scrape(port)
@@ -82,3 +89,47 @@ def info(text):
     labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
     assert labels.pop("version"), line
     return labels
+
+
+def test_only_complete_writes_are_read_whatever_the_tool(tmp_path):
+    """Each way real tools write a file causes one reload of the complete file: `cp`, a
+    shell's `>` redirect, an editor's write-and-rename, and a slow writer that pauses
+    mid-file (read then, the file would be half a topology: a failed or refused reload)."""
+    full = EXAMPLE.read_text()
+    source = tmp_path / "source.toml"
+    source.write_text(full)
+    topology, port, proc = start_on_the_example(tmp_path)
+
+    def results():
+        text = scrape(port)
+        return tuple(int(metric(text, "egressfwd_topology_reloads_total", result=r)) for r in ("ok", "error", "refused"))
+
+    def editor_rename():
+        tmp = tmp_path / ".fleet.toml.swp"
+        tmp.write_text(full)
+        os.replace(tmp, topology)
+
+    def slow_writer():
+        with open(topology, "w") as f:
+            cut = full.index("[[pool]]")
+            f.write(full[:cut])
+            f.flush()
+            time.sleep(0.8)  # 16 control ticks with a half-written file
+            f.write(full[cut:])
+
+    writers = [("cp", lambda: subprocess.run(["cp", str(source), str(topology)], check=True)),
+               ("redirect", lambda: subprocess.run(f"cat {source} > {topology}", shell=True, check=True)),
+               ("editor", editor_rename),
+               ("slow", slow_writer)]
+    try:
+        wait_for_metrics(port, proc)
+        assert results() == (0, 0, 0)
+        for n, (name, write) in enumerate(writers, start=1):
+            write()
+            until(lambda: results()[0] >= n, f"the reload after {name}")
+            time.sleep(0.3)  # a second reload of the same write would show here
+            assert results() == (n, 0, 0), (name, results())
+    finally:
+        rc, out, err = stop(proc)
+    assert rc == 0, err
+    assert "reload failed" not in err and "reload refused" not in err, err

@@ -1,5 +1,5 @@
-//! Topology reloads: on SIGHUP, and when the file changes (written in place or replaced by an
-//! atomic rename). A file that does not parse, validate or compile keeps the old table; so
+//! Topology reloads: on SIGHUP, and when a write of the file completes (closed after writing
+//! in place, or renamed into place). A file that does not parse, validate or compile keeps the old table; so
 //! does one that would lose more than `[reload] max_loss` of the table's egress addresses or
 //! servers (a file read half-written is still a valid topology), unless SIGUSR1 forces it.
 
@@ -76,22 +76,116 @@ fn version(path: &Path) -> Option<Version> {
     })
 }
 
-/// Polls the topology file's metadata (every control tick; no inotify needed, and renames
-/// over the watched name are seen like any write).
+/// Tells when the topology file has a new complete version.
+///
+/// With inotify (the normal case), a version is complete when a writer closes the file
+/// (`cp`, a shell's `>` redirect, a slow writer) or renames a file onto its name (editors,
+/// configuration managers), and no further such event follows for [`SETTLE`]. A write in
+/// progress is never read: a file read half-written can be a valid topology that lacks its
+/// last entries. Where inotify is unavailable, the file's metadata is polled every control
+/// tick instead (which can read a write in progress; the loss guard then stands between it
+/// and the data plane).
 pub struct Watcher {
     path: PathBuf,
     seen: Option<Version>,
+    events: Option<Events>,
+}
+
+/// How long a completed write must stand alone before it is read: a tool that writes a
+/// file and then renames another over it, or closes it twice, causes one reload.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+struct Events {
+    inotify: inotify::Inotify,
+    name: std::ffi::OsString,
+    pending_since: Option<std::time::Instant>,
+}
+
+impl Events {
+    fn watch(path: &Path) -> std::io::Result<Self> {
+        use inotify::{Inotify, WatchMask};
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other("the topology path names no file"))?
+            .to_owned();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let inotify = Inotify::init()?;
+        // The directory, not the file: a rename onto the name replaces the watched inode.
+        inotify
+            .watches()
+            .add(dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
+        Ok(Self {
+            inotify,
+            name,
+            pending_since: None,
+        })
+    }
+
+    /// Whether a completed write has settled. Never blocks.
+    fn settled(&mut self) -> bool {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match self.inotify.read_events(&mut buffer) {
+                Ok(events) => {
+                    let mut any = false;
+                    for event in events {
+                        if event.name == Some(self.name.as_os_str()) {
+                            self.pending_since = Some(std::time::Instant::now());
+                        }
+                        any = true;
+                    }
+                    if !any {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    tracing::warn!(%err, "reading topology file events failed");
+                    break;
+                }
+            }
+        }
+        match self.pending_since {
+            Some(since) if since.elapsed() >= SETTLE => {
+                self.pending_since = None;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Watcher {
     pub fn new(path: &Path) -> Self {
+        let events = match Events::watch(path) {
+            Ok(events) => Some(events),
+            Err(err) => {
+                tracing::warn!(
+                    %err,
+                    "cannot watch the topology file with inotify; polling its metadata instead"
+                );
+                None
+            }
+        };
         Self {
             path: path.to_owned(),
             seen: version(path),
+            events,
         }
     }
 
     pub fn changed(&mut self) -> bool {
+        if let Some(events) = &mut self.events {
+            if !events.settled() {
+                return false;
+            }
+            self.seen = version(&self.path);
+            // A file renamed away and not back is not a new version.
+            return self.seen.is_some();
+        }
         let now = version(&self.path);
         if now != self.seen {
             self.seen = now;
