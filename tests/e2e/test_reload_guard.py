@@ -133,3 +133,27 @@ def test_only_complete_writes_are_read_whatever_the_tool(tmp_path):
         rc, out, err = stop(proc)
     assert rc == 0, err
     assert "reload failed" not in err and "reload refused" not in err, err
+
+
+def test_a_symlinked_topology_is_followed(tmp_path):
+    """A topology reached through links that are swapped (as Kubernetes updates a ConfigMap:
+    a new directory, then a rename of the link) changes without an event on its own name:
+    such a path is polled, and the swap is a reload."""
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "fleet.toml").write_text(EXAMPLE.read_text())
+    os.symlink("v1", tmp_path / "..data")
+    topology = tmp_path / "fleet.toml"
+    os.symlink("..data/fleet.toml", topology)
+    port = free_tcp_port()
+    config = write_config(tmp_path / "c.toml", [("uplink", "net_null0", ["uplink"]), ("host", "net_null1", ["host"])],
+                          topology=topology, metrics_port=port)
+    proc = start(["run", "--config", config])
+    try:
+        wait_for_metrics(port, proc)
+        os.symlink("v2", tmp_path / "..data_tmp")
+        os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+        until(lambda: metric(scrape(port), "egressfwd_topology_reloads_total", result="ok") == 1, "the reload after the swap")
+    finally:
+        rc, out, err = stop(proc)
+    assert rc == 0, err

@@ -112,6 +112,13 @@ impl Events {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        // A symlinked file (a Kubernetes ConfigMap, say) changes when a link elsewhere is
+        // renamed: events on this name would never come. Its metadata is polled instead.
+        if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Err(std::io::Error::other(
+                "the topology path is a symbolic link",
+            ));
+        }
         let inotify = Inotify::init()?;
         // The directory, not the file: a rename onto the name replaces the watched inode.
         inotify
