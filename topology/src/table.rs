@@ -180,7 +180,7 @@ pub(crate) enum Spread {
 
 /// How many candidates, over all the candidate sets that get a bucket table (8 KiB each); the
 /// rest are computed per flow. Filling a table costs a rendezvous per bucket and candidate, so
-/// this bounds the compile time: about 0.2 s of a core. A server of the 2,000-pool benchmark
+/// this bounds the compile time (about 0.3 s of CPU, measured with perf on the fleet below). A server of the 2,000-pool benchmark
 /// fleet has 1,132 sets of 2,831 candidates, so all its flows read a table as before; a server
 /// of a fleet of 100k customer pools has 73k sets of 399k candidates, whose tables would take
 /// 600 MB and 20 s to fill.
