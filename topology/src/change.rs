@@ -24,14 +24,13 @@ impl Loss {
     pub fn between(current: &ForwardingTable, next: &ForwardingTable) -> Self {
         let mut loss = Self {
             v4_addresses_lost: 0,
-            v4_addresses: 0,
+            v4_addresses: current.egress_v4_addresses(),
             v6_prefixes_lost: 0,
             v6_prefixes: 0,
             servers_lost: 0,
             servers: current.server_count() as u64,
         };
         for (prefix, _) in current.egress_v4() {
-            loss.v4_addresses += prefix.size();
             // A prefix is egress in both or split by a change; its two ends tell which part
             // stays closely enough for a guard, without a walk over every address.
             let kept = [prefix.first(), prefix.last()]

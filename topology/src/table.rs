@@ -260,6 +260,9 @@ pub struct ForwardingTable {
     members: Vec<Member>,
     v6: PrefixSetV6,
     egress_v4: Vec<(Ipv4Prefix, PoolId)>,
+    /// How many addresses `egress_v4` covers: a figure of every stats report and scrape,
+    /// counted once here rather than over a million prefixes each time.
+    egress_v4_addresses: u64,
     egress_v6: Vec<Ipv6Prefix>,
     pool_names: Vec<String>,
     /// Each server's rendezvous seed (from its name), for slice owners computed on demand.
@@ -386,6 +389,7 @@ impl ForwardingTable {
             .iter()
             .map(|e| (e.prefix, e.pool))
             .collect();
+        let egress_v4_addresses = egress_v4.iter().map(|(p, _)| p.size()).sum();
         let v4 = PrefixMapV4::build(egress_v4.iter().map(|&(p, pool)| (p, pool.0)));
         let v6 = PrefixSetV6::build(
             topology
@@ -407,6 +411,7 @@ impl ForwardingTable {
             members,
             v6,
             egress_v4,
+            egress_v4_addresses,
             egress_v6: topology.egress_v6.clone(),
             pool_names: topology.pools.iter().map(|p| p.name.clone()).collect(),
             seeds,
@@ -513,6 +518,11 @@ impl ForwardingTable {
 
     pub fn egress_v4(&self) -> &[(Ipv4Prefix, PoolId)] {
         &self.egress_v4
+    }
+
+    /// IPv4 egress addresses of the whole fleet.
+    pub fn egress_v4_addresses(&self) -> u64 {
+        self.egress_v4_addresses
     }
 
     pub fn egress_v6(&self) -> &[Ipv6Prefix] {

@@ -58,7 +58,7 @@ impl TableFigures {
     fn of(table: &ForwardingTable, digest: String) -> Self {
         let me = table.server(table.me());
         Self {
-            ipv4_egress_addresses: table.egress_v4().iter().map(|(p, _)| p.size()).sum(),
+            ipv4_egress_addresses: table.egress_v4_addresses(),
             ipv4_egress_prefixes: table.egress_v4().len() as u64,
             ipv6_egress_prefixes: table.egress_v6().len() as u64,
             pools: table.routes().len() as u64,
