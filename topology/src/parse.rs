@@ -1,6 +1,7 @@
 //! Reading a topology file: TOML → typed entries (field by field, so that every entry's
 //! errors are reported, not just the first) → the validated [`Topology`].
 
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
@@ -35,54 +36,60 @@ const ROOT_KEYS: &[&str] = &[
     "egress",
 ];
 
-struct LocationSpec {
-    name: Spanned<String>,
+/// A string value of the file, borrowed from the text wherever it is written without escapes
+/// (names and references are: a million-address fleet then allocates no string per entry).
+type Text<'t> = Spanned<Cow<'t, str>>;
+
+struct LocationSpec<'t> {
+    name: Text<'t>,
     latitude: Spanned<f64>,
     longitude: Spanned<f64>,
 }
 const LOCATION_KEYS: &[&str] = &["name", "latitude", "longitude"];
 
-struct DatacenterSpec {
-    name: Spanned<String>,
-    location: Spanned<String>,
+struct DatacenterSpec<'t> {
+    name: Text<'t>,
+    location: Text<'t>,
 }
 const DATACENTER_KEYS: &[&str] = &["name", "location"];
 
-struct ServerSpec {
-    name: Spanned<String>,
-    datacenter: Spanned<String>,
-    underlay: Spanned<String>,
+struct ServerSpec<'t> {
+    name: Text<'t>,
+    datacenter: Text<'t>,
+    underlay: Text<'t>,
 }
 const SERVER_KEYS: &[&str] = &["name", "datacenter", "underlay"];
 
-struct HolderSpec {
-    server: Spanned<String>,
-    weight: Option<Spanned<i64>>,
-    drain: Option<Spanned<bool>>,
+/// A holder as read: its weight and drain need nothing else of the file, so they are checked
+/// as they are read, which keeps the specs of a million holders small.
+struct HolderSpec<'t> {
+    server: Text<'t>,
+    weight: u32,
+    drain: bool,
 }
 const HOLDER_KEYS: &[&str] = &["server", "weight", "drain"];
 
-struct PoolSpec {
-    name: Spanned<String>,
-    holders: Spanned<Vec<Spanned<HolderSpec>>>,
+struct PoolSpec<'t> {
+    name: Text<'t>,
+    holders: Spanned<Vec<HolderSpec<'t>>>,
 }
 const POOL_KEYS: &[&str] = &["name", "holders"];
 
-struct EgressSpec {
-    prefix: Spanned<String>,
-    pool: Option<Spanned<String>>,
+struct EgressSpec<'t> {
+    prefix: Text<'t>,
+    pool: Option<Text<'t>>,
 }
 const EGRESS_KEYS: &[&str] = &["prefix", "pool"];
 
 /// The entries of one kind that were read whole, and the names of those that were not
 /// (registering them keeps references to them from adding misleading "unknown ..." errors to
 /// the real one).
-struct Entries<T> {
+struct Entries<'t, T> {
     ok: Vec<T>,
-    failed_names: Vec<Spanned<String>>,
+    failed_names: Vec<Text<'t>>,
 }
 
-impl<T> Default for Entries<T> {
+impl<T> Default for Entries<'_, T> {
     fn default() -> Self {
         Self {
             ok: Vec::new(),
@@ -91,23 +98,45 @@ impl<T> Default for Entries<T> {
     }
 }
 
+impl<T> Entries<'_, T> {
+    fn append(&mut self, mut more: Self) {
+        if self.ok.is_empty() && self.failed_names.is_empty() {
+            *self = more;
+        } else {
+            self.ok.append(&mut more.ok);
+            self.failed_names.append(&mut more.failed_names);
+        }
+    }
+}
+
 #[derive(Default)]
-struct Specs {
+struct Specs<'t> {
     version: Option<Spanned<i64>>,
     version_present: bool,
     port_slice: Option<Spanned<i64>>,
-    locations: Entries<LocationSpec>,
-    datacenters: Entries<DatacenterSpec>,
-    servers: Entries<ServerSpec>,
-    pools: Entries<PoolSpec>,
-    egress: Entries<EgressSpec>,
+    locations: Entries<'t, LocationSpec<'t>>,
+    datacenters: Entries<'t, DatacenterSpec<'t>>,
+    servers: Entries<'t, ServerSpec<'t>>,
+    pools: Entries<'t, PoolSpec<'t>>,
+    egress: Entries<'t, EgressSpec<'t>>,
 }
 
 /// Parses and validates a topology. `file` is only used to name the place of each error.
 pub fn parse(file: &str, text: &str) -> Result<Topology, Diagnostics> {
+    parse_in_sections(file, text, Some(SECTION_BYTES))
+}
+
+/// [`parse`], reading the file in sections of about `section_bytes` (see [`read_specs`]), or
+/// whole with `None`: for the tests that both read every file alike.
+#[doc(hidden)]
+pub fn parse_in_sections(
+    file: &str,
+    text: &str,
+    section_bytes: Option<usize>,
+) -> Result<Topology, Diagnostics> {
     let map = SourceMap::new(file, text);
     let mut errors = Vec::new();
-    let specs = read_specs(&map, text, &mut errors);
+    let specs = read_specs(&map, text, section_bytes, &mut errors);
     let topology = specs.map(|specs| validate(&map, specs, &mut errors));
     if errors.is_empty() {
         Ok(topology.expect("no errors means the specs were read"))
@@ -151,10 +180,30 @@ pub fn parse_bytes(path: &std::path::Path, bytes: &[u8]) -> Result<Topology, Dia
     }
 }
 
-/// The TOML document (toml-spanner: a compact tree with the place of every key and value, so
-/// that a million-entry fleet file reads in a fraction of a second), read into the specs of
-/// each kind of entry.
-fn read_specs(map: &SourceMap<'_>, text: &str, errors: &mut Vec<Diagnostic>) -> Option<Specs> {
+/// The entries of the file, read from the TOML document (toml-spanner: a compact tree with
+/// the place of every key and value).
+///
+/// A large fleet file is read in sections of about [`SECTION_BYTES`], each parsed on its own
+/// and its tree dropped before the next: the tree of a whole 50 MB file is five times its size,
+/// and toml-spanner refuses documents over 256 MiB. Splitting at the `[[kind]]` header lines
+/// of the entries is exact whenever every section parses cleanly and only the first one has
+/// top-level keys: a header line inside a multi-line string or array leaves the section before
+/// it unterminated, which is a syntax error. For anything else (a syntax error, an odd layout)
+/// the whole file is parsed at once, so that errors read exactly as for a file of any size.
+fn read_specs<'t>(
+    map: &SourceMap<'_>,
+    text: &'t str,
+    section_bytes: Option<usize>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Specs<'t>> {
+    let starts = section_bytes.map_or_else(Vec::new, |bytes| section_starts(text, bytes));
+    if starts.len() > 1 {
+        let mut section_errors = Vec::new();
+        if let Some(specs) = read_sections(map, text, &starts, &mut section_errors) {
+            errors.append(&mut section_errors);
+            return Some(specs);
+        }
+    }
     let arena = Arena::new();
     let document = toml_spanner::parse_recoverable(text, &arena);
     if document.has_errors() {
@@ -168,54 +217,185 @@ fn read_specs(map: &SourceMap<'_>, text: &str, errors: &mut Vec<Diagnostic>) -> 
         return None;
     }
     let mut specs = Specs::default();
+    let whole = Source { text, base: 0 };
     for (key, value) in document.table().iter().map(|entry| (&entry.0, &entry.1)) {
-        match key.name {
-            "version" => {
-                specs.version_present = true;
-                let span = value.span().range();
-                match value.as_i64() {
-                    Some(v) => specs.version = Some(Spanned::new(span, v)),
-                    None => errors.push(map.diagnostic(span, "`version` must be an integer")),
-                }
+        read_root_key(
+            map,
+            whole,
+            &mut specs,
+            key.name,
+            key.span.range(),
+            value,
+            errors,
+        );
+    }
+    Some(specs)
+}
+
+/// The size of the sections a large topology file is parsed in (see [`read_specs`]).
+const SECTION_BYTES: usize = 1 << 20;
+
+/// Where the sections of `text` begin: at 0, at the first entry header line (`[[pool]]` and
+/// the like, alone on its line), so that only the first section holds top-level keys, then at
+/// the first such line after every `section_bytes`.
+fn section_starts(text: &str, section_bytes: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut next_cut = 0usize;
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        if line_start >= next_cut && is_entry_header(line) {
+            if line_start > 0 {
+                starts.push(line_start);
             }
-            "port_slice" => {
-                let span = value.span().range();
-                match value.as_i64() {
-                    Some(v) => specs.port_slice = Some(Spanned::new(span, v)),
-                    None => errors.push(map.diagnostic(span, "`port_slice` must be an integer")),
-                }
+            next_cut = line_start.saturating_add(section_bytes);
+        }
+        line_start += line.len();
+    }
+    starts
+}
+
+fn is_entry_header(line: &str) -> bool {
+    line.trim_end()
+        .strip_prefix("[[")
+        .and_then(|rest| rest.strip_suffix("]]"))
+        .is_some_and(|kind| ENTRY_KINDS.contains(&kind))
+}
+
+/// The keys that hold arrays of entries.
+const ENTRY_KINDS: &[&str] = &["location", "datacenter", "server", "pool", "egress"];
+
+/// The specs of the file read section by section, or `None` where that would not read the
+/// file as TOML does (see [`read_specs`]).
+fn read_sections<'t>(
+    map: &SourceMap<'_>,
+    text: &'t str,
+    starts: &[usize],
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Specs<'t>> {
+    let mut specs = Specs::default();
+    let mut kinds_in_first = Vec::new();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        let section = Source { text, base: start };
+        let arena = Arena::new();
+        let document = toml_spanner::parse_recoverable(&text[start..end], &arena);
+        if document.has_errors() {
+            return None;
+        }
+        for (key, value) in document.table().iter().map(|entry| (&entry.0, &entry.1)) {
+            if i == 0 {
+                kinds_in_first.push(key.name.to_owned());
+            } else if !ENTRY_KINDS.contains(&key.name)
+                || kinds_in_first.iter().any(|k| k == key.name)
+                || value.as_array().is_none()
+            {
+                // A later section begins with an entry header, so anything else at its top
+                // level, or an array the first section defined, is the whole file's problem.
+                return None;
             }
-            "location" => specs.locations = entries(map, "location", value, location, errors),
-            "datacenter" => {
-                specs.datacenters = entries(map, "datacenter", value, datacenter, errors)
-            }
-            "server" => specs.servers = entries(map, "server", value, server, errors),
-            "pool" => specs.pools = entries(map, "pool", value, pool, errors),
-            "egress" => specs.egress = entries(map, "egress", value, egress, errors),
-            other => errors.push(map.diagnostic(
-                key.span.range(),
-                format!(
-                    "unknown key `{other}` (expected one of: {})",
-                    ROOT_KEYS.join(", ")
-                ),
-            )),
+            let span = section.range(key.span);
+            read_root_key(map, section, &mut specs, key.name, span, value, errors);
         }
     }
     Some(specs)
 }
 
+/// A part of the topology text that was parsed as a document: spans within it are offset by
+/// `base` within `text`.
+#[derive(Clone, Copy)]
+struct Source<'t> {
+    text: &'t str,
+    base: usize,
+}
+
+impl<'t> Source<'t> {
+    fn range(self, span: toml_spanner::Span) -> Range<usize> {
+        let range = span.range();
+        self.base + range.start..self.base + range.end
+    }
+
+    /// The string `value`, written at `span`: borrowed from the text unless it is written
+    /// with escapes (or as a multi-line string).
+    fn string(self, span: Range<usize>, value: &str) -> Cow<'t, str> {
+        let quoted = self
+            .text
+            .get(span.start + 1..span.end.saturating_sub(1))
+            .filter(|raw| *raw == value);
+        match quoted {
+            Some(raw) => Cow::Borrowed(raw),
+            None => Cow::Owned(value.to_owned()),
+        }
+    }
+}
+
+fn read_root_key<'t>(
+    map: &SourceMap<'_>,
+    source: Source<'t>,
+    specs: &mut Specs<'t>,
+    key: &str,
+    key_span: Range<usize>,
+    value: &Item<'_>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    match key {
+        "version" => {
+            specs.version_present = true;
+            let span = source.range(value.span());
+            match value.as_i64() {
+                Some(v) => specs.version = Some(Spanned::new(span, v)),
+                None => errors.push(map.diagnostic(span, "`version` must be an integer")),
+            }
+        }
+        "port_slice" => {
+            let span = source.range(value.span());
+            match value.as_i64() {
+                Some(v) => specs.port_slice = Some(Spanned::new(span, v)),
+                None => errors.push(map.diagnostic(span, "`port_slice` must be an integer")),
+            }
+        }
+        "location" => specs
+            .locations
+            .append(entries(map, source, "location", value, location, errors)),
+        "datacenter" => specs.datacenters.append(entries(
+            map,
+            source,
+            "datacenter",
+            value,
+            datacenter,
+            errors,
+        )),
+        "server" => specs
+            .servers
+            .append(entries(map, source, "server", value, server, errors)),
+        "pool" => specs
+            .pools
+            .append(entries(map, source, "pool", value, pool, errors)),
+        "egress" => specs
+            .egress
+            .append(entries(map, source, "egress", value, egress, errors)),
+        other => errors.push(map.diagnostic(
+            key_span,
+            format!(
+                "unknown key `{other}` (expected one of: {})",
+                ROOT_KEYS.join(", ")
+            ),
+        )),
+    }
+}
+
 /// Reads every table of an array of tables (`[[server]]` ...) with `read`. Every problem of
 /// an entry is reported; an entry with one is left out (but its name kept, see [`Entries`]).
-fn entries<T>(
+fn entries<'t, T>(
     map: &SourceMap<'_>,
+    source: Source<'t>,
     kind: &str,
     value: &Item<'_>,
-    read: fn(&mut Fields<'_, '_>) -> Option<T>,
+    read: fn(&mut Fields<'_, '_, 't>) -> Option<T>,
     errors: &mut Vec<Diagnostic>,
-) -> Entries<T> {
+) -> Entries<'t, T> {
     let Some(items) = value.as_array() else {
         errors.push(map.diagnostic(
-            value.span().range(),
+            source.range(value.span()),
             format!("`{kind}` must be an array of tables (write `[[{kind}]]`)"),
         ));
         return Entries::default();
@@ -225,7 +405,7 @@ fn entries<T>(
         failed_names: Vec::new(),
     };
     for item in items {
-        let Some(mut fields) = Fields::of(map, kind, item, errors) else {
+        let Some(mut fields) = Fields::of(map, source, kind, item, errors) else {
             continue;
         };
         match read(&mut fields) {
@@ -236,7 +416,7 @@ fn entries<T>(
     out
 }
 
-fn location(f: &mut Fields<'_, '_>) -> Option<LocationSpec> {
+fn location<'t>(f: &mut Fields<'_, '_, 't>) -> Option<LocationSpec<'t>> {
     f.allow(LOCATION_KEYS);
     let (name, latitude, longitude) = (
         f.string("name"),
@@ -250,7 +430,7 @@ fn location(f: &mut Fields<'_, '_>) -> Option<LocationSpec> {
     })
 }
 
-fn datacenter(f: &mut Fields<'_, '_>) -> Option<DatacenterSpec> {
+fn datacenter<'t>(f: &mut Fields<'_, '_, 't>) -> Option<DatacenterSpec<'t>> {
     f.allow(DATACENTER_KEYS);
     let (name, location) = (f.string("name"), f.string("location"));
     Some(DatacenterSpec {
@@ -259,7 +439,7 @@ fn datacenter(f: &mut Fields<'_, '_>) -> Option<DatacenterSpec> {
     })
 }
 
-fn server(f: &mut Fields<'_, '_>) -> Option<ServerSpec> {
+fn server<'t>(f: &mut Fields<'_, '_, 't>) -> Option<ServerSpec<'t>> {
     f.allow(SERVER_KEYS);
     let (name, datacenter, underlay) = (
         f.string("name"),
@@ -273,7 +453,7 @@ fn server(f: &mut Fields<'_, '_>) -> Option<ServerSpec> {
     })
 }
 
-fn pool(f: &mut Fields<'_, '_>) -> Option<PoolSpec> {
+fn pool<'t>(f: &mut Fields<'_, '_, 't>) -> Option<PoolSpec<'t>> {
     f.allow(POOL_KEYS);
     let name = f.string("name");
     let holders = f.array("holders").map(|(span, items)| {
@@ -283,7 +463,7 @@ fn pool(f: &mut Fields<'_, '_>) -> Option<PoolSpec> {
                 let mut fields = f.nested("holder", item)?;
                 let holder = holder(&mut fields);
                 f.whole &= fields.whole;
-                Some(Spanned::new(item.span().range(), holder?))
+                holder
             })
             .collect();
         Spanned::new(span, holders)
@@ -294,19 +474,28 @@ fn pool(f: &mut Fields<'_, '_>) -> Option<PoolSpec> {
     })
 }
 
-fn holder(f: &mut Fields<'_, '_>) -> Option<HolderSpec> {
+fn holder<'t>(f: &mut Fields<'_, '_, 't>) -> Option<HolderSpec<'t>> {
     f.allow(HOLDER_KEYS);
     let server = f.string("server");
-    let weight = f.optional_integer("weight");
+    let weight = f.optional_integer("weight").map(|weight| match weight {
+        None => 1,
+        Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
+        Some(w) => {
+            // Reported, but the holder is still checked against the rest of the file.
+            let message = format!("weight {} is out of range 1..={MAX_WEIGHT}", w.get_ref());
+            f.errors.push(f.map.diagnostic(w.span(), message));
+            1
+        }
+    });
     let drain = f.optional_bool("drain");
     Some(HolderSpec {
         server: server?,
         weight: weight?,
-        drain: drain?,
+        drain: drain?.is_some_and(|d| *d.get_ref()),
     })
 }
 
-fn egress(f: &mut Fields<'_, '_>) -> Option<EgressSpec> {
+fn egress<'t>(f: &mut Fields<'_, '_, 't>) -> Option<EgressSpec<'t>> {
     f.allow(EGRESS_KEYS);
     let prefix = f.string("prefix");
     let pool = f.optional_string("pool");
@@ -318,8 +507,9 @@ fn egress(f: &mut Fields<'_, '_>) -> Option<EgressSpec> {
 
 /// The fields of one table of a topology entry, read one by one: each missing, unknown or
 /// ill-typed field is reported where it is, and leaves the entry not `whole`.
-struct Fields<'a, 'de> {
+struct Fields<'a, 'de, 't> {
     map: &'a SourceMap<'a>,
+    source: Source<'t>,
     kind: &'a str,
     table: &'a Table<'de>,
     span: Range<usize>,
@@ -327,34 +517,34 @@ struct Fields<'a, 'de> {
     whole: bool,
 }
 
-impl<'a, 'de> Fields<'a, 'de> {
+impl<'a, 'de, 't> Fields<'a, 'de, 't> {
     /// The fields of `item`, which must be a table (else that is reported, and `None`).
     fn of(
         map: &'a SourceMap<'a>,
+        source: Source<'t>,
         kind: &'a str,
         item: &'a Item<'de>,
         errors: &'a mut Vec<Diagnostic>,
     ) -> Option<Self> {
+        let span = source.range(item.span());
         let Some(table) = item.as_table() else {
-            errors.push(map.diagnostic(
-                item.span().range(),
-                format!("each `{kind}` entry must be a table"),
-            ));
+            errors.push(map.diagnostic(span, format!("each `{kind}` entry must be a table")));
             return None;
         };
         Some(Self {
             map,
+            source,
             kind,
             table,
-            span: item.span().range(),
+            span,
             errors,
             whole: true,
         })
     }
 
     /// The fields of a table inside this one (a pool's holder).
-    fn nested<'b>(&'b mut self, kind: &'b str, item: &'b Item<'de>) -> Option<Fields<'b, 'de>> {
-        let fields = Fields::of(self.map, kind, item, self.errors);
+    fn nested<'b>(&'b mut self, kind: &'b str, item: &'b Item<'de>) -> Option<Fields<'b, 'de, 't>> {
+        let fields = Fields::of(self.map, self.source, kind, item, self.errors);
         self.whole &= fields.is_some();
         fields
     }
@@ -375,16 +565,18 @@ impl<'a, 'de> Fields<'a, 'de> {
                     self.kind,
                     allowed.join(", ")
                 );
-                self.errors
-                    .push(self.map.diagnostic(key.span.range(), message));
+                let span = self.source.range(key.span);
+                self.errors.push(self.map.diagnostic(span, message));
             }
         }
     }
 
     /// The entry's name, if it has a readable one.
-    fn name(&self) -> Option<Spanned<String>> {
+    fn name(&self) -> Option<Text<'t>> {
         let item = self.table.get("name")?;
-        Some(Spanned::new(item.span().range(), item.as_str()?.to_owned()))
+        let span = self.source.range(item.span());
+        let name = self.source.string(span.clone(), item.as_str()?);
+        Some(Spanned::new(span, name))
     }
 
     /// A field's value, reporting when it is missing.
@@ -408,15 +600,16 @@ impl<'a, 'de> Fields<'a, 'de> {
             Value::Table(_) => "a table".to_owned(),
             Value::Array(_) => "an array".to_owned(),
         };
-        self.report(
-            item.span().range(),
-            format!("`{key}` must be {expected}, not {found}"),
-        );
+        let span = self.source.range(item.span());
+        self.report(span, format!("`{key}` must be {expected}, not {found}"));
     }
 
-    fn string_of(&mut self, key: &str, item: &Item<'_>) -> Option<Spanned<String>> {
+    fn string_of(&mut self, key: &str, item: &Item<'_>) -> Option<Text<'t>> {
         match item.as_str() {
-            Some(s) => Some(Spanned::new(item.span().range(), s.to_owned())),
+            Some(s) => {
+                let span = self.source.range(item.span());
+                Some(Spanned::new(span.clone(), self.source.string(span, s)))
+            }
             None => {
                 self.wrong_type(key, item, "a string");
                 None
@@ -424,13 +617,13 @@ impl<'a, 'de> Fields<'a, 'de> {
         }
     }
 
-    fn string(&mut self, key: &str) -> Option<Spanned<String>> {
+    fn string(&mut self, key: &str) -> Option<Text<'t>> {
         let item = self.required(key)?;
         self.string_of(key, item)
     }
 
     /// `Some(None)` when absent, `None` when present but not a string.
-    fn optional_string(&mut self, key: &str) -> Option<Option<Spanned<String>>> {
+    fn optional_string(&mut self, key: &str) -> Option<Option<Text<'t>>> {
         match self.table.get(key) {
             None => Some(None),
             Some(item) => self.string_of(key, item).map(Some),
@@ -448,7 +641,7 @@ impl<'a, 'de> Fields<'a, 'de> {
                 return None;
             }
         };
-        Some(Spanned::new(item.span().range(), value))
+        Some(Spanned::new(self.source.range(item.span()), value))
     }
 
     /// `Some(None)` when absent, `None` when present but not a boolean.
@@ -457,7 +650,7 @@ impl<'a, 'de> Fields<'a, 'de> {
             return Some(None);
         };
         match item.value() {
-            Value::Boolean(b) => Some(Some(Spanned::new(item.span().range(), *b))),
+            Value::Boolean(b) => Some(Some(Spanned::new(self.source.range(item.span()), *b))),
             _ => {
                 self.wrong_type(key, item, "a boolean (true or false)");
                 None
@@ -470,11 +663,12 @@ impl<'a, 'de> Fields<'a, 'de> {
         let Some(item) = self.table.get(key) else {
             return Some(None);
         };
+        let span = self.source.range(item.span());
         match item.value() {
             Value::Integer(i) => match i.as_i64() {
-                Some(v) => Some(Some(Spanned::new(item.span().range(), v))),
+                Some(v) => Some(Some(Spanned::new(span, v))),
                 None => {
-                    self.report(item.span().range(), format!("`{key}` {i} is out of range"));
+                    self.report(span, format!("`{key}` {i} is out of range"));
                     None
                 }
             },
@@ -488,7 +682,7 @@ impl<'a, 'de> Fields<'a, 'de> {
     fn array(&mut self, key: &str) -> Option<(Range<usize>, &'a Array<'de>)> {
         let item = self.required(key)?;
         match item.as_array() {
-            Some(array) => Some((item.span().range(), array)),
+            Some(array) => Some((self.source.range(item.span()), array)),
             None => {
                 self.wrong_type(key, item, "an array");
                 None
@@ -500,11 +694,11 @@ impl<'a, 'de> Fields<'a, 'de> {
 /// Indexes names of one kind, reporting duplicates at the second occurrence.
 /// Names of entries that failed to deserialise come last: their indices point past the
 /// entries that exist, which is harmless because a file with errors yields no topology.
-fn index_names<'a, T>(
+fn index_names<'a, 't: 'a, T>(
     map: &SourceMap<'_>,
     kind: &str,
-    entries: &'a Entries<T>,
-    name_of: impl Fn(&'a T) -> &'a Spanned<String>,
+    entries: &'a Entries<'t, T>,
+    name_of: impl Fn(&'a T) -> &'a Text<'t>,
     errors: &mut Vec<Diagnostic>,
 ) -> HashMap<&'a str, (u32, Range<usize>)> {
     let names = entries.ok.iter().map(name_of).chain(&entries.failed_names);
@@ -513,7 +707,7 @@ fn index_names<'a, T>(
         if name.get_ref().is_empty() {
             errors.push(map.diagnostic(name.span(), format!("{kind} name must not be empty")));
         }
-        if let Some((_, first)) = index.get(name.get_ref().as_str()) {
+        if let Some((_, first)) = index.get(name.get_ref().as_ref()) {
             let (line, _) = map.position(first.start);
             errors.push(map.diagnostic(
                 name.span(),
@@ -533,10 +727,10 @@ fn resolve(
     map: &SourceMap<'_>,
     index: &HashMap<&str, (u32, Range<usize>)>,
     what: &str,
-    reference: &Spanned<String>,
+    reference: &Text<'_>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<u32> {
-    let found = index.get(reference.get_ref().as_str()).map(|(i, _)| *i);
+    let found = index.get(reference.get_ref().as_ref()).map(|(i, _)| *i);
     if found.is_none() {
         errors.push(map.diagnostic(
             reference.span(),
@@ -546,7 +740,7 @@ fn resolve(
     found
 }
 
-fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> Topology {
+fn validate(map: &SourceMap<'_>, specs: Specs<'_>, errors: &mut Vec<Diagnostic>) -> Topology {
     match &specs.version {
         None if specs.version_present => {}
         None => errors.push(map.diagnostic(0..0, format!("missing `version = {FORMAT_VERSION}`"))),
@@ -588,7 +782,7 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
             check_coordinate(map, "latitude", &l.latitude, 90.0, errors);
             check_coordinate(map, "longitude", &l.longitude, 180.0, errors);
             Location {
-                name: l.name.get_ref().clone(),
+                name: l.name.get_ref().to_string(),
                 latitude: *l.latitude.get_ref(),
                 longitude: *l.longitude.get_ref(),
             }
@@ -601,7 +795,7 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
         .ok
         .iter()
         .map(|d| Datacenter {
-            name: d.name.get_ref().clone(),
+            name: d.name.get_ref().to_string(),
             location: LocationId(
                 resolve(map, &location_index, "location", &d.location, errors).unwrap_or(0),
             ),
@@ -661,7 +855,7 @@ fn validate(map: &SourceMap<'_>, specs: Specs, errors: &mut Vec<Diagnostic>) -> 
                 .get(datacenter.index())
                 .map_or(LocationId(0), |d| d.location);
             Server {
-                name: s.name.get_ref().clone(),
+                name: s.name.get_ref().to_string(),
                 datacenter,
                 location,
                 underlay,
@@ -780,7 +974,7 @@ fn check_coordinate(
 
 fn validate_pool(
     map: &SourceMap<'_>,
-    pool: &PoolSpec,
+    pool: &PoolSpec<'_>,
     server_index: &HashMap<&str, (u32, Range<usize>)>,
     servers: &[Server],
     locations: &[Location],
@@ -791,19 +985,7 @@ fn validate_pool(
         errors.push(map.diagnostic(pool.holders.span(), format!("pool `{name}` has no holders")));
     }
     let mut holders: Vec<Holder> = Vec::with_capacity(pool.holders.get_ref().len());
-    for holder in pool.holders.get_ref() {
-        let spec = holder.get_ref();
-        let weight = match &spec.weight {
-            None => 1,
-            Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => *w.get_ref() as u32,
-            Some(w) => {
-                errors.push(map.diagnostic(
-                    w.span(),
-                    format!("weight {} is out of range 1..={MAX_WEIGHT}", w.get_ref()),
-                ));
-                1
-            }
-        };
+    for spec in pool.holders.get_ref() {
         let Some(server) = resolve(map, server_index, "server", &spec.server, errors) else {
             continue;
         };
@@ -819,8 +1001,8 @@ fn validate_pool(
         }
         holders.push(Holder {
             server: ServerId(server),
-            weight,
-            drain: spec.drain.as_ref().is_some_and(|d| *d.get_ref()),
+            weight: spec.weight,
+            drain: spec.drain,
         });
     }
     if !holders.is_empty() && holders.iter().all(|h| h.drain) {
@@ -854,7 +1036,7 @@ fn validate_pool(
         ));
     }
     Pool {
-        name: name.clone(),
+        name: name.to_string(),
         holders,
     }
 }
@@ -864,7 +1046,7 @@ fn validate_pool(
 /// taken for a fleet packet.
 fn report_underlays_in_egress(
     map: &SourceMap<'_>,
-    specs: &[ServerSpec],
+    specs: &[ServerSpec<'_>],
     servers: &[Server],
     egress: &[EgressV4],
     egress_spans: &[Range<usize>],
@@ -931,5 +1113,55 @@ fn report_overlaps(
             }
             _ => widest = Some((last, index)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../examples/fleet.toml");
+
+    #[test]
+    fn a_fleet_file_is_cut_at_entry_headers_and_read_in_sections() {
+        let starts = section_starts(EXAMPLE, 1);
+        assert!(starts.len() > 10, "{starts:?}");
+        for &start in &starts[1..] {
+            assert!(is_entry_header(EXAMPLE[start..].lines().next().unwrap()));
+        }
+        let map = SourceMap::new("t.toml", EXAMPLE);
+        let mut errors = Vec::new();
+        let specs = read_sections(&map, EXAMPLE, &starts, &mut errors);
+        assert!(
+            specs.is_some(),
+            "the example reads in sections, not by the fallback"
+        );
+        assert!(errors.is_empty());
+        assert_eq!(
+            parse_in_sections("t.toml", EXAMPLE, Some(1)),
+            parse_in_sections("t.toml", EXAMPLE, None)
+        );
+        // One section at the first header, then one per `section_bytes`.
+        assert_eq!(section_starts(EXAMPLE, usize::MAX).len(), 2);
+    }
+
+    #[test]
+    fn names_written_without_escapes_are_borrowed_from_the_text() {
+        let text = "a = \"plain\"\nb = \"esc\\u0061ped\"\nc = 'literal'\n";
+        let source = Source { text, base: 0 };
+        let at = |needle: &str| {
+            let start = text.find(needle).unwrap();
+            start..start + needle.len()
+        };
+        assert!(matches!(
+            source.string(at("\"plain\""), "plain"),
+            Cow::Borrowed("plain")
+        ));
+        assert!(matches!(
+            source.string(at("'literal'"), "literal"),
+            Cow::Borrowed(_)
+        ));
+        let escaped = source.string(at("\"esc\\u0061ped\""), "escaped");
+        assert!(matches!(&escaped, Cow::Owned(s) if s == "escaped"));
     }
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use topology::hash::{mix64, PROTO_TCP};
+use topology::parse::parse_in_sections;
 use topology::{parse, Decision, FlowKey, ForwardingTable, Tier};
 
 /// Small deterministic generator, so a failing fleet is reproducible from its seed.
@@ -454,7 +455,14 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = byte;
         }
-        if let Ok(topology) = parse("fuzz.toml", &String::from_utf8_lossy(&bytes)) {
+        let text = String::from_utf8_lossy(&bytes);
+        // Read in sections of one entry each, a file reads as it does whole: the same
+        // topology, or the same errors in the same places.
+        prop_assert_eq!(
+            parse_in_sections("fuzz.toml", &text, Some(1)),
+            parse_in_sections("fuzz.toml", &text, None)
+        );
+        if let Ok(topology) = parse("fuzz.toml", &text) {
             // Whatever still parses must compile for every server.
             for s in &topology.servers {
                 let _ = ForwardingTable::compile(&topology, &s.name).unwrap();

@@ -1,6 +1,7 @@
 //! Every rejection rule of the contract (section 4), each with the exact place reported.
 
 use topology::parse;
+use topology::parse::parse_in_sections;
 
 const BASE: &str = r#"version = 1
 
@@ -49,11 +50,18 @@ fn errors_with(extra: &str) -> Vec<String> {
     errors(&format!("{BASE}{extra}"))
 }
 
+/// The errors of `text`, which must be the same whether the file is read whole or in
+/// sections (the smallest: one entry each), as large files are.
 fn errors(text: &str) -> Vec<String> {
-    match parse("fleet.toml", text) {
-        Ok(_) => Vec::new(),
-        Err(diags) => diags.iter().map(|d| d.to_string()).collect(),
-    }
+    let read = |sections| match parse_in_sections("fleet.toml", text, sections) {
+        Ok(topology) => (Some(topology), Vec::new()),
+        Err(diags) => (None, diags.iter().map(|d| d.to_string()).collect()),
+    };
+    let whole = read(None);
+    assert_eq!(read(Some(1)), whole, "read in sections of one entry");
+    assert_eq!(read(Some(200)), whole, "read in sections of 200 bytes");
+    assert_eq!(parse("fleet.toml", text).ok(), whole.0);
+    whole.1
 }
 
 const BASE_LINES: usize = 40;
@@ -563,4 +571,43 @@ fn drained_holders_parse_and_a_pool_cannot_be_all_drained() {
         errs[0].contains("`drain` must be a boolean (true or false)"),
         "{errs:?}"
     );
+}
+
+/// Large files are parsed in sections cut at entry header lines. Wherever a cut would not read
+/// as TOML reads the whole file, the whole file is parsed instead; `errors` checks that each of
+/// these reads alike both ways.
+#[test]
+fn files_read_in_sections_read_as_whole_files_do() {
+    // Header lines that are not headers: inside a multi-line string and a multi-line array.
+    let in_string =
+        errors_with("\n[[pool]]\nname = \"\"\"\n[[pool]]\nname = 'x'\n\"\"\"\nholders = []\n");
+    assert!(
+        in_string
+            .iter()
+            .any(|e| e.contains("pool name must not be empty") || e.contains("no holders")),
+        "{in_string:?}"
+    );
+    let in_array = errors_with("\n[[pool]]\nname = \"p2\"\nholders = [\n[[pool]]\n]\n");
+    assert!(!in_array.is_empty());
+    // An array of entries defined in the first section, then appended to: TOML forbids it.
+    let inline_then_header = errors(&BASE.replace(
+        "version = 1\n",
+        "version = 1\nserver = [{ name = \"x\", datacenter = \"lhr01\", underlay = \"10.10.9.9\" }]\n",
+    ));
+    assert!(!inline_then_header.is_empty());
+    // A table where the entries are arrays, in a later section.
+    assert!(!errors_with("\n[pool]\nname = \"p2\"\n").is_empty());
+    // Sub-tables of the last entry stay with it.
+    let holders_as_tables = "\n[[pool]]\nname = \"p2\"\n[[pool.holders]]\nserver = \"lhr01-a\"\n[[pool.holders]]\nserver = \"cdg01-b\"\nweight = 3\n\n[[egress]]\nprefix = \"198.51.100.8/30\"\npool = \"p2\"\n";
+    assert_eq!(errors_with(holders_as_tables), Vec::<String>::new());
+    // Escapes in names are read as TOML says, not as written.
+    let escaped = BASE.replace("name = \"acme\"", "name = \"ac\\u006de\"");
+    assert_eq!(errors(&escaped), Vec::<String>::new());
+    assert_eq!(parse("fleet.toml", &escaped).unwrap().pools[0].name, "acme");
+    // Indented headers and headers with trailing spaces are headers too.
+    let indented = BASE.replace(
+        "[[egress]]\nprefix = \"2001",
+        "  [[egress]]   \nprefix = \"2001",
+    );
+    assert_eq!(errors(&indented), Vec::<String>::new());
 }
