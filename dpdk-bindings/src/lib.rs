@@ -24,7 +24,7 @@ pub mod test_support;
 pub use eal::{Eal, ThreadRegistration};
 pub use error::DpdkError;
 pub use mbuf::{Mbuf, MbufBurst, BURST_CAPACITY};
-pub use memory::{advise_huge_pages, HugePageAdvice};
+pub use memory::{advise_huge_pages, release_free_heap, HugePageAdvice};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
 

@@ -1,4 +1,5 @@
-//! Huge pages for the large lookup tables built on the Rust heap.
+//! Huge pages for the large lookup tables built on the Rust heap, and giving the heap that a
+//! topology load freed back to the kernel.
 //!
 //! The forwarding table's rendezvous buckets and trie leaves and the connection table are
 //! megabytes read at random, a few lines per packet. DPDK's hugepage memory is for mbufs;
@@ -44,6 +45,18 @@ pub fn advise_huge_pages(start: *const u8, len: usize) -> HugePageAdvice {
         }
     }
     HugePageAdvice::Refused(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// Returns the free memory of the heap to the kernel (glibc's `malloc_trim`), and whether any
+/// was returned. Loading a large topology frees a hundred megabytes in small blocks among the
+/// table's; glibc keeps them, so the appliance's resident memory would stay at its loading peak
+/// and the next reload would add its own peak on top. Called by the control thread after a
+/// load, never by a worker.
+pub fn release_free_heap() -> bool {
+    // SAFETY: malloc_trim only returns free heap pages to the kernel (madvise DONTNEED, or
+    // shrinking the top of the heap); live allocations are untouched, and it takes the
+    // allocator's own locks, so it is safe to call from any thread at any time.
+    unsafe { libc::malloc_trim(0) == 1 }
 }
 
 #[cfg(test)]

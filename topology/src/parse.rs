@@ -100,7 +100,7 @@ impl<T> Default for Entries<'_, T> {
 
 impl<T> Entries<'_, T> {
     fn append(&mut self, mut more: Self) {
-        if self.ok.is_empty() && self.failed_names.is_empty() {
+        if self.ok.capacity() == 0 && self.failed_names.is_empty() {
             *self = more;
         } else {
             self.ok.append(&mut more.ok);
@@ -196,10 +196,11 @@ fn read_specs<'t>(
     section_bytes: Option<usize>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Specs<'t>> {
-    let starts = section_bytes.map_or_else(Vec::new, |bytes| section_starts(text, bytes));
+    let (starts, counts) =
+        section_bytes.map_or_else(Default::default, |bytes| section_starts(text, bytes));
     if starts.len() > 1 {
         let mut section_errors = Vec::new();
-        if let Some(specs) = read_sections(map, text, &starts, &mut section_errors) {
+        if let Some(specs) = read_sections(map, text, &starts, counts, &mut section_errors) {
             errors.append(&mut section_errors);
             return Some(specs);
         }
@@ -237,28 +238,32 @@ const SECTION_BYTES: usize = 1 << 20;
 
 /// Where the sections of `text` begin: at 0, at the first entry header line (`[[pool]]` and
 /// the like, alone on its line), so that only the first section holds top-level keys, then at
-/// the first such line after every `section_bytes`.
-fn section_starts(text: &str, section_bytes: usize) -> Vec<usize> {
+/// the first such line after every `section_bytes`. Also how many entries of each kind of
+/// [`ENTRY_KINDS`] there are, so that their specs are allocated once.
+fn section_starts(text: &str, section_bytes: usize) -> (Vec<usize>, [usize; 5]) {
     let mut starts = vec![0];
+    let mut counts = [0; 5];
     let mut next_cut = 0usize;
     let mut line_start = 0;
     for line in text.split_inclusive('\n') {
-        if line_start >= next_cut && is_entry_header(line) {
-            if line_start > 0 {
-                starts.push(line_start);
+        if let Some(kind) = entry_header(line) {
+            counts[kind] += 1;
+            if line_start >= next_cut {
+                if line_start > 0 {
+                    starts.push(line_start);
+                }
+                next_cut = line_start.saturating_add(section_bytes);
             }
-            next_cut = line_start.saturating_add(section_bytes);
         }
         line_start += line.len();
     }
-    starts
+    (starts, counts)
 }
 
-fn is_entry_header(line: &str) -> bool {
-    line.trim_end()
-        .strip_prefix("[[")
-        .and_then(|rest| rest.strip_suffix("]]"))
-        .is_some_and(|kind| ENTRY_KINDS.contains(&kind))
+/// The index in [`ENTRY_KINDS`] of the entry that `line` is the header of, if it is one.
+fn entry_header(line: &str) -> Option<usize> {
+    let kind = line.trim().strip_prefix("[[")?.strip_suffix("]]")?;
+    ENTRY_KINDS.iter().position(|k| *k == kind)
 }
 
 /// The keys that hold arrays of entries.
@@ -270,9 +275,16 @@ fn read_sections<'t>(
     map: &SourceMap<'_>,
     text: &'t str,
     starts: &[usize],
+    counts: [usize; 5],
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Specs<'t>> {
     let mut specs = Specs::default();
+    let [locations, datacenters, servers, pools, egress] = counts;
+    specs.locations.ok.reserve_exact(locations);
+    specs.datacenters.ok.reserve_exact(datacenters);
+    specs.servers.ok.reserve_exact(servers);
+    specs.pools.ok.reserve_exact(pools);
+    specs.egress.ok.reserve_exact(egress);
     let mut kinds_in_first = Vec::new();
     for (i, &start) in starts.iter().enumerate() {
         let end = starts.get(i + 1).copied().unwrap_or(text.len());
@@ -457,15 +469,15 @@ fn pool<'t>(f: &mut Fields<'_, '_, 't>) -> Option<PoolSpec<'t>> {
     f.allow(POOL_KEYS);
     let name = f.string("name");
     let holders = f.array("holders").map(|(span, items)| {
-        let holders = items
-            .iter()
-            .filter_map(|item| {
-                let mut fields = f.nested("holder", item)?;
-                let holder = holder(&mut fields);
+        // Sized once: a million holders in vectors grown by doubling would waste a quarter.
+        let mut holders = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(mut fields) = f.nested("holder", item) {
+                let read = holder(&mut fields);
                 f.whole &= fields.whole;
-                holder
-            })
-            .collect();
+                holders.extend(read);
+            }
+        }
         Spanned::new(span, holders)
     });
     Some(PoolSpec {
@@ -1124,25 +1136,24 @@ mod tests {
 
     #[test]
     fn a_fleet_file_is_cut_at_entry_headers_and_read_in_sections() {
-        let starts = section_starts(EXAMPLE, 1);
+        let (starts, counts) = section_starts(EXAMPLE, 1);
         assert!(starts.len() > 10, "{starts:?}");
         for &start in &starts[1..] {
-            assert!(is_entry_header(EXAMPLE[start..].lines().next().unwrap()));
+            assert!(entry_header(EXAMPLE[start..].lines().next().unwrap()).is_some());
         }
+        assert_eq!(counts.iter().sum::<usize>(), starts.len() - 1);
         let map = SourceMap::new("t.toml", EXAMPLE);
         let mut errors = Vec::new();
-        let specs = read_sections(&map, EXAMPLE, &starts, &mut errors);
-        assert!(
-            specs.is_some(),
-            "the example reads in sections, not by the fallback"
-        );
+        let specs = read_sections(&map, EXAMPLE, &starts, counts, &mut errors)
+            .expect("the example reads in sections, not by the fallback");
+        assert_eq!(specs.servers.ok.len(), counts[2]);
         assert!(errors.is_empty());
         assert_eq!(
             parse_in_sections("t.toml", EXAMPLE, Some(1)),
             parse_in_sections("t.toml", EXAMPLE, None)
         );
         // One section at the first header, then one per `section_bytes`.
-        assert_eq!(section_starts(EXAMPLE, usize::MAX).len(), 2);
+        assert_eq!(section_starts(EXAMPLE, usize::MAX).0.len(), 2);
     }
 
     #[test]

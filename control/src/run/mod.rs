@@ -92,6 +92,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let table = crate::commands::compile(&topology, &config.topology, &config.server)?;
     drop(topology);
     place_on_huge_pages(table.regions());
+    dpdk_sys::release_free_heap();
 
     let signals = reload::Signals::register()?;
     let dp = &config.dataplane;
@@ -238,10 +239,18 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 break;
             }
             let forced = signals.take_forced_reload();
-            if signals.take_reload() || watcher.changed() || forced {
+            let retired_before = retired.len();
+            let reloaded = signals.take_reload() || watcher.changed() || forced;
+            if reloaded {
                 reload::reload(&config, &tables, &mut retired, &shared, forced);
             }
-            shared.set_retired(retired.collect());
+            let retired_now = retired.collect();
+            shared.set_retired(retired_now);
+            // What a load read and a replaced table held is freed now: give it back, so that
+            // the next load's peak does not come on top of this one's.
+            if reloaded || retired_now < retired_before {
+                dpdk_sys::release_free_heap();
+            }
             printer.tick(&|| report::Totals::gather(&shared, &cells, &tables, &ports, &pool));
         }
         tracing::info!("stopping: workers finish their burst");
