@@ -1,4 +1,10 @@
+/* fopencookie */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/types.h>
+
 #include <rte_errno.h>
+#include <rte_log.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
@@ -77,3 +83,26 @@ int efw_errno(void)
 
 const uint64_t efw_rss_ip_tcp_udp = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
 const uint64_t efw_rss_ip = RTE_ETH_RSS_IP;
+
+static efw_log_sink log_sink;
+
+/* Called by stdio with what rte_log wrote: the level is that of the message being written
+ * (rte_log flushes after each message, and the stream is line-buffered). */
+static ssize_t efw_log_write(void *cookie, const char *buf, size_t len)
+{
+	(void)cookie;
+	if (log_sink != NULL)
+		log_sink((uint32_t)rte_log_cur_msg_loglevel(), buf, len);
+	return (ssize_t)len;
+}
+
+int efw_log_redirect(efw_log_sink sink)
+{
+	cookie_io_functions_t io = { .read = NULL, .write = efw_log_write, .seek = NULL, .close = NULL };
+	FILE *stream = fopencookie(NULL, "w", io);
+	if (stream == NULL)
+		return -1;
+	setvbuf(stream, NULL, _IOLBF, 0);
+	log_sink = sink;
+	return rte_openlog_stream(stream);
+}

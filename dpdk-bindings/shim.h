@@ -6,6 +6,7 @@
 #ifndef EGRESSFWD_SHIM_H
 #define EGRESSFWD_SHIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct rte_mbuf;
@@ -27,6 +28,11 @@ uint16_t efw_pktmbuf_headroom(const struct rte_mbuf *m);
 uint16_t efw_pktmbuf_tailroom(const struct rte_mbuf *m);
 
 unsigned int efw_lcore_id(void);
+
+/* DPDK's log, line by line, to `sink` (its level as rte_log numbers it: 1 emergency to
+ * 8 debug), instead of stderr. 0 on success. */
+typedef void (*efw_log_sink)(uint32_t level, const char *text, size_t len);
+int efw_log_redirect(efw_log_sink sink);
 int efw_errno(void);
 
 /* Flag sets that DPDK only defines as macros built from RTE_BIT64(), which bindgen cannot

@@ -150,13 +150,17 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub ports: Vec<PortConfig>,
     pub metrics_listen: SocketAddr,
-    pub stats_interval_seconds: u32,
+    /// `None` when the config does not say: every [`DEFAULT_STATS_INTERVAL_SECONDS`], or
+    /// never under systemd, whose journal would fill with them.
+    pub stats_interval_seconds: Option<u32>,
     /// The share (0 to 1) of the current table's egress addresses or servers a reload may
     /// lose before it is refused (a truncated file); 1 turns the guard off.
     pub reload_max_loss: f64,
 }
 
 /// The default of `[reload] max_loss`.
+/// How often `run` prints statistics when the config does not say (and not under systemd).
+pub const DEFAULT_STATS_INTERVAL_SECONDS: u32 = 1;
 pub const DEFAULT_RELOAD_MAX_LOSS: f64 = 0.25;
 
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9750";
@@ -538,16 +542,20 @@ fn validate(
         ));
         DEFAULT_METRICS_LISTEN.parse().expect("valid default")
     });
-    let stats_interval_seconds = ranged(
-        map,
-        &raw.metrics
-            .as_ref()
-            .and_then(|m| m.stats_interval_seconds.clone()),
-        "stats_interval_seconds",
-        0..86_401,
-        1,
-        errors,
-    );
+    let stats_interval = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| m.stats_interval_seconds.clone());
+    let stats_interval_seconds = stats_interval.is_some().then(|| {
+        ranged(
+            map,
+            &stats_interval,
+            "stats_interval_seconds",
+            0..86_401,
+            DEFAULT_STATS_INTERVAL_SECONDS,
+            errors,
+        )
+    });
     let reload_max_loss = match raw.reload.as_ref().and_then(|r| r.max_loss.as_ref()) {
         None => DEFAULT_RELOAD_MAX_LOSS,
         Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),

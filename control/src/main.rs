@@ -19,8 +19,18 @@ use clap::{Parser, Subcommand};
     about = "Userspace egress forwarding appliance on DPDK"
 )]
 struct Cli {
+    /// How log lines are written to standard error: `text` for people, `json` (one object a
+    /// line) for log shippers. DPDK's own lines go the same way.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -47,6 +57,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), as the package installs it.
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// Why a command failed, which decides the exit status (contract section 2).
@@ -103,16 +121,25 @@ fn main() -> ExitCode {
     run_cli()
 }
 
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`), in colour only on a
+/// terminal: under systemd or in a pipe, escape codes would end up in the journal.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
 #[inline(never)]
 fn run_cli() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Check {
             topology: Some(topology),
@@ -130,6 +157,14 @@ fn run_cli() -> ExitCode {
             json,
         } => commands::table(&topology, &server, json),
         Command::Run(args) => run::run(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "egressfwd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(Failure::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

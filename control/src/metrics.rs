@@ -36,6 +36,8 @@ pub struct Shared {
     retired_pending: AtomicU64,
     /// SHA-256 of the published topology file, hex; written on start and reload only.
     topology_digest: std::sync::Mutex<String>,
+    /// Ports started, a table published and workers polling: what `/healthz` answers.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 fn now_unix_ms() -> u64 {
@@ -64,7 +66,17 @@ impl Shared {
             local_addresses: AtomicU64::new(local_addresses),
             retired_pending: AtomicU64::new(0),
             topology_digest: std::sync::Mutex::new(String::new()),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Set once the workers poll started ports with a published table; cleared on stopping.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     pub fn set_topology_digest(&self, digest: String) {
@@ -546,7 +558,7 @@ impl MetricsServer {
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) if open.len() < MAX_OPEN_CONNECTIONS => {
-                            open.push(serve_connection(stream, &scrape));
+                            open.push(serve_connection(stream, &scrape, shared));
                         }
                         Ok((stream, peer)) => {
                             exposition.refused.inc();
@@ -567,9 +579,13 @@ impl MetricsServer {
 }
 
 /// One scrape connection, bounded in time. `scrape` renders the exposition text.
-async fn serve_connection(stream: tokio::net::TcpStream, scrape: &impl Fn() -> Vec<u8>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    scrape: &impl Fn() -> Vec<u8>,
+    shared: &Shared,
+) {
     let service = service_fn(|request: Request<hyper::body::Incoming>| {
-        let response = respond(&request, scrape);
+        let response = respond(&request, scrape, shared);
         async move { Ok::<_, std::convert::Infallible>(response) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -587,21 +603,23 @@ async fn serve_connection(stream: tokio::net::TcpStream, scrape: &impl Fn() -> V
 fn respond(
     request: &Request<hyper::body::Incoming>,
     scrape: &impl Fn() -> Vec<u8>,
+    shared: &Shared,
 ) -> Response<Full<Bytes>> {
-    let (status, content_type, body) =
-        if request.method() == Method::GET && request.uri().path() == "/metrics" {
-            (
-                StatusCode::OK,
-                TextEncoder::new().format_type().to_owned(),
-                scrape(),
-            )
-        } else {
-            (
-                StatusCode::NOT_FOUND,
-                "text/plain".to_owned(),
-                b"egressfwd serves /metrics\n".to_vec(),
-            )
-        };
+    let text = |status, body: &str| (status, "text/plain".to_owned(), body.as_bytes().to_vec());
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            TextEncoder::new().format_type().to_owned(),
+            scrape(),
+        ),
+        // For load balancers and orchestrators: 200 only while packets can be forwarded.
+        (&Method::GET, "/healthz") if shared.is_ready() => text(StatusCode::OK, "ready\n"),
+        (&Method::GET, "/healthz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "egressfwd serves /metrics and /healthz\n",
+        ),
+    };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = hyper::header::HeaderValue::from_str(&content_type) {

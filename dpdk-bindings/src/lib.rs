@@ -15,6 +15,7 @@
 mod eal;
 mod error;
 pub mod ffi;
+mod log;
 mod mbuf;
 mod memory;
 mod mempool;
@@ -23,6 +24,7 @@ pub mod test_support;
 
 pub use eal::{Eal, ThreadRegistration};
 pub use error::DpdkError;
+pub use log::{route_log_to_tracing, LOG_TARGET};
 pub use mbuf::{Mbuf, MbufBurst, BURST_CAPACITY};
 pub use memory::{advise_huge_pages, release_free_heap, HugePageAdvice};
 pub use mempool::Mempool;

@@ -7,6 +7,7 @@
 pub mod eal;
 mod reload;
 pub mod report;
+mod systemd;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use dpdk_sys::{
 
 use crate::metrics::{MetricsServer, Shared};
 use crate::Failure;
-use egressfwd::config::{Config, Encap};
+use egressfwd::config::{Config, Encap, DEFAULT_STATS_INTERVAL_SECONDS};
 use topology::MemoryRegion;
 
 #[derive(clap::Args)]
@@ -105,6 +106,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
     let hugepages = eal::hugepages_available();
     let eal_args = eal::arguments(&args.eal, &devices, cores.control, memory_mb, hugepages);
+    if !dpdk_sys::route_log_to_tracing() {
+        tracing::warn!("DPDK's log stays on standard error: its stream could not be opened");
+    }
     tracing::info!(args = %eal_args.join(" "), "initialising EAL");
     let eal = Eal::init(&eal_args).map_err(|err| Failure::Other(err.to_string()))?;
 
@@ -232,9 +236,21 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         }
         let mut watcher = reload::Watcher::new(&config.topology);
         let mut retired = dataplane::Retired::default();
-        let mut printer = report::Printer::new(config.stats_interval_seconds);
+        // Under systemd the journal is the log: periodic statistics are there only if asked.
+        let stats_interval = match config.stats_interval_seconds {
+            None if systemd::under_systemd() => 0,
+            interval => interval.unwrap_or(DEFAULT_STATS_INTERVAL_SECONDS),
+        };
+        let mut printer = report::Printer::new(stats_interval);
+        let mut manager = systemd::ServiceManager::from_env();
+        shared.set_ready(true);
+        manager.ready(&format!(
+            "forwarding with topology generation {}",
+            tables.generation()
+        ));
         loop {
             std::thread::sleep(CONTROL_TICK);
+            manager.tick();
             if signals.stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
@@ -242,7 +258,12 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             let retired_before = retired.len();
             let reloaded = signals.take_reload() || watcher.changed() || forced;
             if reloaded {
+                manager.reloading();
                 reload::reload(&config, &tables, &mut retired, &shared, forced);
+                manager.ready(&format!(
+                    "forwarding with topology generation {}",
+                    tables.generation()
+                ));
             }
             let retired_now = retired.collect();
             shared.set_retired(retired_now);
@@ -254,6 +275,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             printer.tick(&|| report::Totals::gather(&shared, &cells, &tables, &ports, &pool));
         }
         tracing::info!("stopping: workers finish their burst");
+        shared.set_ready(false);
+        manager.stopping();
         stop.store(true, Ordering::Relaxed);
         for handle in handles {
             // The worker's final counters are in its cell; the returned copy is not needed.

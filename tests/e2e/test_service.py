@@ -1,0 +1,140 @@
+"""The appliance as a service (issue 20, items 3 and 4): systemd's notifications (ready,
+watchdog, reloading, stopping) on a socket of the test's own, as systemd would listen;
+`/healthz`; periodic statistics off under systemd unless configured; logs as text without
+colour when not on a terminal, or as JSON, DPDK's own lines included; shell completions and
+the man page."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from conftest import BIN, EXAMPLE, free_tcp_port, start, stop, wait_for_metrics, write_config
+
+
+def null_ports():
+    return [("uplink", "net_null0", ["uplink"]), ("host", "net_null1", ["host"])]
+
+
+def config_without_stats_interval(path, **kwargs):
+    config = write_config(path, null_ports(), **kwargs)
+    text = "\n".join(line for line in config.read_text().splitlines() if not line.startswith("stats_interval_seconds"))
+    config.write_text(text + "\n")
+    return config
+
+
+def healthz(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+class NotifySocket:
+    """What systemd listens on for a Type=notify service."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.seen = []
+
+    def wait_for(self, state, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.time()))
+            try:
+                message = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            self.seen.append(message)
+            if state in message.split("\n"):
+                return message
+        raise AssertionError(f"no {state} in {timeout} s; seen {self.seen[-5:]}")
+
+    def count(self, state):
+        return sum(state in m.split("\n") for m in self.seen)
+
+
+def test_systemd_is_told_ready_alive_reloading_and_stopping(tmp_path):
+    notify = NotifySocket(tmp_path / "notify")
+    port = free_tcp_port()
+    config = config_without_stats_interval(tmp_path / "c.toml", metrics_port=port)
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="200000", INVOCATION_ID="0123456789abcdef")
+    proc = subprocess.Popen([str(BIN), "run", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        ready = notify.wait_for("READY=1", 30)
+        assert "STATUS=forwarding with topology generation 1" in ready, ready
+        assert healthz(port) == (200, "ready\n")
+        # Pings every half of WATCHDOG_USEC: at least four in a second, from the control thread.
+        before = notify.count("WATCHDOG=1")
+        t0 = time.time()
+        while time.time() - t0 < 1.0:
+            notify.wait_for("WATCHDOG=1", 1)
+        assert notify.count("WATCHDOG=1") - before >= 4, notify.seen[-10:]
+        # `systemctl reload` sends SIGHUP (ExecReload in deploy/egressfwd.service).
+        proc.send_signal(signal.SIGHUP)
+        notify.wait_for("RELOADING=1", 5)
+        again = notify.wait_for("READY=1", 10)
+        assert "generation 2" in again, again
+        rc, out, err = stop(proc, signal.SIGTERM)
+        notify.wait_for("STOPPING=1", 1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, err
+    print("notifications:", [m.replace("\n", " ") for m in notify.seen if "WATCHDOG" not in m])
+    # Under systemd, periodic statistics are printed only if the config asks (the journal is
+    # the log); the summary on stop stays.
+    assert out.count("Decisions:") == 1, out[:2000]
+    assert "\x1b[" not in err, "no colour codes when standard error is not a terminal"
+
+
+def test_without_systemd_statistics_are_printed_every_second(tmp_path):
+    port = free_tcp_port()
+    config = config_without_stats_interval(tmp_path / "c.toml", metrics_port=port)
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "INVOCATION_ID")}
+    out = subprocess.run([str(BIN), "run", "--config", str(config), "--duration", "2.5"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Two periodic reports at least, and the summary on stop.
+    assert out.stdout.count("Decisions:") >= 3, out.stdout[:2000]
+
+
+def test_json_logs_carry_dpdk_lines_too(tmp_path):
+    port = free_tcp_port()
+    config = write_config(tmp_path / "c.toml", null_ports(), metrics_port=port)
+    # EAL's own informational lines, which the appliance otherwise keeps at notice.
+    out = subprocess.run([str(BIN), "--log-format", "json", "run", "--config", str(config), "--duration", "0.5",
+                          "--", "--log-level=lib.eal:info"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+    assert lines and all("level" in l and "target" in l for l in lines)
+    dpdk = [l for l in lines if l["target"] == "dpdk"]
+    assert dpdk, "DPDK's lines go through the logger"
+    assert any(l["message"].startswith("EAL:") for l in dpdk), dpdk[:3]
+    print(f"{len(lines)} JSON lines, {len(dpdk)} from DPDK, e.g. {dpdk[0]}")
+
+
+def test_bad_log_format_is_bad_usage():
+    out = subprocess.run([str(BIN), "--log-format", "xml", "check", str(EXAMPLE)], capture_output=True, text=True)
+    assert out.returncode == 2 and "xml" in out.stderr
+
+
+def test_completions_and_man_page():
+    bash = subprocess.run([str(BIN), "completions", "bash"], capture_output=True, text=True, check=True).stdout
+    assert "_egressfwd()" in bash and "explain" in bash
+    subprocess.run(["bash", "-n"], input=bash, text=True, check=True)
+    zsh = subprocess.run([str(BIN), "completions", "zsh"], capture_output=True, text=True, check=True).stdout
+    assert zsh.startswith("#compdef egressfwd")
+    man = subprocess.run([str(BIN), "manpage"], capture_output=True, text=True, check=True).stdout
+    assert ".TH egressfwd 1" in man and "run" in man
+    rendered = subprocess.run(["man", "-l", "-"], input=man, capture_output=True, text=True,
+                              env=dict(os.environ, MANPAGER="cat", MANWIDTH="100"))
+    if rendered.returncode == 0:
+        assert "Userspace egress forwarding appliance" in rendered.stdout
