@@ -74,7 +74,7 @@ fn main() {
             .header("wrapper.h")
             .clang_args(cflags.iter().filter(|f| !f.starts_with("-march")))
             .clang_arg("-I.")
-            .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_socket_id")
+            .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_socket_id|rte_get_tsc_hz")
             .allowlist_function("rte_thread_register|rte_thread_unregister|rte_lcore_count")
             .allowlist_function("rte_dev_probe")
             .allowlist_function("rte_eth_dev_(configure|start|stop|close|info_get|get_port_by_name|get_name_by_port|count_avail|socket_id|set_mtu|get_mtu|is_valid_port)")

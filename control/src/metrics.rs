@@ -244,6 +244,26 @@ impl Exposition {
                 "Receive failures for lack of mbufs.",
                 &["port"],
             ),
+            counter(
+                "egressfwd_device_rx_errors_total",
+                "Erroneous packets the device received (ierrors).",
+                &["port"],
+            ),
+            counter(
+                "egressfwd_device_tx_errors_total",
+                "Packets the device failed to send (oerrors).",
+                &["port"],
+            ),
+            counter(
+                "egressfwd_worker_busy_cycles_total",
+                "CPU cycles a worker spent in rounds that received packets.",
+                &["worker"],
+            ),
+            counter(
+                "egressfwd_worker_idle_cycles_total",
+                "CPU cycles a worker spent in rounds that found every queue empty, sleeps included.",
+                &["worker"],
+            ),
         ];
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -296,6 +316,21 @@ impl Exposition {
             gauge(
                 "egressfwd_mbufs_capacity",
                 "Packet buffers in the pool.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_port_link_up",
+                "1 when the port's link is up, as its driver reports it.",
+                &["port"],
+            ),
+            gauge(
+                "egressfwd_port_link_speed_mbps",
+                "The port's link speed in Mbit/s (0 when unknown or down).",
+                &["port"],
+            ),
+            gauge(
+                "egressfwd_tsc_hz",
+                "Cycles a second of the counter the worker cycles are measured with.",
                 &[],
             ),
             gauge(
@@ -359,12 +394,16 @@ impl Exposition {
     }
 
     fn gauge(&self, name: &str, value: u64) {
+        self.labeled_gauge(name, &[], value);
+    }
+
+    fn labeled_gauge(&self, name: &str, labels: &[&str], value: u64) {
         let (_, vec) = self
             .gauges
             .iter()
             .find(|(n, _)| n == name)
             .expect("known gauge");
-        vec.with_label_values::<&str>(&[]).set(value as i64);
+        vec.with_label_values(labels).set(value as i64);
     }
 
     fn update(&self, t: &Totals) {
@@ -385,6 +424,26 @@ impl Exposition {
                 "egressfwd_device_rx_nombuf_total",
                 &[&port.name],
                 port.device.rx_nombuf,
+            );
+            self.counter(
+                "egressfwd_device_rx_errors_total",
+                &[&port.name],
+                port.device.rx_errors,
+            );
+            self.counter(
+                "egressfwd_device_tx_errors_total",
+                &[&port.name],
+                port.device.tx_errors,
+            );
+            self.labeled_gauge(
+                "egressfwd_port_link_up",
+                &[&port.name],
+                u64::from(port.link.up),
+            );
+            self.labeled_gauge(
+                "egressfwd_port_link_speed_mbps",
+                &[&port.name],
+                u64::from(port.link.speed_mbps),
             );
         }
         let p = &t.sum.pipeline;
@@ -425,12 +484,13 @@ impl Exposition {
             t.reloads_refused,
         );
         for (w, s) in t.workers.iter().enumerate() {
-            self.counter(
-                "egressfwd_worker_idle_sleeps_total",
-                &[&w.to_string()],
-                s.idle_sleeps,
-            );
+            let worker = [w.to_string()];
+            let worker = [worker[0].as_str()];
+            self.counter("egressfwd_worker_idle_sleeps_total", &worker, s.idle_sleeps);
+            self.counter("egressfwd_worker_busy_cycles_total", &worker, s.busy_cycles);
+            self.counter("egressfwd_worker_idle_cycles_total", &worker, s.idle_cycles);
         }
+        self.gauge("egressfwd_tsc_hz", t.tsc_hz);
         self.gauge("egressfwd_topology_generation", t.generation);
         self.gauge("egressfwd_egress_addresses_local", t.local_addresses);
         self.gauge(

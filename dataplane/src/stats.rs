@@ -39,6 +39,10 @@ pub struct WorkerStats {
     pub bursts: u64,
     /// Times the worker slept because every queue was idle.
     pub idle_sleeps: u64,
+    /// Time-stamp counter cycles spent in loop rounds that received packets, and in rounds
+    /// that found every queue empty (sleeps included): utilisation is busy / (busy + idle).
+    pub busy_cycles: u64,
+    pub idle_cycles: u64,
 }
 
 impl WorkerStats {
@@ -68,10 +72,12 @@ impl WorkerStats {
         self.pipeline.add(&other.pipeline);
         self.bursts += other.bursts;
         self.idle_sleeps += other.idle_sleeps;
+        self.busy_cycles += other.busy_cycles;
+        self.idle_cycles += other.idle_cycles;
     }
 
     fn value_count(ports: usize) -> usize {
-        ports * PortCounters::VALUES + PipelineCounters::VALUES + 2
+        ports * PortCounters::VALUES + PipelineCounters::VALUES + 4
     }
 
     fn to_values(&self, out: &mut Vec<u64>) {
@@ -79,7 +85,12 @@ impl WorkerStats {
             out.extend_from_slice(&[p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes]);
         }
         self.pipeline.to_values(out);
-        out.extend_from_slice(&[self.bursts, self.idle_sleeps]);
+        out.extend_from_slice(&[
+            self.bursts,
+            self.idle_sleeps,
+            self.busy_cycles,
+            self.idle_cycles,
+        ]);
     }
 
     fn from_values(ports: usize, values: &[u64]) -> Self {
@@ -99,6 +110,8 @@ impl WorkerStats {
             pipeline: PipelineCounters::from_values(pipeline),
             bursts: rest[0],
             idle_sleeps: rest[1],
+            busy_cycles: rest[2],
+            idle_cycles: rest[3],
         }
     }
 }
@@ -158,6 +171,8 @@ mod tests {
         s.pipeline.drop(DropReason::BadInner);
         s.bursts = 3;
         s.idle_sleeps = 1;
+        s.busy_cycles = 7;
+        s.idle_cycles = 9;
         let cell = StatsCell::new(2);
         let mut scratch = Vec::new();
         cell.publish(&s, &mut scratch);

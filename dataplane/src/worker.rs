@@ -75,6 +75,8 @@ pub struct WorkerConfig {
 const IDLE_ROUNDS_BEFORE_SLEEP: u32 = 256;
 /// Bursts between two publications of the counters.
 const PUBLISH_EVERY: u64 = 64;
+/// How often an idle worker publishes its counters, at least.
+const IDLE_PUBLISHES_PER_SECOND: u64 = 10;
 
 /// Runs until `stop` is set, then publishes final counters. Every mbuf received is sent or
 /// freed before returning.
@@ -96,6 +98,11 @@ pub fn run(
     let burst = config.burst.clamp(1, crate::pipeline::CHUNK);
     let mut idle_rounds = 0u32;
     let mut since_publish = 0u64;
+    // An idle worker publishes at least this often, so that its idle cycles keep growing and
+    // a worker whose counters stop is known to be stalled.
+    let publish_cycles = dpdk_sys::tsc_hz() / IDLE_PUBLISHES_PER_SECOND;
+    let mut round_start = dpdk_sys::tsc();
+    let mut last_publish = round_start;
 
     while !stop.load(Ordering::Relaxed) {
         let table = reader.refresh();
@@ -184,14 +191,19 @@ pub fn run(
             since_publish += 1;
             if since_publish >= PUBLISH_EVERY {
                 since_publish = 0;
+                last_publish = round_start;
                 stats.pipeline = pipeline.counters;
                 stats_cell.publish(&stats, &mut scratch);
             }
         } else {
             idle_rounds = idle_rounds.saturating_add(1);
             if idle_rounds >= IDLE_ROUNDS_BEFORE_SLEEP {
-                if since_publish > 0 || idle_rounds == IDLE_ROUNDS_BEFORE_SLEEP {
+                if since_publish > 0
+                    || idle_rounds == IDLE_ROUNDS_BEFORE_SLEEP
+                    || round_start.wrapping_sub(last_publish) >= publish_cycles
+                {
                     since_publish = 0;
+                    last_publish = round_start;
                     stats.pipeline = pipeline.counters;
                     stats_cell.publish(&stats, &mut scratch);
                 }
@@ -200,6 +212,16 @@ pub fn run(
                     std::thread::sleep(config.idle_sleep);
                 }
             }
+        }
+        // One counter read a round: the round's cycles, its sleep included, are busy if it
+        // received packets and idle if not.
+        let round_end = dpdk_sys::tsc();
+        let spent = round_end.wrapping_sub(round_start);
+        round_start = round_end;
+        if received_any {
+            stats.busy_cycles += spent;
+        } else {
+            stats.idle_cycles += spent;
         }
     }
     stats.pipeline = pipeline.counters;

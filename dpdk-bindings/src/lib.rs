@@ -12,6 +12,7 @@
 //!
 //! All `unsafe` of the project lives in this crate, each block with its `SAFETY` argument.
 
+mod cycles;
 mod eal;
 mod error;
 pub mod ffi;
@@ -22,6 +23,7 @@ mod mempool;
 mod port;
 pub mod test_support;
 
+pub use cycles::{tsc, tsc_hz};
 pub use eal::{Eal, ThreadRegistration};
 pub use error::DpdkError;
 pub use log::{route_log_to_tracing, LOG_TARGET};

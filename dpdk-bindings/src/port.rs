@@ -36,7 +36,7 @@ impl Default for PortConfig {
 }
 
 /// Link state as the driver reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStatus {
     pub up: bool,
     pub speed_mbps: u32,

@@ -138,3 +138,47 @@ def test_completions_and_man_page():
                               env=dict(os.environ, MANPAGER="cat", MANWIDTH="100"))
     if rendered.returncode == 0:
         assert "Userspace egress forwarding appliance" in rendered.stdout
+
+
+def test_worker_busy_and_idle_cycles_are_measured(tmp_path):
+    """VPP's `show runtime` figures: a worker fed without pause is busy; one whose input has
+    ended is idle, and its idle cycles keep growing at the counter's rate (an idle worker
+    still publishes, so that a stalled one shows). Link state and device errors as well."""
+    from conftest import metric, scrape
+    from scapy.all import IP, UDP, Ether, wrpcap
+    wrpcap(str(tmp_path / "few.pcap"), [Ether() / IP(dst="192.0.2.1") / UDP()] * 10)
+    port = free_tcp_port()
+    config = write_config(tmp_path / "c.toml", [
+        ("uplink", f"net_pcap0,rx_pcap={tmp_path}/few.pcap", ["uplink"]),
+        ("host", "net_null0,no-rx=1", ["host"]),
+    ], metrics_port=port)
+    proc = start(["run", "--config", config])
+    try:
+        wait_for_metrics(port, proc)
+        time.sleep(0.5)
+        first, t0 = scrape(port), time.time()
+        time.sleep(1.0)
+        second, t1 = scrape(port), time.time()
+    finally:
+        rc, _, err = stop(proc)
+    assert rc == 0, err
+    hz = metric(second, "egressfwd_tsc_hz")
+    assert hz > 1e8
+    idle = metric(second, "egressfwd_worker_idle_cycles_total", worker="0") - metric(first, "egressfwd_worker_idle_cycles_total", worker="0")
+    busy = metric(second, "egressfwd_worker_busy_cycles_total", worker="0") - metric(first, "egressfwd_worker_busy_cycles_total", worker="0")
+    seconds = idle / hz
+    assert 0.5 < seconds < 1.5 * (t1 - t0), f"idle {seconds:.2f} s of {t1 - t0:.2f} s"
+    assert busy == 0, "nothing arrived: no busy round"
+    assert metric(second, "egressfwd_worker_busy_cycles_total", worker="0") > 0, "the 10 packets were a busy round"
+    assert metric(second, "egressfwd_port_link_up", port="host") == 1
+    assert "egressfwd_device_rx_errors_total{port=\"uplink\"} 0" in second
+
+    # A null device delivers without pause: every round is busy.
+    config = write_config(tmp_path / "busy.toml", null_ports(), metrics_port=free_tcp_port())
+    out = subprocess.run([str(BIN), "run", "--config", str(config), "--duration", "1", "--stats-json",
+                          str(tmp_path / "s.json")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    worker = json.loads((tmp_path / "s.json").read_text())["workers"][0]
+    utilisation = worker["busy_cycles"] / (worker["busy_cycles"] + worker["idle_cycles"])
+    assert utilisation > 0.95, worker
+    print(f"idle worker: {seconds:.2f} s idle of {t1 - t0:.2f} s; busy worker: {utilisation:.3f} busy")

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use dataplane::{DropReason, PortCounters, Published, StatsCell, WorkerStats};
-use dpdk_sys::{Mempool, Port, PortStats};
+use dpdk_sys::{LinkStatus, Mempool, Port, PortStats};
 use serde_json::{json, Value};
 use topology::{ForwardingTable, Tier};
 
@@ -20,6 +20,7 @@ pub struct PortTotals {
     pub total: PortCounters,
     /// The device's own counters.
     pub device: PortStats,
+    pub link: LinkStatus,
 }
 
 /// Everything counted, summed over workers, at one moment.
@@ -38,6 +39,8 @@ pub struct Totals {
     pub mbufs_capacity: u32,
     pub retired_pending: u64,
     pub table: TableFigures,
+    /// Cycles a second of the workers' busy and idle cycles.
+    pub tsc_hz: u64,
 }
 
 /// The size of the table in use and what identifies it.
@@ -95,6 +98,7 @@ impl Totals {
                 queues: workers.iter().map(|w| w.ports[i]).collect(),
                 total: sum.ports[i],
                 device: ports.get(i).map(Port::stats).unwrap_or_default(),
+                link: ports.get(i).map(Port::link).unwrap_or_default(),
             })
             .collect();
         Self {
@@ -111,6 +115,7 @@ impl Totals {
             mbufs_capacity: shared.mbufs_capacity,
             retired_pending: shared.retired_pending(),
             table: TableFigures::of(&tables.current(), shared.topology_digest()),
+            tsc_hz: dpdk_sys::tsc_hz(),
         }
     }
 
@@ -146,6 +151,7 @@ impl Totals {
                     "rx_missed": pt.device.rx_missed, "rx_errors": pt.device.rx_errors,
                     "tx_errors": pt.device.tx_errors, "rx_nombuf": pt.device.rx_nombuf,
                 },
+                "link": {"up": pt.link.up, "speed_mbps": pt.link.speed_mbps},
             })
         };
         json!({
@@ -163,6 +169,7 @@ impl Totals {
             "workers": self.workers.iter().enumerate().map(|(i, w)| json!({
                 "worker": i, "rx_packets": w.rx_packets(), "tx_packets": w.tx_packets(),
                 "dropped": w.pipeline.total_drops(), "bursts": w.bursts, "idle_sleeps": w.idle_sleeps,
+                "busy_cycles": w.busy_cycles, "idle_cycles": w.idle_cycles,
             })).collect::<Vec<_>>(),
             "topology": {
                 "generation": self.generation,
@@ -180,6 +187,7 @@ impl Totals {
                 "sha256": self.table.digest,
             },
             "mbufs": {"in_use": self.mbufs_in_use, "capacity": self.mbufs_capacity},
+            "tsc_hz": self.tsc_hz,
             "accounting": {
                 "received": self.received(),
                 "transmitted": self.transmitted(),
