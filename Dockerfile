@@ -6,22 +6,23 @@
 #
 #   docker build -t egressfwd .
 #   docker run --rm --privileged -v /dev/hugepages:/dev/hugepages -v /etc/egressfwd:/etc/egressfwd \
-#       egressfwd run --config /etc/egressfwd/egressfwd.toml
+#       egressfwd run --config /etc/egressfwd/config.toml
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libdpdk-dev pkg-config clang libclang-dev \
+      libdpdk-dev dpdk pkg-config clang libclang-dev binutils \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p egressfwd
+# The Debian package of scripts/package.sh: binary, unit, example config, man page, completions.
+RUN scripts/package.sh > /deb-path && cp "$(cat /deb-path)" /egressfwd.deb
 
 FROM debian:12-slim
+COPY --from=build /egressfwd.deb /tmp/egressfwd.deb
+# apt resolves the package's dependencies: DPDK's runtime libraries and poll-mode drivers.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dpdk \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/egressfwd /usr/local/bin/egressfwd
-COPY topology/examples /usr/share/egressfwd/examples
-ENTRYPOINT ["/usr/local/bin/egressfwd"]
-CMD ["check", "/usr/share/egressfwd/examples/fleet.toml"]
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /tmp/egressfwd.deb \
+ && rm -rf /var/lib/apt/lists/* /tmp/egressfwd.deb
+ENTRYPOINT ["/usr/bin/egressfwd"]
+CMD ["check", "--config", "/etc/egressfwd/config.toml"]

@@ -10,6 +10,9 @@ APT_PACKAGES=(
   dpdk-dev tshark prometheus python3-scapy python3-matplotlib python3-pytest
   # network-namespace test for the metrics listener; profiling
   iproute2 valgrind
+  # the packaged service: the unit's check (systemd-analyze), the package (objcopy, dpkg-deb),
+  # the man page's rendering
+  systemd binutils man-db
   # the CPU check of a build for x86-64-v3, run as older CPUs (user-mode emulation)
   qemu-user
 )
