@@ -83,6 +83,7 @@ fn main() {
             .allowlist_function("rte_eth_dev_adjust_nb_rx_tx_desc|rte_eth_find_next_owned_by")
             .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_(free|in_use_count|avail_count|lookup)")
             .allowlist_function("rte_pktmbuf_free_bulk")
+            .allowlist_function("rte_telemetry_register_cmd|rte_tel_data_start_dict|rte_tel_data_add_dict_(u64|string)")
             .allowlist_function("efw_.*")
             .allowlist_var("efw_.*|RTE_ETH_NAME_MAX_LEN|RTE_MAX_ETHPORTS|RTE_ETHER_ADDR_LEN|RTE_PKTMBUF_HEADROOM|RTE_MBUF_DEFAULT_BUF_SIZE|SOCKET_ID_ANY|RTE_ETH_XSTATS_NAME_SIZE")
             .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_ether_addr|rte_eth_stats|rte_eth_link|rte_eth_xstat|rte_eth_xstat_name|rte_eth_rxconf|rte_eth_txconf")

@@ -3,6 +3,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_cycles.h>
+#include <rte_telemetry.h>
 #include <rte_ethdev.h>
 #include <rte_dev.h>
 #include <rte_mbuf.h>

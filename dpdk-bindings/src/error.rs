@@ -9,6 +9,8 @@ pub enum DpdkError {
     EalAlreadyInitialised { first: String },
     #[error("EAL argument {0:?} contains a NUL byte")]
     NulInArgument(String),
+    #[error("cannot register telemetry command {command:?} (code {code})")]
+    Telemetry { command: String, code: i32 },
     #[error("cannot register this thread with DPDK: {0}")]
     ThreadRegister(String),
     #[error("cannot create mempool {name:?} of {count} buffers: {reason}")]

@@ -21,6 +21,7 @@ mod mbuf;
 mod memory;
 mod mempool;
 mod port;
+mod telemetry;
 pub mod test_support;
 
 pub use cycles::{tsc, tsc_hz};
@@ -31,6 +32,7 @@ pub use mbuf::{Mbuf, MbufBurst, BURST_CAPACITY};
 pub use memory::{advise_huge_pages, release_free_heap, HugePageAdvice};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use telemetry::{register_telemetry_command, TelemetryHandler, TelemetryValue};
 
 /// The headroom DPDK reserves in front of received packets: room to prepend tunnel headers.
 pub const MBUF_HEADROOM: usize = ffi::RTE_PKTMBUF_HEADROOM as usize;

@@ -182,3 +182,55 @@ def test_worker_busy_and_idle_cycles_are_measured(tmp_path):
     utilisation = worker["busy_cycles"] / (worker["busy_cycles"] + worker["idle_cycles"])
     assert utilisation > 0.95, worker
     print(f"idle worker: {seconds:.2f} s idle of {t1 - t0:.2f} s; busy worker: {utilisation:.3f} busy")
+
+
+def telemetry(prefix, *commands):
+    """Answers of DPDK's own client, dpdk-telemetry.py, one JSON object a command."""
+    out = subprocess.run(["dpdk-telemetry.py", "-f", prefix], input="".join(c + "\n" for c in commands),
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    answers = {}
+    for line in out.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            answers.update(json.loads(line))
+    return answers
+
+
+def test_telemetry_commands_of_two_appliances_on_one_machine(tmp_path):
+    """`/egressfwd/stats` and `/egressfwd/table` on DPDK's telemetry socket, in a runtime
+    directory named after the server, so two appliances on one machine answer apart."""
+    from conftest import metric, scrape
+    from scapy.all import IP, TCP, Ether, wrpcap
+    frames = [Ether(dst="02:00:00:00:00:0b") / IP(src="198.51.100.1", dst="192.0.2.80") / TCP(sport=1000 + i, dport=443)
+              for i in range(100)]
+    wrpcap(str(tmp_path / "acme.pcap"), frames)
+    procs, ports = [], []
+    for server in ("lhr01-a", "lhr01-b"):
+        port = free_tcp_port()
+        config = write_config(tmp_path / f"{server}.toml", [
+            ("uplink", "net_null0,no-rx=1", ["uplink"]),
+            ("host", f"net_pcap0,rx_pcap={tmp_path}/acme.pcap", ["host"]),
+        ], server=server, metrics_port=port)
+        procs.append(start(["run", "--config", config]))
+        ports.append(port)
+    try:
+        for proc, port in zip(procs, ports):
+            wait_for_metrics(port, proc)
+        time.sleep(1.2)   # the pcap is read, and the snapshot refreshed (twice a second)
+        a = telemetry("egressfwd-lhr01-a", "/egressfwd/stats", "/egressfwd/table", "/ethdev/list")
+        b = telemetry("egressfwd-lhr01-b", "/egressfwd/table")
+        text = scrape(ports[0])
+    finally:
+        for proc in procs:
+            rc, _, err = stop(proc)
+            assert rc == 0, err
+    stats, table = a["/egressfwd/stats"], a["/egressfwd/table"]
+    assert stats["received"] == 100 == stats["transmitted"], stats
+    assert stats["decisions_local"] == 100 == metric(text, "egressfwd_decisions_total", tier="local")
+    assert stats["dropped"] == 0 and stats["drops_too_big"] == 0
+    assert table["server"] == "lhr01-a" and b["/egressfwd/table"]["server"] == "lhr01-b"
+    assert table["generation"] == 1 and table["pools"] == 5 and len(table["topology_sha256"]) == 64
+    assert a["/ethdev/list"] == [0, 1], "DPDK's own commands answer beside ours"
+    print("telemetry:", {k: stats[k] for k in ("received", "transmitted", "decisions_local")}, table["server"],
+          b["/egressfwd/table"]["server"])

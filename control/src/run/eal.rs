@@ -48,14 +48,21 @@ pub fn hugepages_available() -> bool {
 ///   with enough memory for the mbuf pool (22.11 cannot combine `--no-huge` with
 ///   `--in-memory`, so `--no-shconf` keeps instances from colliding).
 /// - The main lcore is the control thread's core; workers are our own pinned threads.
+/// - The runtime directory (`/var/run/dpdk/PREFIX`: the telemetry socket, which
+///   `dpdk-telemetry.py -f PREFIX` reads) is named after the server (`egressfwd-SERVER`), so
+///   that appliances on one machine are told apart.
 pub fn arguments(
     user: &[String],
     devices: &[String],
     control_core: usize,
     memory_mb: usize,
     hugepages: bool,
+    server: &str,
 ) -> Vec<String> {
     let mut args = vec!["egressfwd".to_owned()];
+    if !has(user, &["--file-prefix"]) {
+        args.push(format!("--file-prefix={}", file_prefix(server)));
+    }
     if !has(user, &["-l", "--lcores", "-c"]) {
         args.push(format!("-l{control_core}"));
     }
@@ -98,9 +105,42 @@ pub fn arguments(
     args
 }
 
+/// `egressfwd-SERVER`, with any character of the server's name that has no place in a file
+/// name as `_`.
+pub fn file_prefix(server: &str) -> String {
+    let name: String = server
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("egressfwd-{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_prefix_is_named_after_the_server() {
+        assert_eq!(file_prefix("lhr01-a"), "egressfwd-lhr01-a");
+        assert_eq!(file_prefix("a/b c"), "egressfwd-a_b_c");
+        let args = arguments(&[], &s(&["net_null0"]), 0, 512, true, "lhr01-a");
+        assert!(args.contains(&"--file-prefix=egressfwd-lhr01-a".to_owned()));
+        let own = arguments(
+            &s(&["--file-prefix", "x"]),
+            &s(&["net_null0"]),
+            0,
+            512,
+            true,
+            "s",
+        );
+        assert!(!own.iter().any(|a| a.starts_with("--file-prefix=")));
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
@@ -118,11 +158,12 @@ mod tests {
 
     #[test]
     fn adds_only_what_the_operator_left_out() {
-        let vdev_only = arguments(&[], &s(&["net_null0"]), 0, 512, false);
+        let vdev_only = arguments(&[], &s(&["net_null0"]), 0, 512, false, "s1");
         assert_eq!(
             vdev_only,
             s(&[
                 "egressfwd",
+                "--file-prefix=egressfwd-s1",
                 "-l0",
                 "--no-pci",
                 "--no-huge",
@@ -131,7 +172,7 @@ mod tests {
                 "--log-level=lib.eal:notice"
             ])
         );
-        let huge = arguments(&[], &s(&["net_null0"]), 1, 512, true);
+        let huge = arguments(&[], &s(&["net_null0"]), 1, 512, true, "s1");
         assert!(huge.contains(&"--in-memory".to_owned()) && huge.contains(&"-l1".to_owned()));
         let nic = arguments(
             &s(&["-l", "2-3", "--file-prefix", "a"]),
@@ -139,6 +180,7 @@ mod tests {
             0,
             512,
             true,
+            "s1",
         );
         assert_eq!(
             nic,

@@ -8,6 +8,7 @@ pub mod eal;
 mod reload;
 pub mod report;
 mod systemd;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +106,14 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let memory_mb = (mbufs as usize * (usize::from(data_room) + 256)) / (1 << 20) + 256;
     let devices: Vec<String> = config.ports.iter().map(|p| p.device.clone()).collect();
     let hugepages = eal::hugepages_available();
-    let eal_args = eal::arguments(&args.eal, &devices, cores.control, memory_mb, hugepages);
+    let eal_args = eal::arguments(
+        &args.eal,
+        &devices,
+        cores.control,
+        memory_mb,
+        hugepages,
+        &config.server,
+    );
     if !dpdk_sys::route_log_to_tracing() {
         tracing::warn!("DPDK's log stays on standard error: its stream could not be opened");
     }
@@ -243,6 +251,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         };
         let mut printer = report::Printer::new(stats_interval);
         let mut manager = systemd::ServiceManager::from_env();
+        let telemetry = telemetry::Telemetry::register();
+        let gather = || report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
+        telemetry.refresh(&gather());
+        let mut ticks = 0u32;
         shared.set_ready(true);
         manager.ready(&format!(
             "forwarding with topology generation {}",
@@ -265,6 +277,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                     tables.generation()
                 ));
             }
+            ticks = ticks.wrapping_add(1);
+            if reloaded || ticks.is_multiple_of(telemetry::REFRESH_TICKS) {
+                telemetry.refresh(&gather());
+            }
             let retired_now = retired.collect();
             shared.set_retired(retired_now);
             // What a load read and a replaced table held is freed now: give it back, so that
@@ -272,7 +288,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             if reloaded || retired_now < retired_before {
                 dpdk_sys::release_free_heap();
             }
-            printer.tick(&|| report::Totals::gather(&shared, &cells, &tables, &ports, &pool));
+            printer.tick(&gather);
         }
         tracing::info!("stopping: workers finish their burst");
         shared.set_ready(false);
