@@ -4,6 +4,8 @@
 #include <rte_lcore.h>
 #include <rte_cycles.h>
 #include <rte_telemetry.h>
+#include <rte_launch.h>
+#include <rte_pdump.h>
 #include <rte_ethdev.h>
 #include <rte_dev.h>
 #include <rte_mbuf.h>

@@ -71,18 +71,13 @@ impl Eal {
         &self.args
     }
 
-    /// Registers the calling (non-EAL) thread with DPDK so that it gets an lcore id and hence
-    /// a per-lcore mempool cache. Unregisters when the returned guard is dropped.
-    pub fn register_thread(&self) -> Result<ThreadRegistration, DpdkError> {
-        // SAFETY: EAL is initialised (self exists); registration only touches this thread's
-        // per-lcore state.
-        let rc = unsafe { ffi::rte_thread_register() };
-        if rc < 0 {
-            return Err(DpdkError::ThreadRegister(last_error()));
-        }
-        Ok(ThreadRegistration {
-            _not_send: std::marker::PhantomData,
-        })
+    /// EAL's runtime directory (`/var/run/dpdk/PREFIX` for root): its shared config and
+    /// sockets.
+    pub fn runtime_dir(&self) -> std::path::PathBuf {
+        // SAFETY: EAL is initialised; the call returns a pointer to a NUL-terminated path
+        // that EAL keeps for the life of the process.
+        let dir = unsafe { std::ffi::CStr::from_ptr(ffi::rte_eal_get_runtime_dir()) };
+        std::path::PathBuf::from(dir.to_string_lossy().into_owned())
     }
 
     /// This thread's lcore id, or `None` for a thread DPDK does not know.
@@ -101,17 +96,30 @@ impl Eal {
     }
 }
 
-/// Keeps the current thread registered with DPDK; unregisters on drop. Not `Send`: the
-/// registration belongs to the thread that made it.
-#[derive(Debug)]
-pub struct ThreadRegistration {
-    _not_send: std::marker::PhantomData<*const ()>,
+/// Packet capture by secondary processes (`dpdk-dumpcap`): once initialised, a capture
+/// request installs rx and tx callbacks on the ports it names, which copy packets to the
+/// capturing process. Without a request there is no callback, so the cost is nothing but the
+/// check `rte_eth_rx_burst` always makes.
+pub struct Capture {
+    _private: (),
 }
 
-impl Drop for ThreadRegistration {
+impl Capture {
+    /// Serves capture requests from now on. Needs EAL's multi-process channel (shared
+    /// config, hugepages): with `--no-shconf` or `--in-memory` this fails.
+    pub fn enable(_eal: &Eal) -> Result<Self, DpdkError> {
+        // SAFETY: EAL is initialised; pdump registers its multi-process handler.
+        let rc = unsafe { ffi::rte_pdump_init() };
+        if rc != 0 {
+            return Err(DpdkError::Pdump(last_error()));
+        }
+        Ok(Self { _private: () })
+    }
+}
+
+impl Drop for Capture {
     fn drop(&mut self) {
-        // SAFETY: this thread registered itself (the guard is !Send, so it is dropped on the
-        // thread that created it).
-        unsafe { ffi::rte_thread_unregister() };
+        // SAFETY: pdump was initialised by `enable`; uninit unregisters its handler.
+        unsafe { ffi::rte_pdump_uninit() };
     }
 }

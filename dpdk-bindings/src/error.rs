@@ -9,10 +9,12 @@ pub enum DpdkError {
     EalAlreadyInitialised { first: String },
     #[error("EAL argument {0:?} contains a NUL byte")]
     NulInArgument(String),
+    #[error("cannot launch work on lcore {lcore} (code {code}): is it a worker lcore, and idle?")]
+    Launch { lcore: u32, code: i32 },
+    #[error("cannot initialise packet capture (pdump): {0}")]
+    Pdump(String),
     #[error("cannot register telemetry command {command:?} (code {code})")]
     Telemetry { command: String, code: i32 },
-    #[error("cannot register this thread with DPDK: {0}")]
-    ThreadRegister(String),
     #[error("cannot create mempool {name:?} of {count} buffers: {reason}")]
     MempoolCreate {
         name: String,

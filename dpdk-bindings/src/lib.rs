@@ -9,6 +9,8 @@
 //!   fixed-capacity array of them for rx/tx bursts without allocation.
 //! - [`Port`] configures and starts a device; its [`RxQueue`] / [`TxQueue`] handles are owned
 //!   by exactly one worker and burst through `&mut self`.
+//! - [`lcore_scope`] runs workers on EAL's worker lcores; [`Capture`] serves `dpdk-dumpcap`;
+//!   [`register_telemetry_command`] answers on the telemetry socket.
 //!
 //! All `unsafe` of the project lives in this crate, each block with its `SAFETY` argument.
 
@@ -16,6 +18,7 @@ mod cycles;
 mod eal;
 mod error;
 pub mod ffi;
+mod lcore;
 mod log;
 mod mbuf;
 mod memory;
@@ -25,8 +28,9 @@ mod telemetry;
 pub mod test_support;
 
 pub use cycles::{tsc, tsc_hz};
-pub use eal::{Eal, ThreadRegistration};
+pub use eal::{Capture, Eal};
 pub use error::DpdkError;
+pub use lcore::{lcore_scope, LcoreScope};
 pub use log::{route_log_to_tracing, LOG_TARGET};
 pub use mbuf::{Mbuf, MbufBurst, BURST_CAPACITY};
 pub use memory::{advise_huge_pages, release_free_heap, HugePageAdvice};

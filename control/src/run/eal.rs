@@ -1,5 +1,7 @@
 //! The EAL command line: the operator's arguments win; we only add what they left out.
 
+use std::path::{Path, PathBuf};
+
 /// Whether a device string names a PCI device (`0000:01:00.0` or `01:00.0`) rather than a
 /// virtual device (`net_ring0`, `net_pcap0,rx_pcap=...`).
 pub fn is_pci(device: &str) -> bool {
@@ -44,17 +46,19 @@ pub fn hugepages_available() -> bool {
 ///
 /// - PCI devices are allowed explicitly (`-a`), so EAL never takes a NIC it was not given;
 ///   with only virtual devices, the PCI bus is not scanned at all.
-/// - Memory: hugepages when reserved (in memory, no files left behind), else `--no-huge`
-///   with enough memory for the mbuf pool (22.11 cannot combine `--no-huge` with
-///   `--in-memory`, so `--no-shconf` keeps instances from colliding).
-/// - The main lcore is the control thread's core; workers are our own pinned threads.
+/// - Memory: hugepages when reserved, with a shared config, so that `dpdk-dumpcap` and
+///   `dpdk-proc-info` can attach as secondary processes (the files are removed at exit,
+///   [`remove_leftovers`]); else `--no-huge` with enough memory for the mbuf pool and
+///   `--no-shconf` (no capture then: memory that is not in hugepages cannot be shared).
+/// - Lcores: the main lcore (0) is the control thread, on the control core; lcores 1 to N
+///   are the workers, each on its core (`--lcores=0@C,1@W1,...`).
 /// - The runtime directory (`/var/run/dpdk/PREFIX`: the telemetry socket, which
 ///   `dpdk-telemetry.py -f PREFIX` reads) is named after the server (`egressfwd-SERVER`), so
 ///   that appliances on one machine are told apart.
 pub fn arguments(
     user: &[String],
     devices: &[String],
-    control_core: usize,
+    cores: (usize, &[usize]),
     memory_mb: usize,
     hugepages: bool,
     server: &str,
@@ -64,7 +68,13 @@ pub fn arguments(
         args.push(format!("--file-prefix={}", file_prefix(server)));
     }
     if !has(user, &["-l", "--lcores", "-c"]) {
-        args.push(format!("-l{control_core}"));
+        let (control, workers) = cores;
+        let lcores: Vec<String> = std::iter::once(control)
+            .chain(workers.iter().copied())
+            .enumerate()
+            .map(|(lcore, core)| format!("{lcore}@{core}"))
+            .collect();
+        args.push(format!("--lcores={}", lcores.join(",")));
     }
     let pci: Vec<&String> = devices.iter().filter(|d| is_pci(d)).collect();
     if pci.is_empty() {
@@ -88,9 +98,7 @@ pub fn arguments(
         ],
     );
     if !memory_chosen {
-        if hugepages {
-            args.push("--in-memory".to_owned());
-        } else {
+        if !hugepages {
             args.extend([
                 "--no-huge".to_owned(),
                 "--no-shconf".to_owned(),
@@ -103,6 +111,45 @@ pub fn arguments(
     }
     args.extend(user.iter().cloned());
     args
+}
+
+/// The file prefix EAL was given.
+pub fn prefix_of(args: &[String]) -> Option<String> {
+    args.iter().enumerate().find_map(|(i, arg)| {
+        if let Some(prefix) = arg.strip_prefix("--file-prefix=") {
+            Some(prefix.to_owned())
+        } else if arg == "--file-prefix" {
+            args.get(i + 1).cloned()
+        } else {
+            None
+        }
+    })
+}
+
+/// Removes what EAL leaves of a primary process with a shared config once it has cleaned
+/// up: its hugepage files (`PREFIXmap_N` on every hugetlbfs mount) and its runtime
+/// directory, so that runs leave nothing behind. Only files of `prefix` are touched.
+pub fn remove_leftovers(prefix: &str, runtime_dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let huge_dirs = mounts.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, dir, kind) = (fields.next(), fields.next()?, fields.next()?);
+        (kind == "hugetlbfs").then(|| PathBuf::from(dir))
+    });
+    let map_prefix = format!("{prefix}map_");
+    for dir in huge_dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&map_prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    if runtime_dir.file_name().is_some_and(|name| name == prefix) {
+        let _ = std::fs::remove_dir_all(runtime_dir);
+    }
 }
 
 /// `egressfwd-SERVER`, with any character of the server's name that has no place in a file
@@ -129,7 +176,7 @@ mod tests {
     fn the_file_prefix_is_named_after_the_server() {
         assert_eq!(file_prefix("lhr01-a"), "egressfwd-lhr01-a");
         assert_eq!(file_prefix("a/b c"), "egressfwd-a_b_c");
-        let args = arguments(&[], &s(&["net_null0"]), 0, 512, true, "lhr01-a");
+        let args = arguments(&[], &s(&["net_null0"]), (0, &[1]), 512, true, "lhr01-a");
         assert!(args.contains(&"--file-prefix=egressfwd-lhr01-a".to_owned()));
         let own = arguments(
             &s(&["--file-prefix", "x"]),
@@ -158,13 +205,13 @@ mod tests {
 
     #[test]
     fn adds_only_what_the_operator_left_out() {
-        let vdev_only = arguments(&[], &s(&["net_null0"]), 0, 512, false, "s1");
+        let vdev_only = arguments(&[], &s(&["net_null0"]), (0, &[1, 1]), 512, false, "s1");
         assert_eq!(
             vdev_only,
             s(&[
                 "egressfwd",
                 "--file-prefix=egressfwd-s1",
-                "-l0",
+                "--lcores=0@0,1@1,2@1",
                 "--no-pci",
                 "--no-huge",
                 "--no-shconf",
@@ -172,12 +219,19 @@ mod tests {
                 "--log-level=lib.eal:notice"
             ])
         );
-        let huge = arguments(&[], &s(&["net_null0"]), 1, 512, true, "s1");
-        assert!(huge.contains(&"--in-memory".to_owned()) && huge.contains(&"-l1".to_owned()));
+        let huge = arguments(&[], &s(&["net_null0"]), (1, &[0]), 512, true, "s1");
+        assert!(huge.contains(&"--lcores=0@1,1@0".to_owned()), "{huge:?}");
+        // Hugepages with a shared config, so that secondary processes can attach.
+        assert!(
+            !huge
+                .iter()
+                .any(|a| a == "--in-memory" || a == "--no-shconf"),
+            "{huge:?}"
+        );
         let nic = arguments(
             &s(&["-l", "2-3", "--file-prefix", "a"]),
             &s(&["0000:01:00.0", "net_tap0"]),
-            0,
+            (0, &[]),
             512,
             true,
             "s1",

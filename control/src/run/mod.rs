@@ -109,7 +109,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let eal_args = eal::arguments(
         &args.eal,
         &devices,
-        cores.control,
+        (cores.control, &cores.workers),
         memory_mb,
         hugepages,
         &config.server,
@@ -119,6 +119,14 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     tracing::info!(args = %eal_args.join(" "), "initialising EAL");
     let eal = Eal::init(&eal_args).map_err(|err| Failure::Other(err.to_string()))?;
+    let worker_lcores = eal.worker_lcores();
+    if worker_lcores.len() < workers {
+        return Err(Failure::Other(format!(
+            "EAL has {} worker lcores (`-l`/`--lcores` in the EAL arguments) for {workers} workers",
+            worker_lcores.len()
+        )));
+    }
+    let capture = start_capture(eal, &eal_args);
 
     let pool = Mempool::create("egressfwd_mbufs", mbufs, 256.min(mbufs / 8), data_room)
         .map_err(|err| Failure::Other(err.to_string()))?;
@@ -199,8 +207,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let metrics_stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| metrics.serve(&shared, &cells, &tables, &ports, &pool, &metrics_stop));
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
+        let mut retired = dataplane::Retired::default();
+        dpdk_sys::lcore_scope(eal, |lcores| {
+            for w in 0..workers {
                 let worker_config = WorkerConfig {
                     ports: ports
                         .iter()
@@ -223,81 +232,84 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 };
                 let pipeline = Pipeline::new(pipeline_config.clone());
                 let (tables, connections, cell, stop) = (&tables, &connections, &cells[w], &stop);
-                let core = cores.workers[w];
-                std::thread::Builder::new()
-                    .name(format!("worker-{w}"))
-                    .spawn_scoped(scope, move || {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                            tracing::warn!(worker = w, core, "could not pin worker to its core");
-                        }
-                        // A DPDK lcore id gives the worker its own mempool cache.
-                        let _registration = eal.register_thread().map_err(|err| tracing::warn!(worker = w, %err)).ok();
-                        tracing::info!(worker = w, core, lcore = ?Eal::lcore_id(), "worker polling queue {w} of every port");
-                        dataplane::worker::run(worker_config, pipeline, tables, connections, cell, stop)
-                    })
-                    .expect("spawn worker thread")
-            })
-            .collect();
+                let lcore = worker_lcores[w];
+                let launched = lcores.launch(lcore, move || {
+                    tracing::info!(worker = w, lcore, "worker polling queue {w} of every port");
+                    // The worker's final counters are in its cell; the returned copy is not needed.
+                    let _ = dataplane::worker::run(
+                        worker_config,
+                        pipeline,
+                        tables,
+                        connections,
+                        cell,
+                        stop,
+                    );
+                });
+                if let Err(err) = launched {
+                    // The workers launched so far stop, and the appliance with them.
+                    tracing::error!(worker = w, %err, "cannot start worker");
+                    stop.store(true, Ordering::Relaxed);
+                    metrics_stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
 
-        if cfg!(feature = "bench-floor") {
-            tracing::warn!("built with the bench-floor feature: every packet is passed unprocessed (a benchmark build, not for production)");
-        }
-        let mut watcher = reload::Watcher::new(&config.topology);
-        let mut retired = dataplane::Retired::default();
-        // Under systemd the journal is the log: periodic statistics are there only if asked.
-        let stats_interval = match config.stats_interval_seconds {
-            None if systemd::under_systemd() => 0,
-            interval => interval.unwrap_or(DEFAULT_STATS_INTERVAL_SECONDS),
-        };
-        let mut printer = report::Printer::new(stats_interval);
-        let mut manager = systemd::ServiceManager::from_env();
-        let telemetry = telemetry::Telemetry::register();
-        let gather = || report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
-        telemetry.refresh(&gather());
-        let mut ticks = 0u32;
-        shared.set_ready(true);
-        manager.ready(&format!(
-            "forwarding with topology generation {}",
-            tables.generation()
-        ));
-        loop {
-            std::thread::sleep(CONTROL_TICK);
-            manager.tick();
-            if signals.stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
+            if cfg!(feature = "bench-floor") {
+                tracing::warn!("built with the bench-floor feature: every packet is passed unprocessed (a benchmark build, not for production)");
             }
-            let forced = signals.take_forced_reload();
-            let retired_before = retired.len();
-            let reloaded = signals.take_reload() || watcher.changed() || forced;
-            if reloaded {
-                manager.reloading();
-                reload::reload(&config, &tables, &mut retired, &shared, forced);
-                manager.ready(&format!(
-                    "forwarding with topology generation {}",
-                    tables.generation()
-                ));
+            let mut watcher = reload::Watcher::new(&config.topology);
+            // Under systemd the journal is the log: periodic statistics are there only if asked.
+            let stats_interval = match config.stats_interval_seconds {
+                None if systemd::under_systemd() => 0,
+                interval => interval.unwrap_or(DEFAULT_STATS_INTERVAL_SECONDS),
+            };
+            let mut printer = report::Printer::new(stats_interval);
+            let mut manager = systemd::ServiceManager::from_env();
+            let telemetry = telemetry::Telemetry::register();
+            let gather = || report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
+            telemetry.refresh(&gather());
+            let mut ticks = 0u32;
+            shared.set_ready(true);
+            manager.ready(&format!(
+                "forwarding with topology generation {}",
+                tables.generation()
+            ));
+            loop {
+                std::thread::sleep(CONTROL_TICK);
+                manager.tick();
+                if signals.stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let forced = signals.take_forced_reload();
+                let retired_before = retired.len();
+                let reloaded = signals.take_reload() || watcher.changed() || forced;
+                if reloaded {
+                    manager.reloading();
+                    reload::reload(&config, &tables, &mut retired, &shared, forced);
+                    manager.ready(&format!(
+                        "forwarding with topology generation {}",
+                        tables.generation()
+                    ));
+                }
+                ticks = ticks.wrapping_add(1);
+                if reloaded || ticks.is_multiple_of(telemetry::REFRESH_TICKS) {
+                    telemetry.refresh(&gather());
+                }
+                let retired_now = retired.collect();
+                shared.set_retired(retired_now);
+                // What a load read and a replaced table held is freed now: give it back, so that
+                // the next load's peak does not come on top of this one's.
+                if reloaded || retired_now < retired_before {
+                    dpdk_sys::release_free_heap();
+                }
+                printer.tick(&gather);
             }
-            ticks = ticks.wrapping_add(1);
-            if reloaded || ticks.is_multiple_of(telemetry::REFRESH_TICKS) {
-                telemetry.refresh(&gather());
-            }
-            let retired_now = retired.collect();
-            shared.set_retired(retired_now);
-            // What a load read and a replaced table held is freed now: give it back, so that
-            // the next load's peak does not come on top of this one's.
-            if reloaded || retired_now < retired_before {
-                dpdk_sys::release_free_heap();
-            }
-            printer.tick(&gather);
-        }
-        tracing::info!("stopping: workers finish their burst");
-        shared.set_ready(false);
-        manager.stopping();
-        stop.store(true, Ordering::Relaxed);
-        for handle in handles {
-            // The worker's final counters are in its cell; the returned copy is not needed.
-            let _ = handle.join().expect("worker thread");
-        }
+            tracing::info!("stopping: workers finish their burst");
+            shared.set_ready(false);
+            manager.stopping();
+            stop.store(true, Ordering::Relaxed);
+        });
+        // lcore_scope has waited for every worker.
         metrics_stop.store(true, Ordering::Relaxed);
         retired.collect();
     });
@@ -325,8 +337,38 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
     drop(pool);
+    drop(capture);
+    let runtime_dir = eal.runtime_dir();
     eal.cleanup();
+    if let Some(prefix) = eal::prefix_of(&eal_args) {
+        eal::remove_leftovers(&prefix, &runtime_dir);
+    }
     Ok(())
+}
+
+/// Serves `dpdk-dumpcap` when EAL shares its memory (hugepages and a shared config); says
+/// how to capture, or why capture is unavailable.
+fn start_capture(eal: &'static Eal, eal_args: &[String]) -> Option<dpdk_sys::Capture> {
+    let prefix = eal::prefix_of(eal_args).unwrap_or_else(|| "rte".to_owned());
+    if eal_args
+        .iter()
+        .any(|a| a == "--no-shconf" || a == "--in-memory" || a == "--no-huge")
+    {
+        tracing::info!("live capture unavailable: it needs hugepages and EAL's shared config");
+        return None;
+    }
+    match dpdk_sys::Capture::enable(eal) {
+        Ok(capture) => {
+            tracing::info!(
+                "live capture: dpdk-dumpcap --file-prefix {prefix} -i PORT -w FILE.pcapng"
+            );
+            Some(capture)
+        }
+        Err(err) => {
+            tracing::warn!(%err, "live capture unavailable");
+            None
+        }
+    }
 }
 
 struct Cores {
