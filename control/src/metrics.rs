@@ -660,26 +660,41 @@ async fn serve_connection(
     }
 }
 
-fn respond(
-    request: &Request<hyper::body::Incoming>,
+/// What a request is answered: the exposition at `/metrics`; at `/healthz`, 200 only while
+/// packets can be forwarded (`ready`), for load balancers and orchestrators.
+fn answer(
+    method: &Method,
+    path: &str,
     scrape: &impl Fn() -> Vec<u8>,
-    shared: &Shared,
-) -> Response<Full<Bytes>> {
+    ready: bool,
+) -> (StatusCode, String, Vec<u8>) {
     let text = |status, body: &str| (status, "text/plain".to_owned(), body.as_bytes().to_vec());
-    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+    match (method, path) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             TextEncoder::new().format_type().to_owned(),
             scrape(),
         ),
-        // For load balancers and orchestrators: 200 only while packets can be forwarded.
-        (&Method::GET, "/healthz") if shared.is_ready() => text(StatusCode::OK, "ready\n"),
+        (&Method::GET, "/healthz") if ready => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/healthz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
             StatusCode::NOT_FOUND,
             "egressfwd serves /metrics and /healthz\n",
         ),
-    };
+    }
+}
+
+fn respond(
+    request: &Request<hyper::body::Incoming>,
+    scrape: &impl Fn() -> Vec<u8>,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = answer(
+        request.method(),
+        request.uri().path(),
+        scrape,
+        shared.is_ready(),
+    );
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = hyper::header::HeaderValue::from_str(&content_type) {
@@ -688,4 +703,29 @@ fn respond(
             .insert(hyper::header::CONTENT_TYPE, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthz_is_ready_only_while_forwarding() {
+        let scrape = || b"egressfwd_x 1\n".to_vec();
+        let (status, _, body) = answer(&Method::GET, "/healthz", &scrape, true);
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"ready\n"[..]));
+        let (status, _, _) = answer(&Method::GET, "/healthz", &scrape, false);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, content_type, body) = answer(&Method::GET, "/metrics", &scrape, false);
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("text/plain") && body == scrape());
+        assert_eq!(
+            answer(&Method::POST, "/healthz", &scrape, true).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            answer(&Method::GET, "/", &scrape, true).0,
+            StatusCode::NOT_FOUND
+        );
+    }
 }

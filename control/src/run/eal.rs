@@ -181,12 +181,14 @@ mod tests {
         let own = arguments(
             &s(&["--file-prefix", "x"]),
             &s(&["net_null0"]),
-            0,
+            (0, &[1]),
             512,
             true,
             "s",
         );
         assert!(!own.iter().any(|a| a.starts_with("--file-prefix=")));
+        assert_eq!(prefix_of(&own).as_deref(), Some("x"));
+        assert_eq!(prefix_of(&args).as_deref(), Some("egressfwd-lhr01-a"));
     }
 
     fn s(v: &[&str]) -> Vec<String> {
