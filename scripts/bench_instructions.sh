@@ -65,6 +65,18 @@ count() { # tool -> "packets instructions"
   local packets instructions
   packets=$(grep -E '^\s*RX-packets:' "$log" | tail -1 | awk '{print $2}')
   instructions=$(cat "$profile"-* | awk '/^summary:/ {if ($2 > max) max = $2} END {print max + 0}')
+  if [[ $tool == egressfwd* ]]; then
+    # The worker is an EAL lcore: count what it ran (dpdk_sys::lcore::run_work, inclusive),
+    # not its thread's whole profile. valgrind reuses the numbers of threads that ended, and
+    # EAL starts its lcores just after the topology compile's helper threads have ended, so the
+    # worker's profile can hold one of theirs. Older builds (workers on plain threads) lack
+    # the symbol and keep the busiest thread.
+    local worker
+    worker=$(for f in "$profile"-*; do
+      callgrind_annotate --inclusive=yes "$f" 2>/dev/null | awk '/lcore\.rs:dpdk_sys::lcore::run_work/ {gsub(",", "", $1); print $1; exit}'
+    done | sort -n | tail -1)
+    [ -n "$worker" ] && instructions=$worker
+  fi
   if [ -z "$packets" ] || [ "$packets" = 0 ] || [ "$instructions" = 0 ]; then
     echo "bench_instructions: $tool counted nothing: see $log" >&2
     exit 1
