@@ -45,6 +45,10 @@ enum Command {
     },
     /// Print the decision for flows, one JSON object a line.
     Explain(commands::explain::ExplainArgs),
+    /// What replacing a topology with another would change for one server: the addresses
+    /// whose tier or targets change, the share of new flows that would move, the port slices
+    /// that change owner.
+    Diff(commands::diff::DiffArgs),
     /// Run the appliance.
     Run(run::RunArgs),
     /// Print the compiled decision table of one server.
@@ -151,6 +155,7 @@ fn run_cli() -> ExitCode {
         } => commands::check_config(&config),
         Command::Check { .. } => unreachable!("clap requires a topology or --config"),
         Command::Explain(args) => commands::explain::run(&args),
+        Command::Diff(args) => commands::diff::run(&args),
         Command::Table {
             topology,
             server,

@@ -13,6 +13,7 @@
 
 pub mod change;
 pub mod diag;
+pub mod diff;
 pub mod model;
 pub mod parse;
 pub mod prefix;

@@ -218,14 +218,25 @@ impl Contender for Member {
 }
 
 impl Route {
+    /// The server the flows of each of the [`BUCKETS`] positions go to, in bucket order (a
+    /// flow's position is [`crate::hash::bucket_of`] its hash): this server for `local`. The
+    /// same targets the data plane reads, so two tables' targets tell which flows a change
+    /// moves.
+    pub fn targets(&self, table: &ForwardingTable) -> Vec<ServerId> {
+        if self.tier == Tier::Local {
+            return vec![table.me(); BUCKETS];
+        }
+        (0..BUCKETS)
+            .map(|bucket| table.bucket_target(self.spread, bucket))
+            .collect()
+    }
+
     /// Share of flows each candidate receives (fraction of buckets), in candidate order.
     pub fn shares(&self, table: &ForwardingTable) -> Vec<f64> {
         if self.tier == Tier::Local {
             return vec![1.0];
         }
-        let targets: Vec<ServerId> = (0..BUCKETS)
-            .map(|bucket| table.bucket_target(self.spread, bucket))
-            .collect();
+        let targets = self.targets(table);
         self.candidates
             .iter()
             .map(|h| targets.iter().filter(|&&t| t == h.server).count() as f64 / BUCKETS as f64)

@@ -1,5 +1,6 @@
 //! The offline subcommands: everything but `run`.
 
+pub mod diff;
 pub mod explain;
 
 use std::io::Write;

@@ -97,14 +97,12 @@ pub fn arguments(
             "--huge-dir",
         ],
     );
-    if !memory_chosen {
-        if !hugepages {
-            args.extend([
-                "--no-huge".to_owned(),
-                "--no-shconf".to_owned(),
-                format!("-m{memory_mb}"),
-            ]);
-        }
+    if !memory_chosen && !hugepages {
+        args.extend([
+            "--no-huge".to_owned(),
+            "--no-shconf".to_owned(),
+            format!("-m{memory_mb}"),
+        ]);
     }
     if !has(user, &["--log-level"]) {
         args.push("--log-level=lib.eal:notice".to_owned());
