@@ -34,7 +34,7 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
     }
 
     // Fill the sink's ring until its driver refuses: nobody drains it during the test.
-    let (_, mut fill) = sink.queue(0);
+    let mut fill = sink.tx_queue(0).unwrap();
     let mut prefilled = 0;
     loop {
         let mut burst = MbufBurst::new();
@@ -50,7 +50,7 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
         }
     }
     // 64 frames for the worker to receive.
-    let (_, mut inject) = source.queue(0);
+    let mut inject = source.tx_queue(0).unwrap();
     let mut burst = MbufBurst::new();
     for i in 0..64 {
         burst
@@ -84,8 +84,9 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
         host: addrs,
     });
     // One port holding both roles, receiving from the source ring, sending into the full one.
-    let (rx, _) = source.queue(0);
-    let (_, tx) = sink.queue(0);
+    let rx = source.rx_queue(0).unwrap();
+    // The sink's tx handle, which filled it: each handle exists once.
+    let tx = fill;
     let config = WorkerConfig {
         ports: vec![WorkerPort { rx, tx, pass_to: 0 }],
         uplink: 0,
@@ -114,7 +115,7 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
     assert!(stats.idle_sleeps > 0, "an idle worker sleeps");
 
     // What the sink holds: the prefill plus what the worker managed to send.
-    let (mut drain, _) = sink.queue(0);
+    let mut drain = sink.rx_queue(0).unwrap();
     let mut got = MbufBurst::new();
     let mut drained = 0;
     while drain.rx_burst(&mut got, 32) > 0 {

@@ -1,5 +1,6 @@
 use std::ffi::{CStr, CString};
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{strerror, DpdkError};
 use crate::ffi;
@@ -65,6 +66,17 @@ pub struct Port {
     started: bool,
     closed: bool,
     rss_enabled: bool,
+    /// Which queues' handles have been handed out: each exactly once, since a handle's
+    /// bursts assume no other thread uses its queue.
+    rx_taken: Vec<AtomicBool>,
+    tx_taken: Vec<AtomicBool>,
+}
+
+/// Marks queue `queue` taken; whether it was free (and exists).
+fn take(taken: &[AtomicBool], queue: u16) -> bool {
+    taken
+        .get(usize::from(queue))
+        .is_some_and(|t| !t.swap(true, Ordering::AcqRel))
 }
 
 fn port_err(port: &str, step: &'static str, rc: i32) -> DpdkError {
@@ -127,6 +139,8 @@ impl Port {
             started: false,
             closed: false,
             rss_enabled: false,
+            rx_taken: Vec::new(),
+            tx_taken: Vec::new(),
         })
     }
 
@@ -166,6 +180,15 @@ impl Port {
 
     /// Configures queues (receiving into `pool`), MTU and RSS, then starts the port.
     pub fn configure(&mut self, config: &PortConfig, pool: &Mempool) -> Result<(), DpdkError> {
+        let handed_out = |taken: &[AtomicBool]| taken.iter().any(|t| t.load(Ordering::Acquire));
+        if handed_out(&self.rx_taken) || handed_out(&self.tx_taken) {
+            // Handles do not borrow the port: new ones beside them would share queues.
+            return Err(DpdkError::Port {
+                port: self.name.clone(),
+                step: "configure",
+                reason: "its queue handles are in use".to_owned(),
+            });
+        }
         let info = device_info(self.id, &self.name)?;
         if config.rx_queues > info.max_rx_queues || config.tx_queues > info.max_tx_queues {
             return Err(DpdkError::Port {
@@ -244,22 +267,36 @@ impl Port {
             return Err(port_err(&self.name, "start", rc));
         }
         self.started = true;
+        self.rx_taken = (0..config.rx_queues)
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        self.tx_taken = (0..config.tx_queues)
+            .map(|_| AtomicBool::new(false))
+            .collect();
         Ok(())
     }
 
-    /// The rx/tx handles of queue `queue`. Each handle must be given to exactly one thread;
-    /// the types make sure it is then used by that thread alone.
-    pub fn queue(&self, queue: u16) -> (RxQueue, TxQueue) {
-        (
-            RxQueue {
-                port: self.id,
-                queue,
-            },
-            TxQueue {
-                port: self.id,
-                queue,
-            },
-        )
+    /// The rx handle of queue `queue` of the started port, the first time it is asked for;
+    /// `None` after, or for a queue the port does not have. The handle then belongs to one
+    /// thread (it is `Send`, not `Sync`, and bursts through `&mut self`).
+    pub fn rx_queue(&self, queue: u16) -> Option<RxQueue> {
+        take(&self.rx_taken, queue).then_some(RxQueue {
+            port: self.id,
+            queue,
+        })
+    }
+
+    /// The tx handle of queue `queue`, handed out once, as [`Port::rx_queue`].
+    pub fn tx_queue(&self, queue: u16) -> Option<TxQueue> {
+        take(&self.tx_taken, queue).then_some(TxQueue {
+            port: self.id,
+            queue,
+        })
+    }
+
+    /// Both handles of queue `queue` (a worker's pair), each handed out once.
+    pub fn queue(&self, queue: u16) -> Option<(RxQueue, TxQueue)> {
+        Some((self.rx_queue(queue)?, self.tx_queue(queue)?))
     }
 
     pub fn mac(&self) -> Result<[u8; 6], DpdkError> {

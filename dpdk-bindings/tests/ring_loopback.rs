@@ -12,7 +12,7 @@ fn frame(queue: u8, index: u8) -> Vec<u8> {
 }
 
 fn send_and_receive(port: &Port, queue: u16, pool: &Mempool, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let (mut rx, mut tx) = port.queue(queue);
+    let (mut rx, mut tx) = port.queue(queue).expect("each queue is taken once");
     let mut burst = MbufBurst::new();
     for bytes in frames {
         burst
@@ -113,7 +113,10 @@ fn refused_buffers_stay_in_the_burst_and_are_freed_once() {
         &pool,
     )
     .unwrap();
-    let (mut rx, mut tx) = port.queue(0);
+    let (mut rx, mut tx) = port.queue(0).unwrap();
+    // Handed out once: a second handle would share the queue with the first.
+    assert!(port.queue(0).is_none() && port.rx_queue(0).is_none() && port.tx_queue(0).is_none());
+    assert!(port.queue(1).is_none(), "a queue the port does not have");
     let mut burst = MbufBurst::new();
     for i in 0..64u8 {
         burst

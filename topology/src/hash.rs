@@ -94,12 +94,6 @@ pub fn outer_source_port(flow_hash: u64) -> u16 {
     OUTER_SPORT_MIN | ((flow_hash >> 32) as u16 & 0x3fff)
 }
 
-/// Bucket of a flow in a rendezvous table of [`crate::rendezvous::BUCKETS`] buckets.
-#[inline]
-pub fn bucket_of(flow_hash: u64) -> usize {
-    (flow_hash as usize) & (crate::rendezvous::BUCKETS - 1)
-}
-
 /// The per-bucket half of a rendezvous score.
 #[inline]
 pub fn bucket_hash(bucket: usize) -> u64 {

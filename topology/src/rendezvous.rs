@@ -14,6 +14,13 @@ use crate::hash::{bucket_hash, mix64};
 /// weight (binomial error at 4096 draws) for 8 KiB per distinct candidate set.
 pub const BUCKETS: usize = 4096;
 
+/// Bucket of a flow in a rendezvous table: the low bits of its hash (the outer source port
+/// takes bits independent of these, `crate::hash::outer_source_port`).
+#[inline]
+pub fn bucket_of(flow_hash: u64) -> usize {
+    (flow_hash as usize) & (BUCKETS - 1)
+}
+
 /// One server competing for buckets.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {

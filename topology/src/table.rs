@@ -6,13 +6,13 @@ use std::net::Ipv4Addr;
 use hashbrown::HashMap;
 use prefetch_index::prefetch_index;
 
-use crate::hash::{bucket_hash, bucket_of, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
+use crate::hash::{bucket_hash, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
 use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6, Probe};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
 use crate::prefix::Ipv6Prefix;
 use crate::rendezvous::{
-    equal_weights, fill_buckets, winner, winner_quick, Candidate, Contender, BUCKETS,
+    bucket_of, equal_weights, fill_buckets, winner, winner_quick, Candidate, Contender, BUCKETS,
 };
 
 /// Where an IPv4 egress address may leave from, as seen from one server; or IPv6 egress.
@@ -219,7 +219,7 @@ impl Contender for Member {
 
 impl Route {
     /// The server the flows of each of the [`BUCKETS`] positions go to, in bucket order (a
-    /// flow's position is [`crate::hash::bucket_of`] its hash): this server for `local`. The
+    /// flow's position is [`crate::rendezvous::bucket_of`] its hash): this server for `local`. The
     /// same targets the data plane reads, so two tables' targets tell which flows a change
     /// moves.
     pub fn targets(&self, table: &ForwardingTable) -> Vec<ServerId> {

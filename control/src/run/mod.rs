@@ -215,7 +215,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                         .iter()
                         .enumerate()
                         .map(|(i, port)| {
-                            let (rx, tx) = port.queue(w as u16);
+                            // Every port has a queue pair per worker; worker w takes pair w.
+                            let (rx, tx) = port.queue(w as u16).expect("queue pair of this worker");
                             let pass_to = match (config.ports[i].uplink, config.ports[i].host) {
                                 (true, true) => i,
                                 (true, false) => host,
