@@ -205,11 +205,18 @@ def test_telemetry_commands_of_two_appliances_on_one_machine(tmp_path):
     frames = [Ether(dst="02:00:00:00:00:0b") / IP(src="198.51.100.1", dst="192.0.2.80") / TCP(sport=1000 + i, dport=443)
               for i in range(100)]
     wrpcap(str(tmp_path / "acme.pcap"), frames)
+    # 20 flows lhr01-b forwarded to lhr01-a: each is a connection lhr01-a records.
+    from conftest import example_node
+    node = example_node()
+    fleet = [node.fleet_packet("10.10.1.2", IP(src="198.51.100.2", dst="192.0.2.81") / TCP(sport=2000 + i, dport=443))
+             for i in range(20)]
+    wrpcap(str(tmp_path / "fleet.pcap"), fleet)
     procs, ports = [], []
     for server in ("lhr01-a", "lhr01-b"):
         port = free_tcp_port()
+        uplink = f"net_pcap1,rx_pcap={tmp_path}/fleet.pcap" if server == "lhr01-a" else "net_null0,no-rx=1"
         config = write_config(tmp_path / f"{server}.toml", [
-            ("uplink", "net_null0,no-rx=1", ["uplink"]),
+            ("uplink", uplink, ["uplink"]),
             ("host", f"net_pcap0,rx_pcap={tmp_path}/acme.pcap", ["host"]),
         ], server=server, metrics_port=port)
         procs.append(start(["run", "--config", config]))
@@ -217,8 +224,15 @@ def test_telemetry_commands_of_two_appliances_on_one_machine(tmp_path):
     try:
         for proc, port in zip(procs, ports):
             wait_for_metrics(port, proc)
-        time.sleep(1.2)   # the pcap is read, and the snapshot refreshed (twice a second)
+        time.sleep(1.2)   # the pcaps are read, and the snapshot refreshed (twice a second)
         a = telemetry("egressfwd-lhr01-a", "/egressfwd/stats", "/egressfwd/table", "/ethdev/list")
+        # The connection table is counted every fifth second (a walk over all of it).
+        deadline = time.time() + 8
+        while True:
+            connections = telemetry("egressfwd-lhr01-a", "/egressfwd/connections")["/egressfwd/connections"]
+            if connections["in_use"] > 0 or time.time() > deadline:
+                break
+            time.sleep(0.5)
         b = telemetry("egressfwd-lhr01-b", "/egressfwd/table")
         text = scrape(ports[0])
     finally:
@@ -226,11 +240,13 @@ def test_telemetry_commands_of_two_appliances_on_one_machine(tmp_path):
             rc, _, err = stop(proc)
             assert rc == 0, err
     stats, table = a["/egressfwd/stats"], a["/egressfwd/table"]
-    assert stats["received"] == 100 == stats["transmitted"], stats
-    assert stats["decisions_local"] == 100 == metric(text, "egressfwd_decisions_total", tier="local")
+    assert stats["received"] == 120 == stats["transmitted"], stats
+    assert stats["decapsulated"] == 20, stats
+    assert stats["decisions_local"] == metric(text, "egressfwd_decisions_total", tier="local") >= 100
     assert stats["dropped"] == 0 and stats["drops_too_big"] == 0
     assert table["server"] == "lhr01-a" and b["/egressfwd/table"]["server"] == "lhr01-b"
     assert table["generation"] == 1 and table["pools"] == 5 and len(table["topology_sha256"]) == 64
     assert a["/ethdev/list"] == [0, 1], "DPDK's own commands answer beside ours"
+    assert connections["capacity"] >= 1 << 20 and connections["in_use"] == 20 == connections["recorded"], connections
     print("telemetry:", {k: stats[k] for k in ("received", "transmitted", "decisions_local")}, table["server"],
-          b["/egressfwd/table"]["server"])
+          b["/egressfwd/table"]["server"], connections)

@@ -266,9 +266,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             };
             let mut printer = report::Printer::new(stats_interval);
             let mut manager = systemd::ServiceManager::from_env();
-            let telemetry = telemetry::Telemetry::register();
+            let mut telemetry = telemetry::Telemetry::register();
             let gather = || report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
-            telemetry.refresh(&gather());
+            telemetry.refresh(&gather(), &connections);
             let mut ticks = 0u32;
             shared.set_ready(true);
             manager.ready(&format!(
@@ -294,7 +294,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 }
                 ticks = ticks.wrapping_add(1);
                 if reloaded || ticks.is_multiple_of(telemetry::REFRESH_TICKS) {
-                    telemetry.refresh(&gather());
+                    telemetry.refresh(&gather(), &connections);
                 }
                 let retired_now = retired.collect();
                 shared.set_retired(retired_now);

@@ -1,5 +1,6 @@
-//! The appliance's commands on DPDK's telemetry socket: `/egressfwd/stats` (the counters) and
-//! `/egressfwd/table` (the table in use). `dpdk-telemetry.py -f egressfwd-SERVER` reads them
+//! The appliance's commands on DPDK's telemetry socket: `/egressfwd/stats` (the counters),
+//! `/egressfwd/table` (the table in use) and `/egressfwd/connections` (the connection table
+//! that returns replies to the peer that forwarded their flow). `dpdk-telemetry.py -f egressfwd-SERVER` reads them
 //! beside DPDK's own `/ethdev/...`.
 //!
 //! DPDK's telemetry thread answers from a snapshot that the control thread refreshes every
@@ -8,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use dataplane::DropReason;
+use dataplane::{ConnTable, DropReason};
 use dpdk_sys::{register_telemetry_command, TelemetryValue};
 use topology::Tier;
 
@@ -22,7 +23,15 @@ type Answer = Arc<Mutex<Vec<(String, TelemetryValue)>>>;
 pub struct Telemetry {
     stats: Answer,
     table: Answer,
+    connections: Answer,
+    /// Entries in use in the connection table, counted every [`COUNT_CONNECTIONS_EVERY`]
+    /// refreshes: it takes a walk over the whole table.
+    connections_in_use: u64,
+    refreshes: u32,
 }
+
+/// Refreshes between two walks of the connection table (of 1M slots, 8 MB).
+const COUNT_CONNECTIONS_EVERY: u32 = 10;
 
 impl Telemetry {
     /// Registers the commands; one that cannot be registered is logged and left out.
@@ -30,6 +39,9 @@ impl Telemetry {
         let telemetry = Self {
             stats: Answer::default(),
             table: Answer::default(),
+            connections: Answer::default(),
+            connections_in_use: 0,
+            refreshes: 0,
         };
         for (name, help, answer) in [
             (
@@ -41,6 +53,11 @@ impl Telemetry {
                 "/egressfwd/table",
                 "egressfwd's table in use: generation, topology digest and size, reloads. No parameters.",
                 &telemetry.table,
+            ),
+            (
+                "/egressfwd/connections",
+                "egressfwd's connection table (replies back to their peer): capacity, in use, recorded. No parameters.",
+                &telemetry.connections,
             ),
         ] {
             let answer = answer.clone();
@@ -57,10 +74,20 @@ impl Telemetry {
         telemetry
     }
 
-    pub fn refresh(&self, totals: &Totals) {
+    pub fn refresh(&mut self, totals: &Totals, connections: &ConnTable) {
+        if self.refreshes.is_multiple_of(COUNT_CONNECTIONS_EVERY) {
+            self.connections_in_use = connections.len() as u64;
+        }
+        self.refreshes = self.refreshes.wrapping_add(1);
+        let connection_figures = vec![
+            u64_of("capacity", connections.capacity() as u64),
+            u64_of("in_use", self.connections_in_use),
+            u64_of("recorded", totals.sum.pipeline.connections_recorded),
+        ];
         for (answer, figures) in [
             (&self.stats, stats_of(totals)),
             (&self.table, table_of(totals)),
+            (&self.connections, connection_figures),
         ] {
             *answer
                 .lock()
