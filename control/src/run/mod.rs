@@ -205,10 +205,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
     let metrics_stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let workers_started = std::thread::scope(|scope| {
         scope.spawn(|| metrics.serve(&shared, &cells, &tables, &ports, &pool, &metrics_stop));
         let mut retired = dataplane::Retired::default();
-        dpdk_sys::lcore_scope(eal, |lcores| {
+        let started = dpdk_sys::lcore_scope(eal, |lcores| {
             for w in 0..workers {
                 let worker_config = WorkerConfig {
                     ports: ports
@@ -248,10 +248,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 });
                 if let Err(err) = launched {
                     // The workers launched so far stop, and the appliance with them.
-                    tracing::error!(worker = w, %err, "cannot start worker");
                     stop.store(true, Ordering::Relaxed);
-                    metrics_stop.store(true, Ordering::Relaxed);
-                    return;
+                    return Err(format!("cannot start worker {w}: {err}"));
                 }
             }
 
@@ -309,10 +307,12 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             shared.set_ready(false);
             manager.stopping();
             stop.store(true, Ordering::Relaxed);
+            Ok(())
         });
         // lcore_scope has waited for every worker.
         metrics_stop.store(true, Ordering::Relaxed);
         retired.collect();
+        started
     });
 
     // Workers are gone. The device counters are read while the ports still exist; then the
@@ -344,7 +344,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     if let Some(prefix) = eal::prefix_of(&eal_args) {
         eal::remove_leftovers(&prefix, &runtime_dir);
     }
-    Ok(())
+    // A worker that could not start fails the run, once everything is closed.
+    workers_started.map_err(Failure::Other)
 }
 
 /// Serves `dpdk-dumpcap` when EAL shares its memory (hugepages and a shared config); says
