@@ -36,7 +36,52 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     #[serde(default)]
     reload: Option<RawReload>,
+    #[serde(default)]
+    connections: Option<RawConnections>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnections {
+    max_entries: Option<Spanned<i64>>,
+    tcp_established_seconds: Option<Spanned<i64>>,
+    tcp_transitory_seconds: Option<Spanned<i64>>,
+    udp_seconds: Option<Spanned<i64>>,
+    icmp_seconds: Option<Spanned<i64>>,
+    slice_grace_seconds: Option<Spanned<i64>>,
+}
+
+/// `[connections]` (contract 3 and 7.6): the bound on mappings and on pinned flows (each),
+/// their idle timeouts, and how long a replaced slice map is kept for second chances.
+/// Validated now; the mappings and pins of connections part 1 and 2 use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionsConfig {
+    pub max_entries: u32,
+    pub tcp_established_seconds: u32,
+    pub tcp_transitory_seconds: u32,
+    pub udp_seconds: u32,
+    pub icmp_seconds: u32,
+    pub slice_grace_seconds: u32,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 1 << 20,
+            tcp_established_seconds: 1200,
+            tcp_transitory_seconds: 30,
+            udp_seconds: 30,
+            icmp_seconds: 30,
+            // Contract 7.6: the TCP established timeout.
+            slice_grace_seconds: 1200,
+        }
+    }
+}
+
+/// The largest `max_entries`: the flow-state table numbers a worker's entries in 26 bits.
+const MAX_CONNECTION_ENTRIES: i64 = 1 << 26;
+/// The longest timeout or grace: a week.
+const MAX_CONNECTION_SECONDS: i64 = 7 * 86_400;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +201,7 @@ pub struct Config {
     /// The share (0 to 1) of the current table's egress addresses or servers a reload may
     /// lose before it is refused (a truncated file); 1 turns the guard off.
     pub reload_max_loss: f64,
+    pub connections: ConnectionsConfig,
 }
 
 /// The default of `[reload] max_loss`.
@@ -571,6 +617,8 @@ fn validate(
         }
     };
 
+    let connections = connections_config(map, raw.connections.as_ref(), errors);
+
     Config {
         path: path.to_owned(),
         server_position: map.position(raw.server.span().start),
@@ -581,6 +629,73 @@ fn validate(
         metrics_listen,
         stats_interval_seconds,
         reload_max_loss,
+        connections,
+    }
+}
+
+fn connections_config(
+    map: &SourceMap<'_>,
+    raw: Option<&RawConnections>,
+    errors: &mut Vec<Diagnostic>,
+) -> ConnectionsConfig {
+    let defaults = ConnectionsConfig::default();
+    let Some(raw) = raw else {
+        return defaults;
+    };
+    let seconds =
+        |value: &Option<Spanned<i64>>, what: &str, default: u32, errors: &mut Vec<Diagnostic>| {
+            ranged(
+                map,
+                value,
+                what,
+                1..MAX_CONNECTION_SECONDS + 1,
+                default,
+                errors,
+            )
+        };
+    let tcp_established_seconds = seconds(
+        &raw.tcp_established_seconds,
+        "tcp_established_seconds",
+        defaults.tcp_established_seconds,
+        errors,
+    );
+    ConnectionsConfig {
+        max_entries: ranged(
+            map,
+            &raw.max_entries,
+            "max_entries",
+            1..MAX_CONNECTION_ENTRIES + 1,
+            defaults.max_entries,
+            errors,
+        ),
+        tcp_established_seconds,
+        tcp_transitory_seconds: seconds(
+            &raw.tcp_transitory_seconds,
+            "tcp_transitory_seconds",
+            defaults.tcp_transitory_seconds,
+            errors,
+        ),
+        udp_seconds: seconds(
+            &raw.udp_seconds,
+            "udp_seconds",
+            defaults.udp_seconds,
+            errors,
+        ),
+        icmp_seconds: seconds(
+            &raw.icmp_seconds,
+            "icmp_seconds",
+            defaults.icmp_seconds,
+            errors,
+        ),
+        // 0 keeps no previous map: a moved slice's replies then have no second chance.
+        slice_grace_seconds: ranged(
+            map,
+            &raw.slice_grace_seconds,
+            "slice_grace_seconds",
+            0..MAX_CONNECTION_SECONDS + 1,
+            tcp_established_seconds,
+            errors,
+        ),
     }
 }
 
@@ -609,6 +724,14 @@ device = "net_tap0,iface=egress0"
 roles = ["host"]
 next_hop_mac = "02:00:00:00:00:01"
 
+[connections]
+max_entries = 1048576
+tcp_established_seconds = 1200
+tcp_transitory_seconds = 30
+udp_seconds = 30
+icmp_seconds = 30
+slice_grace_seconds = 1200
+
 [metrics]
 listen = "127.0.0.1:9750"
 "#;
@@ -635,6 +758,62 @@ listen = "127.0.0.1:9750"
         assert_eq!((c.uplink(), c.host()), (0, 1));
         assert_eq!(c.ports[0].next_hop_mac, [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(c.metrics_listen, "127.0.0.1:9750".parse().unwrap());
+        assert_eq!(c.connections, ConnectionsConfig::default());
+    }
+
+    #[test]
+    fn connections_keys_are_each_optional_and_bounded() {
+        let without = GOOD.replace(
+            "[connections]\nmax_entries = 1048576\ntcp_established_seconds = 1200\ntcp_transitory_seconds = 30\nudp_seconds = 30\nicmp_seconds = 30\nslice_grace_seconds = 1200\n",
+            "",
+        );
+        assert_ne!(without, GOOD);
+        let c = Config::parse(Path::new("c.toml"), &without).unwrap();
+        assert_eq!(c.connections, ConnectionsConfig::default());
+        // The grace defaults to the established timeout as configured.
+        let some = GOOD
+            .replace(
+                "tcp_established_seconds = 1200",
+                "tcp_established_seconds = 600",
+            )
+            .replace("slice_grace_seconds = 1200\n", "")
+            .replace("udp_seconds = 30", "udp_seconds = 2");
+        let c = Config::parse(Path::new("c.toml"), &some).unwrap();
+        assert_eq!(
+            (
+                c.connections.tcp_established_seconds,
+                c.connections.slice_grace_seconds,
+                c.connections.udp_seconds
+            ),
+            (600, 600, 2)
+        );
+        for (bad, message) in [
+            ("max_entries = 0", "max_entries 0 is out of range"),
+            (
+                "max_entries = 1048576000",
+                "max_entries 1048576000 is out of range",
+            ),
+            ("udp_seconds = 0", "udp_seconds 0 is out of range"),
+            ("icmp_seconds = -5", "icmp_seconds -5 is out of range"),
+        ] {
+            let key = bad.split(' ').next().unwrap();
+            let line = GOOD.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+            let text = GOOD
+                .lines()
+                .map(|l| if l.starts_with(key) { bad } else { l })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let errs = errors(&text);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(
+                errs[0].contains(&format!(":{line}:")) && errs[0].contains(message),
+                "{bad}: {errs:?}"
+            );
+        }
+        let errs = errors(&format!("{GOOD}\n[connections]\n"));
+        assert!(!errs.is_empty(), "a table twice is a TOML error");
+        let errs = errors(&GOOD.replace("udp_seconds = 30", "udp_seconds = 30\ntcp_seconds = 5"));
+        assert!(errs.iter().any(|e| e.contains("tcp_seconds")), "{errs:?}");
     }
 
     #[test]
@@ -702,7 +881,7 @@ listen = "127.0.0.1:9750"
         assert_eq!(
             errors(&GOOD.replace("127.0.0.1:9750", "localhost")),
             vec![format!(
-                "{file}:23:10: `localhost` is not an address:port to listen on"
+                "{file}:31:10: `localhost` is not an address:port to listen on"
             )]
         );
         let errs = errors(&GOOD.replace("server = \"lhr01-a\"\n", ""));
