@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dataplane::{DropReason, Published, StatsCell};
+use dataplane::{DropReason, PipelineCounters, Published, StatsCell};
 use dpdk_sys::{Mempool, Port};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::Full;
@@ -163,7 +163,7 @@ impl Exposition {
                 .expect("unique metric");
             (name.to_owned(), c)
         };
-        let counters = vec![
+        let mut counters = vec![
             counter(
                 "egressfwd_rx_packets_total",
                 "Packets received, per port and queue.",
@@ -193,36 +193,6 @@ impl Exposition {
                 "egressfwd_drops_total",
                 "Packets dropped, per reason.",
                 &["reason"],
-            ),
-            counter(
-                "egressfwd_passed_total",
-                "Packets passed unchanged to the other role.",
-                &[],
-            ),
-            counter(
-                "egressfwd_decapsulated_total",
-                "Fleet packets decapsulated.",
-                &[],
-            ),
-            counter(
-                "egressfwd_replies_total",
-                "Replies from origins, by where they went.",
-                &["to"],
-            ),
-            counter(
-                "egressfwd_icmp_frag_needed_total",
-                "ICMP fragmentation-needed messages sent.",
-                &[],
-            ),
-            counter(
-                "egressfwd_connections_recorded_total",
-                "Connection-table writes.",
-                &[],
-            ),
-            counter(
-                "egressfwd_mss_clamped_total",
-                "TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.",
-                &[],
             ),
             counter(
                 "egressfwd_topology_reloads_total",
@@ -265,6 +235,14 @@ impl Exposition {
                 &["worker"],
             ),
         ];
+        // The pipeline's plain counters, as their one declaration says (several share a
+        // metric, told apart by a label).
+        for info in PipelineCounters::INFO {
+            if !counters.iter().any(|(name, _)| name == info.metric) {
+                let labels: Vec<&str> = info.label.iter().map(|(label, _)| *label).collect();
+                counters.push(counter(info.metric, info.help, &labels));
+            }
+        }
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
@@ -461,17 +439,10 @@ impl Exposition {
                 p.drops[reason.index()],
             );
         }
-        self.counter("egressfwd_passed_total", &[], p.passed);
-        self.counter("egressfwd_decapsulated_total", &[], p.decapsulated);
-        self.counter("egressfwd_replies_total", &["peer"], p.replies_to_peer);
-        self.counter("egressfwd_replies_total", &["host"], p.replies_to_host);
-        self.counter("egressfwd_icmp_frag_needed_total", &[], p.icmp_frag_needed);
-        self.counter(
-            "egressfwd_connections_recorded_total",
-            &[],
-            p.connections_recorded,
-        );
-        self.counter("egressfwd_mss_clamped_total", &[], p.mss_clamped);
+        for (info, value) in p.named() {
+            let labels: Vec<&str> = info.label.iter().map(|(_, value)| *value).collect();
+            self.counter(info.metric, &labels, value);
+        }
         self.counter("egressfwd_topology_reloads_total", &["ok"], t.reloads_ok);
         self.counter(
             "egressfwd_topology_reloads_total",

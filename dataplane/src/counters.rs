@@ -77,11 +77,24 @@ pub fn tier_index(tier: Tier) -> usize {
     tier as usize
 }
 
+/// How a plain counter of [`PipelineCounters`] is exported: its field name (the stats JSON
+/// and telemetry key), its Prometheus metric, the one label value that tells it apart from
+/// the other counters of that metric (if it shares one), and the metric's help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterInfo {
+    pub field: &'static str,
+    pub metric: &'static str,
+    pub label: Option<(&'static str, &'static str)>,
+    pub help: &'static str,
+}
+
 /// Declares [`PipelineCounters`]: the per-tier and per-reason arrays, then the plain
-/// counters listed once here, from which the struct, [`PipelineCounters::add`] and the flat
-/// list of values are all derived (adding a counter is one line in the list below).
+/// counters listed once here, from which the struct, [`PipelineCounters::add`], the flat
+/// list of values and every output ([`PipelineCounters::INFO`], [`PipelineCounters::named`]:
+/// Prometheus, the stats JSON, telemetry) are all derived. Adding a counter is one line in
+/// the list below.
 macro_rules! pipeline_counters {
-    ($($(#[doc = $doc:literal])+ $name:ident,)+) => {
+    ($($(#[doc = $doc:literal])+ $name:ident => $metric:literal $({$label:ident = $value:literal})? $help:literal,)+) => {
         /// Pipeline counters of one worker.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct PipelineCounters {
@@ -96,8 +109,21 @@ macro_rules! pipeline_counters {
             /// The plain counters' names, in declaration order.
             pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),+];
 
+            /// How each plain counter is exported, in declaration order.
+            pub const INFO: &'static [CounterInfo] = &[$(CounterInfo {
+                field: stringify!($name),
+                metric: $metric,
+                label: pipeline_counters!(@label $($label = $value)?),
+                help: $help,
+            }),+];
+
             /// Number of values [`PipelineCounters::to_values`] writes.
             pub const VALUES: usize = Tier::ALL.len() + DropReason::COUNT + Self::NAMES.len();
+
+            /// Each plain counter with how it is exported.
+            pub fn named(&self) -> impl Iterator<Item = (&'static CounterInfo, u64)> {
+                Self::INFO.iter().zip([$(self.$name),+])
+            }
 
             pub fn add(&mut self, other: &Self) {
                 for (a, b) in self.tiers.iter_mut().zip(&other.tiers) {
@@ -128,23 +154,25 @@ macro_rules! pipeline_counters {
             }
         }
     };
+    (@label $label:ident = $value:literal) => { Some((stringify!($label), $value)) };
+    (@label) => { None };
 }
 
 pipeline_counters! {
     /// Passed unchanged to the other role (not egress traffic).
-    passed,
+    passed => "egressfwd_passed_total" "Packets passed unchanged to the other role.",
     /// Fleet packets decapsulated.
-    decapsulated,
+    decapsulated => "egressfwd_decapsulated_total" "Fleet packets decapsulated.",
     /// Replies sent back to the fleet server that forwarded their flow.
-    replies_to_peer,
+    replies_to_peer => "egressfwd_replies_total" {to = "peer"} "Replies from origins, by where they went.",
     /// Replies delivered to the host port.
-    replies_to_host,
+    replies_to_host => "egressfwd_replies_total" {to = "host"} "Replies from origins, by where they went.",
     /// ICMP "fragmentation needed" messages sent to the host port.
-    icmp_frag_needed,
+    icmp_frag_needed => "egressfwd_icmp_frag_needed_total" "ICMP fragmentation-needed messages sent.",
     /// Connection-table writes (new flows, or flows whose sender changed).
-    connections_recorded,
+    connections_recorded => "egressfwd_connections_recorded_total" "Connection-table writes.",
     /// TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.
-    mss_clamped,
+    mss_clamped => "egressfwd_mss_clamped_total" "TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.",
 }
 
 impl PipelineCounters {
@@ -175,6 +203,16 @@ mod tests {
         let mut b = a;
         b.add(&a);
         assert_eq!((b.passed, b.total_drops(), b.tiers[1]), (14, 2, 6));
+        // Every plain counter is exported, under its field name.
+        let named: Vec<(&str, u64)> = b.named().map(|(info, v)| (info.field, v)).collect();
+        assert_eq!(named.len(), PipelineCounters::NAMES.len());
+        assert!(named.contains(&("passed", 14)) && named.contains(&("connections_recorded", 18)));
+        let replies: Vec<_> = PipelineCounters::INFO
+            .iter()
+            .filter(|i| i.metric == "egressfwd_replies_total")
+            .map(|i| i.label)
+            .collect();
+        assert_eq!(replies, vec![Some(("to", "peer")), Some(("to", "host"))]);
         assert_eq!(
             DropReason::ALL
                 .iter()

@@ -154,18 +154,11 @@ impl Totals {
                 "link": {"up": pt.link.up, "speed_mbps": pt.link.speed_mbps},
             })
         };
-        json!({
+        let mut json = json!({
             "duration_seconds": elapsed.as_secs_f64(),
             "ports": self.ports.iter().map(port_json).collect::<Vec<_>>(),
             "decisions": Tier::ALL.iter().map(|&t| (t.as_str().to_owned(), json!(p.tiers[dataplane::counters::tier_index(t)]))).collect::<serde_json::Map<_, _>>(),
             "drops": DropReason::ALL.iter().map(|&r| (r.as_str().to_owned(), json!(p.drops[r.index()]))).collect::<serde_json::Map<_, _>>(),
-            "passed": p.passed,
-            "decapsulated": p.decapsulated,
-            "replies_to_peer": p.replies_to_peer,
-            "replies_to_host": p.replies_to_host,
-            "icmp_frag_needed": p.icmp_frag_needed,
-            "connections_recorded": p.connections_recorded,
-            "mss_clamped": p.mss_clamped,
             "workers": self.workers.iter().enumerate().map(|(i, w)| json!({
                 "worker": i, "rx_packets": w.rx_packets(), "tx_packets": w.tx_packets(),
                 "dropped": w.pipeline.total_drops(), "bursts": w.bursts, "idle_sleeps": w.idle_sleeps,
@@ -194,7 +187,12 @@ impl Totals {
                 "dropped": self.dropped(),
                 "balanced": self.received() == self.transmitted() + self.dropped(),
             },
-        })
+        });
+        // The pipeline's plain counters, under their field names.
+        for (info, value) in p.named() {
+            json[info.field] = json!(value);
+        }
+        json
     }
 }
 

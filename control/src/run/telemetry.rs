@@ -106,17 +106,11 @@ fn stats_of(t: &Totals) -> Vec<(String, TelemetryValue)> {
         u64_of("received", t.received()),
         u64_of("transmitted", t.transmitted()),
         u64_of("dropped", t.dropped()),
-        u64_of("passed", p.passed),
-        u64_of("decapsulated", p.decapsulated),
-        u64_of("replies_to_peer", p.replies_to_peer),
-        u64_of("replies_to_host", p.replies_to_host),
-        u64_of("icmp_frag_needed", p.icmp_frag_needed),
-        u64_of("mss_clamped", p.mss_clamped),
-        u64_of("connections_recorded", p.connections_recorded),
         u64_of("mbufs_in_use", u64::from(t.mbufs_in_use)),
         u64_of("mbufs_capacity", u64::from(t.mbufs_capacity)),
         u64_of("tsc_hz", t.tsc_hz),
     ];
+    out.extend(p.named().map(|(info, value)| u64_of(info.field, value)));
     for tier in Tier::ALL {
         let count = p.tiers[dataplane::counters::tier_index(tier)];
         out.push(u64_of(format!("decisions_{}", tier.as_str()), count));
