@@ -104,6 +104,13 @@ pub fn diff(before: &ForwardingTable, after: &ForwardingTable) -> TableDiff {
         }
         let size = u64::from(last - first) + 1;
         addresses += size;
+        // Most routes do not change: told by their pool, tier and candidates, without the
+        // shares (4,096 rendezvous each) that a changed one is shown with.
+        if let (Some(o), Some(n)) = (old, new) {
+            if signature(before, o) == signature(after, n) {
+                continue;
+            }
+        }
         let key = (old.map(|r| r.pool), new.map(|r| r.pool));
         let moved = *moved_of
             .entry(key)
@@ -130,6 +137,20 @@ pub fn diff(before: &ForwardingTable, after: &ForwardingTable) -> TableDiff {
         moved_addresses,
         slices: slice_changes(before, after),
     }
+}
+
+/// What decides where a route's flows go: its pool's name, its tier, and its candidates'
+/// names and weights (the rendezvous seeds come from the names).
+fn signature<'t>(
+    table: &'t ForwardingTable,
+    route: &Route,
+) -> (&'t str, Tier, Vec<(&'t str, u32)>) {
+    let candidates = route
+        .candidates
+        .iter()
+        .map(|h| (table.server(h.server).name.as_str(), h.weight))
+        .collect();
+    (table.pool_name(route.pool), route.tier, candidates)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
