@@ -309,22 +309,8 @@ fn slice_changes(before: &ForwardingTable, after: &ForwardingTable) -> Vec<Slice
                 from,
                 to,
                 slices: slices.len(),
-                ports: merged_ports(&slices, port_slice),
+                ports: crate::slices::merged_ports(slices.iter().copied(), port_slice),
             });
-        }
-    }
-    out
-}
-
-fn merged_ports(slices: &[u16], port_slice: u16) -> Vec<RangeInclusive<u16>> {
-    let mut out: Vec<RangeInclusive<u16>> = Vec::new();
-    for &slice in slices {
-        let ports = crate::slices::ports_of(slice, port_slice);
-        match out.last_mut() {
-            Some(last) if u32::from(*last.end()) + 1 == u32::from(*ports.start()) => {
-                *last = *last.start()..=*ports.end();
-            }
-            _ => out.push(ports),
         }
     }
     out

@@ -54,9 +54,18 @@ pub fn map(holders: &[Candidate<'_>], port_slice: u16) -> Vec<u16> {
 
 /// The port ranges of the slices that `map` gives to `index`, adjacent slices merged.
 pub fn ranges(map: &[u16], port_slice: u16, index: u16) -> Vec<RangeInclusive<u16>> {
+    let slices = (0..map.len() as u16).filter(|&s| map[usize::from(s)] == index);
+    merged_ports(slices, port_slice)
+}
+
+/// The ports of `slices` (in increasing order), adjacent slices merged into one range.
+pub fn merged_ports(
+    slices: impl IntoIterator<Item = u16>,
+    port_slice: u16,
+) -> Vec<RangeInclusive<u16>> {
     let mut out: Vec<RangeInclusive<u16>> = Vec::new();
-    for (slice, _) in map.iter().enumerate().filter(|&(_, &o)| o == index) {
-        let ports = ports_of(slice as u16, port_slice);
+    for slice in slices {
+        let ports = ports_of(slice, port_slice);
         match out.last_mut() {
             Some(last) if u32::from(*last.end()) + 1 == u32::from(*ports.start()) => {
                 *last = *last.start()..=*ports.end();
