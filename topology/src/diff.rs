@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::prefix::Ipv4Prefix;
 use crate::rendezvous::BUCKETS;
 use crate::table::{ForwardingTable, Route, Tier};
-use crate::PoolId;
+use crate::{Holder, PoolId};
 
 /// The change, seen from one server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -114,7 +114,7 @@ pub fn diff(before: &ForwardingTable, after: &ForwardingTable) -> TableDiff {
         let key = (old.map(|r| r.pool), new.map(|r| r.pool));
         let moved = *moved_of
             .entry(key)
-            .or_insert_with(|| moved_between(before, old, after, new, &mut views));
+            .or_insert_with(|| moved_between(before, old, after, new));
         let old_view = old.map(|r| views.of(Side::Before, before, r).clone());
         let new_view = new.map(|r| views.of(Side::After, after, r).clone());
         if old_view == new_view {
@@ -145,12 +145,17 @@ fn signature<'t>(
     table: &'t ForwardingTable,
     route: &Route,
 ) -> (&'t str, Tier, Vec<(&'t str, u32)>) {
-    let candidates = route
-        .candidates
+    let candidates = named(table, &route.candidates);
+    (table.pool_name(route.pool), route.tier, candidates)
+}
+
+/// Servers by name with their weights: what compares across two tables, whose server
+/// numbers may differ.
+fn named<'t>(table: &'t ForwardingTable, holders: &[Holder]) -> Vec<(&'t str, u32)> {
+    holders
         .iter()
         .map(|h| (table.server(h.server).name.as_str(), h.weight))
-        .collect();
-    (table.pool_name(route.pool), route.tier, candidates)
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,29 +194,16 @@ fn moved_between(
     old: Option<&Route>,
     after: &ForwardingTable,
     new: Option<&Route>,
-    views: &mut Views,
 ) -> f64 {
     let (Some(old), Some(new)) = (old, new) else {
         return 1.0;
     };
-    // The same candidates (names and weights) spread flows the same way: no need to compare
-    // their 4,096 buckets.
-    let same = |a: &RouteView, b: &RouteView| {
-        a.targets.len() == b.targets.len()
-            && a.targets.iter().zip(&b.targets).all(|(x, y)| x.0 == y.0)
-    };
-    let old_view = views.of(Side::Before, before, old).clone();
-    let new_view = views.of(Side::After, after, new).clone();
-    let weights = |table: &ForwardingTable, r: &Route| -> Vec<(String, u32)> {
-        r.candidates
-            .iter()
-            .map(|h| (table.server(h.server).name.clone(), h.weight))
-            .collect()
-    };
-    if same(&old_view, &new_view) && weights(before, old) == weights(after, new) {
+    // The same candidates (names and weights) spread flows the same way, whatever the tier:
+    // no need to compare their 4,096 buckets.
+    if named(before, &old.candidates) == named(after, &new.candidates) {
         return 0.0;
     }
-    let names = |table: &ForwardingTable, r: &Route| -> Vec<String> {
+    let names = |table: &'_ ForwardingTable, r: &Route| -> Vec<String> {
         r.targets(table)
             .into_iter()
             .map(|s| table.server(s).name.clone())
@@ -268,19 +260,15 @@ fn slice_changes(before: &ForwardingTable, after: &ForwardingTable) -> Vec<Slice
         .iter()
         .map(|r| (after.pool_name(r.pool), r))
         .collect();
-    let holders = |table: &ForwardingTable, r: &Route| -> Vec<(String, u32)> {
-        r.holders
-            .iter()
-            .map(|h| (table.server(h.server).name.clone(), h.weight))
-            .collect()
-    };
     let mut out = Vec::new();
     for old in before.routes() {
         let name = before.pool_name(old.pool);
         let Some(new) = pools_after.get(name) else {
             continue;
         };
-        if port_slice == after.port_slice() && holders(before, old) == holders(after, new) {
+        if port_slice == after.port_slice()
+            && named(before, &old.holders) == named(after, &new.holders)
+        {
             continue;
         }
         let owners = |table: &ForwardingTable, r: &Route| -> Vec<String> {
