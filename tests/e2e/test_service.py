@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from conftest import BIN, EXAMPLE, free_tcp_port, start, stop, wait_for_metrics, write_config
 
@@ -251,3 +252,14 @@ def test_telemetry_commands_of_two_appliances_on_one_machine(tmp_path):
     assert connections["capacity"] >= 1 << 20 and connections["in_use"] == 20 == connections["recorded"], connections
     print("telemetry:", {k: stats[k] for k in ("received", "transmitted", "decisions_local")}, table["server"],
           b["/egressfwd/table"]["server"], connections)
+
+
+def test_too_few_worker_lcores_is_a_clear_error(tmp_path):
+    """Workers are EAL lcores: EAL arguments that give it fewer worker lcores than the config
+    has workers fail the run with a message, and leave nothing behind."""
+    config = write_config(tmp_path / "c.toml", null_ports(), metrics_port=free_tcp_port())
+    out = subprocess.run([str(BIN), "run", "--config", str(config), "--duration", "1", "--", "-l", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "EAL has 0 worker lcores" in out.stderr and "for 1 workers" in out.stderr, out.stderr
+    assert not (Path("/var/run/dpdk") / "egressfwd-lhr01-a").exists(), "the runtime directory is removed"

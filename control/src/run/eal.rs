@@ -150,6 +150,33 @@ pub fn remove_leftovers(prefix: &str, runtime_dir: &Path) {
     }
 }
 
+/// Releases EAL when dropped, then removes its leftovers ([`remove_leftovers`]): on the way
+/// out of `run`, whether it ends normally or with an error after EAL started.
+pub struct Cleanup {
+    eal: &'static dpdk_sys::Eal,
+    prefix: Option<String>,
+    runtime_dir: PathBuf,
+}
+
+impl Cleanup {
+    pub fn new(eal: &'static dpdk_sys::Eal, args: &[String]) -> Self {
+        Self {
+            eal,
+            prefix: prefix_of(args),
+            runtime_dir: eal.runtime_dir(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.eal.cleanup();
+        if let Some(prefix) = &self.prefix {
+            remove_leftovers(prefix, &self.runtime_dir);
+        }
+    }
+}
+
 /// `egressfwd-SERVER`, with any character of the server's name that has no place in a file
 /// name as `_`.
 pub fn file_prefix(server: &str) -> String {

@@ -119,6 +119,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     tracing::info!(args = %eal_args.join(" "), "initialising EAL");
     let eal = Eal::init(&eal_args).map_err(|err| Failure::Other(err.to_string()))?;
+    // Declared before the ports, the pool and capture, so dropped after them, on every path.
+    let _eal_cleanup = eal::Cleanup::new(eal, &eal_args);
     let worker_lcores = eal.worker_lcores();
     if worker_lcores.len() < workers {
         return Err(Failure::Other(format!(
@@ -339,12 +341,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     }
     drop(pool);
     drop(capture);
-    let runtime_dir = eal.runtime_dir();
-    eal.cleanup();
-    if let Some(prefix) = eal::prefix_of(&eal_args) {
-        eal::remove_leftovers(&prefix, &runtime_dir);
-    }
-    // A worker that could not start fails the run, once everything is closed.
+    // A worker that could not start fails the run, once everything is closed (EAL last, by
+    // `_eal_cleanup`).
     workers_started.map_err(Failure::Other)
 }
 
