@@ -7,7 +7,7 @@
 //! prefetched each entry before resolving it was tried: no gain at 1M entries.)
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataplane::flow::{FlowTable, Key};
+use dataplane::flow::{FlowTable, Key, Lifetime};
 
 const BURST: usize = 32;
 
@@ -19,7 +19,7 @@ fn hash_of(key: &Key) -> u64 {
 
 fn keys(n: usize, salt: u64) -> Vec<Key> {
     (0..n as u64)
-        .map(|i| [i.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ salt, i])
+        .map(|i| [i.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ salt, i, 0])
         .collect()
 }
 
@@ -30,7 +30,14 @@ fn bench(c: &mut Criterion) {
         let present = keys(entries, 0);
         for key in &present {
             owners[0]
-                .insert(&table, hash_of(key), key, &[key[1], 1], 0, 300)
+                .insert(
+                    &table,
+                    hash_of(key),
+                    key,
+                    &[key[1], 1],
+                    0,
+                    Lifetime::fixed(300),
+                )
                 .expect("room for every key");
         }
         // Lookups in an order unrelated to insertion, as packets of many flows arrive.

@@ -9,7 +9,7 @@
 //! `copy_only` case measures that copy alone: the pipeline's own cost is the difference.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataplane::{ConnTable, Context, Pipeline, VecBuf, Verdict};
+use dataplane::{Context, MappingTable, Pipeline, Timeouts, VecBuf, Verdict};
 use egressfwd_benches::{egress_addresses, fleet_1m, frames, pipeline_config, BENCH_SERVER};
 use topology::{ForwardingTable, Tier};
 
@@ -74,10 +74,12 @@ impl Capture {
 fn pipeline(c: &mut Criterion) {
     let table =
         ForwardingTable::compile(&topology::load(&fleet_1m()).unwrap(), BENCH_SERVER).unwrap();
-    let connections = ConnTable::new(1 << 20);
+    let (mappings, mut mapping_owners) = MappingTable::new(5, 1 << 20, Timeouts::default(), 0);
+    mapping_owners.reverse();
     let ctx = Context {
         table: &table,
-        connections: &connections,
+        mappings: &mappings,
+        now: 0,
     };
     let config = pipeline_config();
     let mut group = c.benchmark_group("pipeline_per_packet_1m_table_64k_working_set");
@@ -87,7 +89,10 @@ fn pipeline(c: &mut Criterion) {
             &table,
             if kind == "copy_only" { "local" } else { kind },
         ));
-        let mut pipeline = Pipeline::new(config.clone());
+        let mut pipeline = Pipeline::new(
+            config.clone(),
+            mapping_owners.pop().expect("one owner a kind"),
+        );
         let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::new(&[0; 256])).collect();
         let mut verdicts = [Verdict::Pass; BURST];
         if kind != "copy_only" {

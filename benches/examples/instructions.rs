@@ -3,7 +3,7 @@
 //! shared machine):
 //!   valgrind --tool=callgrind target/release/examples/instructions encap
 //! `baseline` does everything but the pipeline: subtract it to get the pipeline's share.
-use dataplane::{ConnTable, Context, Pipeline, VecBuf, Verdict};
+use dataplane::{Context, MappingTable, Pipeline, Timeouts, VecBuf, Verdict};
 use egressfwd_benches::{frames, pipeline_config, run_burst};
 
 fn main() {
@@ -13,12 +13,13 @@ fn main() {
         .unwrap();
     let topology = topology::load(&root.join("topology/examples/fleet.toml")).unwrap();
     let table = topology::ForwardingTable::compile(&topology, "lhr01-a").unwrap();
-    let connections = ConnTable::new(1 << 16);
+    let (mappings, mut mapping_owners) = MappingTable::new(1, 1 << 16, Timeouts::default(), 0);
     let ctx = Context {
         table: &table,
-        connections: &connections,
+        mappings: &mappings,
+        now: 0,
     };
-    let mut pipeline = Pipeline::new(pipeline_config());
+    let mut pipeline = Pipeline::new(pipeline_config(), mapping_owners.pop().unwrap());
     let src = match kind.as_str() {
         "local" => 0xc633_6401, // 198.51.100.1, held here
         "encap" => 0xcb00_7180, // 203.0.113.128/25, two weighted candidates

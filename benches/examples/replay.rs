@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use dataplane::pipeline::CHUNK;
-use dataplane::{ConnTable, Context, Pipeline, VecBuf, Verdict};
+use dataplane::{Context, MappingTable, Pipeline, Timeouts, VecBuf, Verdict};
 use egressfwd_benches::{pipeline_config, run_burst};
 
 fn main() {
@@ -23,12 +23,13 @@ fn main() {
     let topology = topology::load(std::path::Path::new(fleet.as_str())).expect("fleet");
     let table = topology::ForwardingTable::compile(&topology, server).expect("server");
     let frames = read_pcap(&std::fs::read(pcap.as_str()).expect("pcap"));
-    let connections = ConnTable::new(1 << 20);
+    let (mappings, mut mapping_owners) = MappingTable::new(1, 1 << 20, Timeouts::default(), 0);
     let ctx = Context {
         table: &table,
-        connections: &connections,
+        mappings: &mappings,
+        now: 0,
     };
-    let mut pipeline = Pipeline::new(pipeline_config());
+    let mut pipeline = Pipeline::new(pipeline_config(), mapping_owners.pop().unwrap());
     let mut bufs: Vec<VecBuf> = (0..CHUNK).map(|_| VecBuf::new(&[0; 2048])).collect();
     let mut verdicts = [Verdict::Pass; CHUNK];
     let bursts = frames.len() / CHUNK;

@@ -32,10 +32,20 @@ pub enum DropReason {
     MultiSegment,
     /// The driver did not accept the packet for transmission.
     TxFull,
+    /// A new flow found every mapping of its worker in use (contract 7.6): no live mapping
+    /// is ever evicted for it.
+    ConnectionsFull,
+    /// A new flow to be translated found no free port in this server's slices for its
+    /// remote end (or the server owns no slice of the pool).
+    PortsExhausted,
+    /// A reply another server passed to us that is neither ours nor mapped here (7.5.4).
+    MisroutedReply,
+    /// An ICMP error quoting a fragment: which flow it is about cannot be told.
+    QuotedFragment,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -48,6 +58,10 @@ impl DropReason {
         DropReason::NoHeadroom,
         DropReason::MultiSegment,
         DropReason::TxFull,
+        DropReason::ConnectionsFull,
+        DropReason::PortsExhausted,
+        DropReason::MisroutedReply,
+        DropReason::QuotedFragment,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -65,6 +79,10 @@ impl DropReason {
             DropReason::NoHeadroom => "no_headroom",
             DropReason::MultiSegment => "multi_segment",
             DropReason::TxFull => "tx_full",
+            DropReason::ConnectionsFull => "connections_full",
+            DropReason::PortsExhausted => "ports_exhausted",
+            DropReason::MisroutedReply => "misrouted_reply",
+            DropReason::QuotedFragment => "quoted_fragment",
         }
     }
 
@@ -163,14 +181,21 @@ pipeline_counters! {
     passed => "egressfwd_passed_total" "Packets passed unchanged to the other role.",
     /// Fleet packets decapsulated.
     decapsulated => "egressfwd_decapsulated_total" "Fleet packets decapsulated.",
-    /// Replies sent back to the fleet server that forwarded their flow.
+    /// Replies (and ICMP errors about our flows) sent back to the fleet server that
+    /// forwarded their flow.
     replies_to_peer => "egressfwd_replies_total" {to = "peer"} "Replies from origins, by where they went.",
-    /// Replies delivered to the host port.
+    /// Replies delivered to the host port (mapped here, or no mapping and no other owner).
     replies_to_host => "egressfwd_replies_total" {to = "host"} "Replies from origins, by where they went.",
+    /// Replies without a mapping here, encapsulated unchanged to their slice's owner (7.3.2).
+    replies_steered => "egressfwd_replies_total" {to = "steered"} "Replies from origins, by where they went.",
     /// ICMP "fragmentation needed" messages sent to the host port.
     icmp_frag_needed => "egressfwd_icmp_frag_needed_total" "ICMP fragmentation-needed messages sent.",
-    /// Connection-table writes (new flows, or flows whose sender changed).
-    connections_recorded => "egressfwd_connections_recorded_total" "Connection-table writes.",
+    /// Mappings created (contract 7.2).
+    mappings_created => "egressfwd_mappings_created_total" "Mappings created.",
+    /// Mappings created with a translated port.
+    mappings_translated => "egressfwd_mappings_translated_total" "Mappings created with a translated port.",
+    /// Mappings removed after their idle time.
+    mappings_expired => "egressfwd_mappings_expired_total" "Mappings removed after their idle time.",
     /// TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.
     mss_clamped => "egressfwd_mss_clamped_total" "TCP SYNs and SYN-ACKs whose MSS was lowered to fit the tunnel.",
 }
@@ -195,7 +220,7 @@ mod tests {
         a.tiers[tier_index(Tier::SameDc)] = 3;
         a.drop(DropReason::TooBig);
         a.passed = 7;
-        a.connections_recorded = 9;
+        a.mappings_created = 9;
         let mut values = Vec::new();
         a.to_values(&mut values);
         assert_eq!(values.len(), PipelineCounters::VALUES);
@@ -206,13 +231,20 @@ mod tests {
         // Every plain counter is exported, under its field name.
         let named: Vec<(&str, u64)> = b.named().map(|(info, v)| (info.field, v)).collect();
         assert_eq!(named.len(), PipelineCounters::NAMES.len());
-        assert!(named.contains(&("passed", 14)) && named.contains(&("connections_recorded", 18)));
+        assert!(named.contains(&("passed", 14)) && named.contains(&("mappings_created", 18)));
         let replies: Vec<_> = PipelineCounters::INFO
             .iter()
             .filter(|i| i.metric == "egressfwd_replies_total")
             .map(|i| i.label)
             .collect();
-        assert_eq!(replies, vec![Some(("to", "peer")), Some(("to", "host"))]);
+        assert_eq!(
+            replies,
+            vec![
+                Some(("to", "peer")),
+                Some(("to", "host")),
+                Some(("to", "steered"))
+            ]
+        );
         assert_eq!(
             DropReason::ALL
                 .iter()

@@ -4,12 +4,14 @@
 
 use topology::hash::{outer_source_port, PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP};
 use topology::{
-    Continued, Decision, DecisionV6, FlowKey, ForwardingTable, ServerId, Started, Tier,
+    Continued, Decision, DecisionV6, FlowKey, ForwardingTable, PoolId, ServerId, Started, Tier,
 };
 
 use crate::buf::PacketBuf;
-use crate::conn::ConnTable;
 use crate::counters::{tier_index, DropReason, PipelineCounters};
+use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, Outbound};
+use crate::reply::{self, Reply};
+use crate::wire::ports::{self, End};
 use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
 
 /// The tunnel forwarded packets travel in.
@@ -88,11 +90,13 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// What the pipeline reads per burst: the current table and the shared connection table.
-#[derive(Debug, Clone, Copy)]
+/// What the pipeline reads per burst: the current table, the mappings every worker shares,
+/// and the workers' clock in seconds.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub table: &'a ForwardingTable,
-    pub connections: &'a ConnTable,
+    pub mappings: &'a MappingTable,
+    pub now: u32,
 }
 
 /// What the pipeline knows of one packet between its stages.
@@ -120,9 +124,6 @@ struct BurstState {
     flows: [FlowKey; CHUNK],
     started: [Started; CHUNK],
     continued: [Continued; CHUNK],
-    /// The connection-table key of flows that read or write it: replies, and decapsulated
-    /// egress (keyed by the outbound direction of the flow).
-    conn_hash: [u64; CHUNK],
 }
 
 impl Default for BurstState {
@@ -133,7 +134,6 @@ impl Default for BurstState {
             flows: [FlowKey::default(); CHUNK],
             started: [Started::default(); CHUNK],
             continued: [Continued::default(); CHUNK],
-            conn_hash: [0; CHUNK],
         }
     }
 }
@@ -363,9 +363,10 @@ impl TunnelTemplate {
     }
 }
 
-#[derive(Debug, Clone)]
 pub struct Pipeline {
     config: PipelineConfig,
+    /// This worker's half of the mappings: the ones it created, their clocks, its ports.
+    mappings: MappingOwner,
     tunnel: TunnelTemplate,
     ethernet: EthernetHeaders,
     /// The state of the burst [`Pipeline::process_burst`] is processing: kept here rather
@@ -376,8 +377,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(config: PipelineConfig) -> Self {
+    /// A worker's pipeline, with its half of the mappings.
+    pub fn new(config: PipelineConfig, mappings: MappingOwner) -> Self {
         Self {
+            mappings,
             tunnel: TunnelTemplate::new(&config),
             ethernet: EthernetHeaders::new(&config),
             config,
@@ -465,37 +468,36 @@ impl Pipeline {
     }
 
     /// Stage 2: the routes of each flow, as far as they decide it; starts loading the
-    /// rendezvous bucket of a flow spread over several servers and the connection-table
-    /// bucket of a reply or a decapsulated egress flow.
+    /// rendezvous bucket of a flow spread over several servers, and the mapping buckets of a
+    /// TCP or UDP flow egressing here or of a reply.
     fn advance(ctx: &Context<'_>, state: &mut BurstState) {
         let n = state.len;
         let per_packet = state.kinds[..n]
             .iter()
             .zip(&state.flows[..n])
             .zip(&state.started[..n])
-            .zip(
-                state.continued[..n]
-                    .iter_mut()
-                    .zip(&mut state.conn_hash[..n]),
-            );
-        for (((kind, flow), &started), (continued, conn_hash)) in per_packet {
-            let fleet = match kind {
-                Kind::V4 => false,
-                Kind::Fleet { .. } => true,
+            .zip(&mut state.continued[..n]);
+        for (((kind, flow), &started), continued) in per_packet {
+            let origin = match *kind {
+                Kind::V4 => Origin::Host,
+                Kind::Fleet { peer, .. } => Origin::Peer(ctx.table.underlay_of(peer)),
                 Kind::Done(_) | Kind::V6 => continue,
             };
             let c = ctx.table.continue_v4(flow, started);
-            let hash = if c.is_reply() {
-                // The connection table is keyed by the outbound direction of the flow.
-                Some(flow.reversed().hash())
-            } else if fleet && c.is_egress() {
-                Some(c.flow_hash().unwrap_or_else(|| flow.hash()))
-            } else {
-                None
-            };
-            if let Some(hash) = hash {
-                ctx.connections.prefetch(hash);
-                *conn_hash = hash;
+            // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
+            if matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0 {
+                match c.decision() {
+                    Decision::LocalEgress { pool } => {
+                        if let Some(held) = ctx.table.held_slices(pool) {
+                            let ends = outbound_ends_of(flow);
+                            ctx.mappings.prefetch_outbound(&ends, origin, held);
+                        }
+                    }
+                    Decision::Reply { .. } => {
+                        ctx.mappings.prefetch_reply(&reply_ends_of(flow));
+                    }
+                    _ => {}
+                }
             }
             *continued = c;
         }
@@ -520,12 +522,12 @@ impl Pipeline {
                 Kind::Done(v) => v,
                 Kind::V4 => {
                     let decision = ctx.table.finish_v4(state.continued[i]);
-                    self.act_v4(ctx, buf, decision, state.conn_hash[i], Sender::Host)
+                    self.act_v4(ctx, buf, decision, Origin::Host)
                 }
                 Kind::Fleet { peer, strip } => {
                     let decision = ctx.table.finish_v4(state.continued[i]);
                     let peer = ctx.table.underlay_of(peer);
-                    self.decapsulate(ctx, buf, peer, strip, decision, state.conn_hash[i])
+                    self.decapsulate(ctx, buf, peer, strip, decision)
                 }
                 Kind::V6 => self.act_v6(ctx, buf),
             };
@@ -537,31 +539,37 @@ impl Pipeline {
         }
     }
 
-    /// Steps 3 to 6 for an IPv4 packet whose decision is known. `conn_hash` is the flow's
-    /// connection-table key where [`Pipeline::advance`] computed one (replies). `sender` is
-    /// [`Sender::Host`] for a packet that did not come through a tunnel (an egress packet from
-    /// the host port; a reply is answered as [`Sender::Elsewhere`] regardless).
+    /// Steps 3 to 6 for an IPv4 packet whose decision is known. `origin` is where it came
+    /// from: [`Origin::Host`] for a packet that did not come through a tunnel (an egress
+    /// packet from the host port, or a reply from the uplink), else the peer that
+    /// encapsulated it.
     fn act_v4<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
         decision: Decision,
-        conn_hash: u64,
-        sender: Sender,
+        origin: Origin,
     ) -> Verdict {
+        let sender = match origin {
+            Origin::Host => Sender::Host,
+            Origin::Peer(_) => Sender::Elsewhere,
+        };
         match decision {
             Decision::Pass => Verdict::Pass,
             Decision::UnknownPeer => Verdict::Drop(DropReason::UnknownPeer),
             // Fleet packets are decapsulated before this; an inner packet that is itself a
             // tunnel to us never gets here (it is a bad inner packet).
             Decision::Decapsulate { .. } => Verdict::Drop(DropReason::BadInner),
-            Decision::LocalEgress => {
+            Decision::LocalEgress { pool } => {
                 self.counters.tiers[tier_index(Tier::Local)] += 1;
                 let room = self.config.mtu;
                 if ip4_header_mut(buf.data_mut())
                     .is_some_and(|ip| ip.total_len() > usize::from(room))
                 {
                     return self.too_big(ctx, buf, room, sender);
+                }
+                if let Err(reason) = self.map_outbound(ctx, buf, pool, origin) {
+                    return Verdict::Drop(reason);
                 }
                 route_v4(buf, &self.ethernet.uplink_v4, Verdict::Uplink)
             }
@@ -573,17 +581,150 @@ impl Pipeline {
                 self.counters.tiers[tier_index(tier)] += 1;
                 self.encapsulate(ctx, buf, ctx.table.underlay_of(target), flow_hash, sender)
             }
-            Decision::Reply => match ctx.connections.lookup(conn_hash) {
-                Some(peer) => {
-                    self.counters.replies_to_peer += 1;
-                    self.encapsulate(ctx, buf, peer, conn_hash, Sender::Elsewhere)
-                }
-                None => {
-                    self.counters.replies_to_host += 1;
-                    route_v4(buf, &self.ethernet.host_v4, Verdict::Host)
-                }
-            },
+            Decision::Reply { pool } => self.reply(ctx, buf, pool, origin),
         }
+    }
+
+    /// Contract 7.2: the mapping of a flow egressing here from `origin`, found or created,
+    /// and its source port translated if the mapping says so. Flows without ports (other
+    /// protocols, fragments) have none.
+    fn map_outbound<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        pool: PoolId,
+        origin: Origin,
+    ) -> Result<(), DropReason> {
+        let Some(held) = ctx.table.held_slices(pool) else {
+            return Ok(());
+        };
+        let ip = ip4_mut(buf.data_mut())?;
+        if ip.is_fragment() {
+            return Ok(());
+        }
+        let (proto, src, dst, header_len) = (ip.protocol(), ip.src(), ip.dst(), ip.header_len());
+        let l4 = buf
+            .data_mut()
+            .get_mut(ethernet::HEADER_LEN + header_len..)
+            .ok_or(DropReason::Truncated)?;
+        let Some(ends) = mappings::outbound_ends(proto, src, dst, l4) else {
+            return Ok(());
+        };
+        let tcp_flags = (proto == PROTO_TCP)
+            .then(|| l4.get(tcp::FLAGS).copied())
+            .flatten();
+        let mut created = Created::default();
+        let outcome = self.mappings.outbound(
+            ctx.mappings,
+            held,
+            &ends,
+            origin,
+            tcp_flags,
+            ctx.now,
+            &mut created,
+        );
+        self.counters.mappings_created += u64::from(created.created);
+        self.counters.mappings_translated += u64::from(created.translated);
+        match outcome {
+            Outbound::Port(port) => {
+                if port != ends.local_port {
+                    ports::set(proto, l4, End::Source, port).ok_or(DropReason::Truncated)?;
+                }
+                Ok(())
+            }
+            Outbound::Full => Err(DropReason::ConnectionsFull),
+            Outbound::NoPort => Err(DropReason::PortsExhausted),
+        }
+    }
+
+    /// Contract 7.3 to 7.5: a packet to an egress address of `pool`, from the uplink
+    /// (`origin` is [`Origin::Host`]: not through a tunnel) or passed on by a fleet peer.
+    fn reply<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        pool: PoolId,
+        origin: Origin,
+    ) -> Verdict {
+        let from_fleet = matches!(origin, Origin::Peer(_));
+        let held = ctx.table.held_slices(pool).is_some();
+        // 7.5.1: a reply passed to a server that does not hold the address is for its host.
+        if from_fleet && !held {
+            return self.reply_to_host(buf);
+        }
+        let read = match buf.data().get(ethernet::HEADER_LEN..).map(reply::read) {
+            Some(Ok(read)) => read,
+            Some(Err(reason)) => return Verdict::Drop(reason),
+            None => return Verdict::Drop(DropReason::Truncated),
+        };
+        let Some(ends) = read.ends().copied() else {
+            // 7.7: no ports, no mapping; nobody steers these, so from a peer it is misrouted.
+            return if from_fleet {
+                Verdict::Drop(DropReason::MisroutedReply)
+            } else {
+                self.reply_to_host(buf)
+            };
+        };
+        let tcp_flags = match read {
+            Reply::Flow { tcp_flags, .. } => tcp_flags,
+            _ => None,
+        };
+        if let Some(found) = ctx.mappings.reply(&ends, tcp_flags) {
+            // 7.3.1 (and 7.5.2): a local mapping wins. Restored, then where the flow came from.
+            let restored = buf
+                .data_mut()
+                .get_mut(ethernet::HEADER_LEN..)
+                .ok_or(DropReason::Truncated)
+                .and_then(|ip| reply::restore(ip, &read, found.port));
+            if let Err(reason) = restored {
+                return Verdict::Drop(reason);
+            }
+            return match found.origin {
+                Origin::Host => self.reply_to_host(buf),
+                Origin::Peer(peer) => {
+                    self.counters.replies_to_peer += 1;
+                    // The outer source port of the flow's own direction, as the peer sent it.
+                    let hash = outbound_hash(&ends, found.port);
+                    self.encapsulate(ctx, buf, peer, hash, Sender::Elsewhere)
+                }
+            };
+        }
+        if from_fleet {
+            // 7.5.3 (a second chance from the previous slice map) is not built yet.
+            return Verdict::Drop(DropReason::MisroutedReply);
+        }
+        // 7.3.2: the slice's owner has the mapping, if anyone has.
+        match ctx.table.slice_owner(pool, ends.local_port) {
+            Some(owner) if owner != ctx.table.me() => {
+                self.counters.replies_steered += 1;
+                let hash = outbound_hash(&ends, ends.local_port);
+                self.encapsulate(
+                    ctx,
+                    buf,
+                    ctx.table.underlay_of(owner),
+                    hash,
+                    Sender::Elsewhere,
+                )
+            }
+            _ => self.reply_to_host(buf),
+        }
+    }
+
+    fn reply_to_host<B: PacketBuf>(&mut self, buf: &mut B) -> Verdict {
+        self.counters.replies_to_host += 1;
+        route_v4(buf, &self.ethernet.host_v4, Verdict::Host)
+    }
+
+    /// Removes the mappings of this worker idle past their time, at most `budget`; the
+    /// worker calls it once per poll round.
+    pub fn expire(&mut self, ctx: &Context<'_>, budget: usize) {
+        let removed = self.mappings.expire(ctx.mappings, ctx.now, budget);
+        self.counters.mappings_expired += removed as u64;
+    }
+
+    /// This worker's mappings in use.
+    pub fn mappings_in_use(&self) -> usize {
+        self.mappings.len()
     }
 
     fn act_v6<B: PacketBuf>(&mut self, ctx: &Context<'_>, buf: &mut B) -> Verdict {
@@ -751,19 +892,13 @@ impl Pipeline {
         peer: u32,
         strip: u16,
         decision: Decision,
-        conn_hash: u64,
     ) -> Verdict {
-        match decision {
-            // Not egress traffic, or itself a tunnel to us: nothing a peer may send.
-            Decision::Pass | Decision::Decapsulate { .. } | Decision::UnknownPeer => {
-                return Verdict::Drop(DropReason::BadInner)
-            }
-            Decision::LocalEgress | Decision::Forward { .. } => {
-                if ctx.connections.record(conn_hash, peer) {
-                    self.counters.connections_recorded += 1;
-                }
-            }
-            Decision::Reply => {}
+        // Not egress traffic, or itself a tunnel to us: nothing a peer may send.
+        if matches!(
+            decision,
+            Decision::Pass | Decision::Decapsulate { .. } | Decision::UnknownPeer
+        ) {
+            return Verdict::Drop(DropReason::BadInner);
         }
         // [eth][outer headers: strip bytes][inner ...]  ->  [eth][inner ...]
         if !buf.adj(usize::from(strip)) {
@@ -778,7 +913,43 @@ impl Pipeline {
             return Verdict::Drop(DropReason::BadInner);
         }
         self.counters.decapsulated += 1;
-        self.act_v4(ctx, buf, decision, conn_hash, Sender::Elsewhere)
+        self.act_v4(ctx, buf, decision, Origin::Peer(peer))
+    }
+}
+
+/// The hash of the outbound direction of the flow `ends` left with `port`: what spreads its
+/// replies' tunnels over the receiver's queues (the same outer port as its own packets).
+fn outbound_hash(ends: &Ends, port: u16) -> u64 {
+    FlowKey::new(
+        ends.local,
+        ends.remote,
+        ends.proto,
+        Some((port, ends.remote_port)),
+    )
+    .hash()
+}
+
+/// The mapped ends of an outbound TCP or UDP flow, from its key (which has its ports).
+#[inline]
+fn outbound_ends_of(flow: &FlowKey) -> Ends {
+    Ends {
+        proto: flow.proto,
+        local: flow.src,
+        local_port: flow.sport,
+        remote: flow.dst,
+        remote_port: flow.dport,
+    }
+}
+
+/// The mapped ends of a TCP or UDP reply, from its key.
+#[inline]
+fn reply_ends_of(flow: &FlowKey) -> Ends {
+    Ends {
+        proto: flow.proto,
+        local: flow.dst,
+        local_port: flow.dport,
+        remote: flow.src,
+        remote_port: flow.sport,
     }
 }
 

@@ -13,8 +13,8 @@ use dpdk_sys::{Mbuf, MbufBurst, RxQueue, TxQueue, BURST_CAPACITY};
 use topology::ForwardingTable;
 
 use crate::buf::PacketBuf;
-use crate::conn::ConnTable;
 use crate::counters::DropReason;
+use crate::mappings::MappingTable;
 use crate::pipeline::{Context, Pipeline, Verdict};
 use crate::publish::Published;
 use crate::stats::{StatsCell, WorkerStats};
@@ -77,6 +77,15 @@ const IDLE_ROUNDS_BEFORE_SLEEP: u32 = 256;
 const PUBLISH_EVERY: u64 = 64;
 /// How often an idle worker publishes its counters, at least.
 const IDLE_PUBLISHES_PER_SECOND: u64 = 10;
+/// Mappings a worker visits for expiry per poll round, at most: the work is bounded per
+/// round, and a backlog drains over the following rounds.
+const EXPIRE_PER_ROUND: usize = 64;
+
+/// The workers' clock in seconds, the one mappings are created and expired by: the TSC, which
+/// every core reads alike.
+pub fn clock_seconds() -> u32 {
+    (dpdk_sys::tsc() / dpdk_sys::tsc_hz().max(1)) as u32
+}
 
 /// Runs until `stop` is set, then publishes final counters. Every mbuf received is sent or
 /// freed before returning.
@@ -84,7 +93,7 @@ pub fn run(
     config: WorkerConfig,
     mut pipeline: Pipeline,
     tables: &Published<ForwardingTable>,
-    connections: &ConnTable,
+    mappings: &MappingTable,
     stats_cell: &StatsCell,
     stop: &AtomicBool,
 ) -> WorkerStats {
@@ -103,10 +112,16 @@ pub fn run(
     let publish_cycles = dpdk_sys::tsc_hz() / IDLE_PUBLISHES_PER_SECOND;
     let mut round_start = dpdk_sys::tsc();
     let mut last_publish = round_start;
+    let tsc_hz = dpdk_sys::tsc_hz().max(1);
 
     while !stop.load(Ordering::Relaxed) {
         let table = reader.refresh();
-        let ctx = Context { table, connections };
+        let ctx = Context {
+            table,
+            mappings,
+            now: (round_start / tsc_hz) as u32,
+        };
+        pipeline.expire(&ctx, EXPIRE_PER_ROUND);
         let mut received_any = false;
         for p in 0..ports.len() {
             let n = ports[p].rx.rx_burst(&mut rx, burst);

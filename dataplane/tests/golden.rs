@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use dataplane::buf::PacketBuf;
 use dataplane::wire::{checksum, ethernet, ipv4};
-use dataplane::{ConnTable, Context, Encap, Pipeline, PipelineConfig, PortAddrs, VecBuf, Verdict};
+use dataplane::{
+    Context, Encap, MappingTable, Pipeline, PipelineConfig, PortAddrs, Timeouts, VecBuf, Verdict,
+};
 use serde_json::Value;
 use topology::ForwardingTable;
 
@@ -109,11 +111,12 @@ fn every_action_matches_its_golden_fixture() {
             uplink,
             host,
         };
-        let mut pipeline = Pipeline::new(config);
-        let connections = ConnTable::new(1024);
+        let (mappings, mut mapping_owners) = MappingTable::new(1, 1024, Timeouts::default(), 0);
+        let mut pipeline = Pipeline::new(config, mapping_owners.pop().unwrap());
         let ctx = Context {
             table: &table,
-            connections: &connections,
+            mappings: &mappings,
+            now: 0,
         };
         for (i, step) in case["steps"].as_array().unwrap().iter().enumerate() {
             let mut buf = VecBuf::new(&hex(&step["in"]));

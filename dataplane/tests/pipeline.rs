@@ -4,7 +4,8 @@
 use dataplane::buf::PacketBuf;
 use dataplane::wire::checksum;
 use dataplane::{
-    ConnTable, Context, DropReason, Encap, Pipeline, PipelineConfig, PortAddrs, VecBuf, Verdict,
+    Context, DropReason, Encap, MappingTable, Pipeline, PipelineConfig, PortAddrs, Timeouts,
+    VecBuf, Verdict,
 };
 use proptest::prelude::*;
 use topology::ForwardingTable;
@@ -57,23 +58,25 @@ fn table(server: &str) -> &'static ForwardingTable {
 
 struct Rig {
     table: &'static ForwardingTable,
-    connections: ConnTable,
+    mappings: MappingTable,
     pipeline: Pipeline,
 }
 
 impl Rig {
     fn new(server: &str, encap: Encap) -> Self {
+        let (mappings, mut owners) = MappingTable::new(1, 4096, Timeouts::default(), 0);
         Self {
             table: table(server),
-            connections: ConnTable::new(4096),
-            pipeline: Pipeline::new(config(encap)),
+            mappings,
+            pipeline: Pipeline::new(config(encap), owners.pop().expect("one worker")),
         }
     }
 
     fn run(&mut self, buf: &mut VecBuf) -> Verdict {
         let ctx = Context {
             table: self.table,
-            connections: &self.connections,
+            mappings: &self.mappings,
+            now: 0,
         };
         self.pipeline.process(&ctx, buf)
     }
@@ -449,8 +452,28 @@ proptest! {
         prop_assert_eq!(&out[14..22], &original[14..22]);
         prop_assert_eq!(out[22], ttl - 2);
         prop_assert_eq!(&out[23..24], &original[23..24]);
-        prop_assert_eq!(&out[26..], &original[26..]);
+        // The source port is kept if it is in the holder's slices, else translated into
+        // them (contract 7.2), with the L4 checksum updated; nothing else changes.
+        let held = receiver.table.held_slices(receiver.table.route_v4(u32::from_be_bytes(src)).unwrap().pool).unwrap();
+        let port_out = u16::from_be_bytes([out[34], out[35]]);
+        let sum_at = if use_udp { 40 } else { 50 };
+        prop_assert_eq!(&out[26..34], &original[26..34]);
+        prop_assert_eq!(&out[36..sum_at], &original[36..sum_at]);
+        prop_assert_eq!(&out[sum_at + 2..], &original[sum_at + 2..]);
+        if held.is_mine(sport) {
+            prop_assert_eq!(port_out, sport);
+            prop_assert_eq!(&out[sum_at..sum_at + 2], &original[sum_at..sum_at + 2]);
+        } else {
+            prop_assert!(held.is_mine(port_out), "translated into the holder's slices");
+            prop_assert_eq!(receiver.pipeline.counters.mappings_translated, 1);
+            let old_sum = u16::from_be_bytes([original[sum_at], original[sum_at + 1]]);
+            let new_sum = u16::from_be_bytes([out[sum_at], out[sum_at + 1]]);
+            if !(use_udp && old_sum == 0) {
+                prop_assert_eq!(new_sum, checksum::update(old_sum, sport, port_out));
+            }
+        }
         prop_assert_eq!(checksum::sum(&out[14..34]), 0xffff);
         prop_assert_eq!(receiver.pipeline.counters.decapsulated, 1);
+        prop_assert_eq!(receiver.pipeline.counters.mappings_created, 1);
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use dataplane::worker::{run, WorkerConfig, WorkerPort};
 use dataplane::{
-    ConnTable, DropReason, Encap, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell,
+    DropReason, Encap, MappingTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell,
+    Timeouts,
 };
 use dpdk_sys::{Mbuf, MbufBurst, Mempool, Port, PortConfig, MBUF_DEFAULT_BUF_SIZE};
 use topology::ForwardingTable;
@@ -67,22 +68,25 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
     let tables = Published::new(Arc::new(
         ForwardingTable::compile(&topology, "lhr01-a").unwrap(),
     ));
-    let connections = ConnTable::new(1024);
+    let (mappings, mut mapping_owners) = MappingTable::new(1, 1024, Timeouts::default(), 0);
     let cell = StatsCell::new(1);
     let stop = AtomicBool::new(false);
     let addrs = PortAddrs {
         mac: [2, 0, 0, 0, 0, 1],
         next_hop: [2, 0, 0, 0, 0, 2],
     };
-    let pipeline = Pipeline::new(PipelineConfig {
-        encap: Encap::Fou,
-        encap_port: 6080,
-        mtu: 1500,
-        underlay_mtu: 1500,
-        mss_clamp: None,
-        uplink: addrs,
-        host: addrs,
-    });
+    let pipeline = Pipeline::new(
+        PipelineConfig {
+            encap: Encap::Fou,
+            encap_port: 6080,
+            mtu: 1500,
+            underlay_mtu: 1500,
+            mss_clamp: None,
+            uplink: addrs,
+            host: addrs,
+        },
+        mapping_owners.pop().unwrap(),
+    );
     // One port holding both roles, receiving from the source ring, sending into the full one.
     let rx = source.rx_queue(0).unwrap();
     // The sink's tx handle, which filled it: each handle exists once.
@@ -96,7 +100,7 @@ fn refused_packets_are_freed_counted_and_accounted_for() {
         idle_sleep: Duration::from_micros(50),
     };
     let stats = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| run(config, pipeline, &tables, &connections, &cell, &stop));
+        let worker = scope.spawn(|| run(config, pipeline, &tables, &mappings, &cell, &stop));
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
         worker.join().unwrap()

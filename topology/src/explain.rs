@@ -189,8 +189,10 @@ fn explain_one<'t>(
     match decision {
         Decision::Decapsulate { .. } => Explanation::base(flow, "local", None, "decapsulate"),
         Decision::UnknownPeer => Explanation::base(flow, "drop", None, "unknown_peer"),
-        Decision::LocalEgress => Explanation::base(flow, "local", Some(Tier::Local), "egress"),
-        Decision::Reply => Explanation {
+        Decision::LocalEgress { .. } => {
+            Explanation::base(flow, "local", Some(Tier::Local), "egress")
+        }
+        Decision::Reply { .. } => Explanation {
             slice_owner: reply_slice_owner(table, flow),
             ..Explanation::base(flow, "local", None, "reply")
         },

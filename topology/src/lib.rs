@@ -30,6 +30,7 @@ pub mod table;
 
 pub use hash::FlowKey;
 pub use lookup::{MemoryRegion, Probe};
+pub use slices::HeldSlices;
 pub use table::{
     CompileError, Continued, Decision, DecisionV6, ForwardingTable, Route, ServerInfo, Started,
     Tier,

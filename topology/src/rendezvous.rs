@@ -89,6 +89,17 @@ pub fn equal_weights<C: Contender>(candidates: &[C]) -> bool {
 /// [`equal_weights`]`(candidates)`, computed once per set by the caller.
 #[inline]
 pub fn winner<C: Contender>(candidates: &[C], point: u64, equal_weights: bool) -> &C {
+    winner_of(candidates.iter(), point, equal_weights).expect("at least one candidate")
+}
+
+/// [`winner`] over candidates made on the way (the data plane's slice owners, from a pool's
+/// holders, with nothing allocated); `None` when there are none.
+#[inline]
+pub fn winner_of<C: Contender>(
+    candidates: impl IntoIterator<Item = C>,
+    point: u64,
+    equal_weights: bool,
+) -> Option<C> {
     let key = |score: u64, weight: u32| {
         if equal_weights {
             0.0
@@ -96,21 +107,41 @@ pub fn winner<C: Contender>(candidates: &[C], point: u64, equal_weights: bool) -
             weighted_key(score, weight)
         }
     };
-    let mut best = &candidates[0];
+    let mut candidates = candidates.into_iter();
+    let mut best = candidates.next()?;
     let mut best_score = score(point, best.seed());
     let mut best_key = key(best_score, best.weight());
-    for c in &candidates[1..] {
+    for c in candidates {
         let s = score(point, c.seed());
         let k = key(s, c.weight());
         let order = k
             .total_cmp(&best_key)
             .then(s.cmp(&best_score))
-            .then_with(|| best.name_order(c));
+            .then_with(|| best.name_order(&c));
         if order == std::cmp::Ordering::Greater {
             (best, best_score, best_key) = (c, s, k);
         }
     }
-    best
+    Some(best)
+}
+
+impl<C: Contender> Contender for &C {
+    #[inline]
+    fn seed(&self) -> u64 {
+        (*self).seed()
+    }
+    #[inline]
+    fn weight(&self) -> u32 {
+        (*self).weight()
+    }
+    #[inline]
+    fn name_order(&self, other: &Self) -> std::cmp::Ordering {
+        (*self).name_order(other)
+    }
+    #[inline]
+    fn inverse_weight(&self) -> f64 {
+        (*self).inverse_weight()
+    }
 }
 
 /// The uniform `u` in (0, 1) of a score, as [`weighted_key`] takes it.

@@ -76,8 +76,96 @@ pub fn merged_ports(
     out
 }
 
+/// The slice map of a pool as one of its holders keeps it: the owner of every slice (by
+/// server index), and this holder's own slices, to keep a flow's port in or to allocate one
+/// from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSlices {
+    owners: Vec<u16>,
+    mine: Vec<u16>,
+    me: u16,
+    port_slice: u16,
+}
+
+impl HeldSlices {
+    /// From a pool's map ([`map`]) as holder `me` sees it.
+    pub fn new(owners: Vec<u16>, me: u16, port_slice: u16) -> Self {
+        let mine = (0..owners.len() as u16)
+            .filter(|&s| owners[usize::from(s)] == me)
+            .collect();
+        Self {
+            owners,
+            mine,
+            me,
+            port_slice,
+        }
+    }
+
+    /// The owner (server index) of `port`'s slice; `None` below the first slice.
+    #[inline]
+    pub fn owner(&self, port: u16) -> Option<u16> {
+        self.owners
+            .get(usize::from(slice_of(port, self.port_slice)?))
+            .copied()
+    }
+
+    /// Whether `port` is in one of this holder's slices.
+    #[inline]
+    pub fn is_mine(&self, port: u16) -> bool {
+        self.owner(port) == Some(self.me)
+    }
+
+    /// How many slices this holder owns.
+    pub fn count(&self) -> usize {
+        self.mine.len()
+    }
+
+    /// A port of this holder's slices, chosen by `random`, that is `worker` modulo `workers`:
+    /// each worker allocates from its own share of the slices, so two never pick the same
+    /// port. `None` when this holder owns no slice, or the chosen slice has no such port
+    /// (more workers than ports in a slice).
+    #[inline]
+    pub fn pick(&self, random: u64, worker: u16, workers: u16) -> Option<u16> {
+        if self.mine.is_empty() || workers == 0 {
+            return None;
+        }
+        let slice = self.mine[(random % self.mine.len() as u64) as usize];
+        let ports = ports_of(slice, self.port_slice);
+        let (first, last) = (u32::from(*ports.start()), u32::from(*ports.end()));
+        let workers = u32::from(workers);
+        let start = first + (u32::from(worker) + workers - first % workers) % workers;
+        if start > last {
+            return None;
+        }
+        let choices = (last - start) / workers + 1;
+        let step = ((random >> 32) % u64::from(choices)) as u32;
+        Some((start + step * workers) as u16)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn held_slices_pick_only_own_ports_of_the_worker_share() {
+        // Slices of 16: owners alternate between servers 3 and 5.
+        let owners: Vec<u16> = (0..super::count(16) as u16)
+            .map(|s| if s % 2 == 0 { 3 } else { 5 })
+            .collect();
+        let held = super::HeldSlices::new(owners, 5, 16);
+        assert_eq!(held.count(), super::count(16) / 2);
+        assert_eq!(held.owner(1023), None);
+        assert_eq!((held.owner(1024), held.owner(1040)), (Some(3), Some(5)));
+        assert!(held.is_mine(1040) && !held.is_mine(1039));
+        let mut random = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1000 {
+            random = random.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(1);
+            let port = held.pick(random, 2, 3).unwrap();
+            assert!(held.is_mine(port) && port % 3 == 2, "{port}");
+        }
+        // More workers than ports in a slice: some workers have none in a given slice.
+        assert!((0..64u64).any(|r| held.pick(r, 40, 48).is_none()));
+    }
+
     use super::*;
 
     fn candidate(index: u16, name: &'static str, weight: u32) -> Candidate<'static> {

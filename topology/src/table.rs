@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use hashbrown::HashMap;
 use prefetch_index::prefetch_index;
 
-use crate::hash::{bucket_hash, name_seed, FlowKey, PROTO_IPIP, PROTO_UDP};
+use crate::hash::{bucket_hash, name_seed, slice_hash, FlowKey, PROTO_IPIP, PROTO_UDP};
 use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6, Probe};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
@@ -14,6 +14,7 @@ use crate::prefix::Ipv6Prefix;
 use crate::rendezvous::{
     bucket_of, equal_weights, fill_buckets, winner, winner_quick, Candidate, Contender, BUCKETS,
 };
+use crate::slices::HeldSlices;
 
 /// Where an IPv4 egress address may leave from, as seen from one server; or IPv6 egress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -53,16 +54,16 @@ pub enum Decision {
     Decapsulate { peer: ServerId },
     /// Encapsulated to this server by someone who is not a fleet server.
     UnknownPeer,
-    /// The source is an egress address this server holds: send it out.
-    LocalEgress,
+    /// The source is an egress address of `pool`, which this server holds: send it out.
+    LocalEgress { pool: PoolId },
     /// The source is an egress address held elsewhere: encapsulate to `target`.
     Forward {
         tier: Tier,
         target: ServerId,
         flow_hash: u64,
     },
-    /// The destination is an egress address: a reply from an origin.
-    Reply,
+    /// The destination is an egress address of `pool`: a reply from an origin.
+    Reply { pool: PoolId },
     /// Not egress traffic.
     Pass,
 }
@@ -107,10 +108,17 @@ impl Continued {
         }
     }
 
+    /// The decision so far: complete but for the target of a flow still to be read from its
+    /// rendezvous bucket.
+    #[inline]
+    pub fn decision(&self) -> Decision {
+        self.decision
+    }
+
     /// A reply from an origin (the destination is an egress address).
     #[inline]
     pub fn is_reply(&self) -> bool {
-        self.decision == Decision::Reply
+        matches!(self.decision, Decision::Reply { .. })
     }
 
     /// Egress traffic: leaves here or is forwarded.
@@ -118,7 +126,7 @@ impl Continued {
     pub fn is_egress(&self) -> bool {
         matches!(
             self.decision,
-            Decision::LocalEgress | Decision::Forward { .. }
+            Decision::LocalEgress { .. } | Decision::Forward { .. }
         )
     }
 
@@ -279,7 +287,13 @@ pub struct ForwardingTable {
     /// Each server's rendezvous seed (from its name), for slice owners computed on demand.
     seeds: Vec<u64>,
     port_slice: u16,
+    /// The slice maps of the pools this server holds, one per distinct set of holders.
+    held: Vec<HeldSlices>,
+    /// Each pool's entry in `held`, or [`NOT_HELD`].
+    held_of_pool: Vec<u32>,
 }
+
+const NOT_HELD: u32 = u32::MAX;
 
 /// The part of a [`Route`] every forwarded packet reads.
 #[derive(Debug, Clone, Copy)]
@@ -395,6 +409,8 @@ impl ForwardingTable {
             }
         }
 
+        let (held, held_of_pool) = held_slices(topology, me, &seeds);
+
         let egress_v4: Vec<(Ipv4Prefix, PoolId)> = topology
             .egress_v4
             .iter()
@@ -427,6 +443,8 @@ impl ForwardingTable {
             pool_names: topology.pools.iter().map(|p| p.name.clone()).collect(),
             seeds,
             port_slice: topology.port_slice,
+            held,
+            held_of_pool,
         })
     }
 
@@ -493,38 +511,46 @@ impl ForwardingTable {
     }
 
     /// The pool's holders as rendezvous candidates for its slices (the candidate index is
-    /// the server index).
-    fn slice_candidates(&self, pool: PoolId) -> Vec<Candidate<'_>> {
-        self.routes[pool.index()]
-            .holders
-            .iter()
-            .map(|h| Candidate {
-                index: h.server.0 as u16,
-                seed: self.seeds[h.server.index()],
-                weight: h.weight,
-                name: &self.servers[h.server.index()].name,
-            })
-            .collect()
+    /// the server index), made on the way.
+    fn slice_candidates(&self, pool: PoolId) -> impl Iterator<Item = Candidate<'_>> + Clone {
+        self.routes[pool.index()].holders.iter().map(|h| Candidate {
+            index: h.server.0 as u16,
+            seed: self.seeds[h.server.index()],
+            weight: h.weight,
+            name: &self.servers[h.server.index()].name,
+        })
     }
 
-    /// The server owning the slice of `port` in `pool`, computed from the pool's holders
-    /// (no per-pool table: a fleet of 100k pools would need one per pool). `None` for ports
-    /// below the first slice.
+    /// The server owning the slice of `port` in `pool` (`None` for ports below the first
+    /// slice): read from the slice map of a pool this server holds, else computed from the
+    /// pool's holders with nothing allocated (a fleet of 100k pools would need a map each).
+    #[inline]
     pub fn slice_owner(&self, pool: PoolId, port: u16) -> Option<ServerId> {
+        if let Some(held) = self.held_slices(pool) {
+            return held.owner(port).map(|i| ServerId(u32::from(i)));
+        }
         let slice = crate::slices::slice_of(port, self.port_slice)?;
-        let candidates = self.slice_candidates(pool);
-        Some(ServerId(u32::from(
-            crate::slices::owner(&candidates, slice).index,
-        )))
+        let holders = &self.routes[pool.index()].holders;
+        let equal = holders.iter().all(|h| h.weight == holders[0].weight);
+        crate::rendezvous::winner_of(self.slice_candidates(pool), slice_hash(slice), equal)
+            .map(|c| ServerId(u32::from(c.index)))
     }
 
     /// The owner of every slice of `pool`, in slice order.
     pub fn slice_map(&self, pool: PoolId) -> Vec<ServerId> {
-        let candidates = self.slice_candidates(pool);
+        let candidates: Vec<Candidate<'_>> = self.slice_candidates(pool).collect();
         crate::slices::map(&candidates, self.port_slice)
             .into_iter()
             .map(|i| ServerId(u32::from(i)))
             .collect()
+    }
+
+    /// The slices of a pool this server holds (drained or not): who owns each, and which are
+    /// this server's, to keep or allocate ports in.
+    #[inline]
+    pub fn held_slices(&self, pool: PoolId) -> Option<&HeldSlices> {
+        let set = *self.held_of_pool.get(pool.index())?;
+        self.held.get(set as usize)
     }
 
     pub fn egress_v4(&self) -> &[(Ipv4Prefix, PoolId)] {
@@ -643,7 +669,7 @@ impl ForwardingTable {
         if let Some(r) = self.v4.resolve(flow.src, src) {
             let route = self.hot_routes[r as usize];
             if route.tier == Tier::Local {
-                return Continued::done(Decision::LocalEgress);
+                return Continued::done(Decision::LocalEgress { pool: PoolId(r) });
             }
             let flow_hash = flow.hash();
             let bucket = bucket_of(flow_hash);
@@ -670,7 +696,7 @@ impl ForwardingTable {
             };
         }
         Continued::done(match self.v4.resolve(flow.dst, dst) {
-            Some(_) => Decision::Reply,
+            Some(pool) => Decision::Reply { pool: PoolId(pool) },
             None => Decision::Pass,
         })
     }
@@ -704,6 +730,38 @@ impl ForwardingTable {
             DecisionV6::Pass
         }
     }
+}
+
+/// The slice maps of the pools `me` holds, one per distinct set of holders, and each pool's
+/// map (or [`NOT_HELD`]).
+fn held_slices(topology: &Topology, me: ServerId, seeds: &[u64]) -> (Vec<HeldSlices>, Vec<u32>) {
+    let mut sets: HashMap<&[Holder], u32> = HashMap::new();
+    let mut held = Vec::new();
+    let held_of_pool = topology
+        .pools
+        .iter()
+        .map(|pool| {
+            if !pool.holders.iter().any(|h| h.server == me) {
+                return NOT_HELD;
+            }
+            *sets.entry(&pool.holders[..]).or_insert_with(|| {
+                let candidates: Vec<Candidate<'_>> = pool
+                    .holders
+                    .iter()
+                    .map(|h| Candidate {
+                        index: h.server.0 as u16,
+                        seed: seeds[h.server.index()],
+                        weight: h.weight,
+                        name: &topology.server(h.server).name,
+                    })
+                    .collect();
+                let map = crate::slices::map(&candidates, topology.port_slice);
+                held.push(HeldSlices::new(map, me.0 as u16, topology.port_slice));
+                held.len() as u32 - 1
+            })
+        })
+        .collect();
+    (held, held_of_pool)
 }
 
 /// Contract section 1 for one pool: the first tier that has holders, and those holders.

@@ -160,9 +160,10 @@ fn decisions_for_each_kind_of_packet() {
     let table = ForwardingTable::compile(&example(), "lhr01-a").unwrap();
     let d = |f: FlowKey| table.decide_v4(&f, 6080);
 
+    let acme = table.route_v4(ip("198.51.100.1")).unwrap().pool;
     assert_eq!(
         d(tcp("198.51.100.1", 40000, "93.184.216.34", 443)),
-        Decision::LocalEgress
+        Decision::LocalEgress { pool: acme }
     );
     match d(tcp("198.51.100.70", 40000, "93.184.216.34", 443)) {
         Decision::Forward {
@@ -193,7 +194,9 @@ fn decisions_for_each_kind_of_packet() {
     // A reply from an origin to an egress address.
     assert_eq!(
         d(tcp("93.184.216.34", 443, "198.51.100.70", 40000)),
-        Decision::Reply
+        Decision::Reply {
+            pool: table.route_v4(ip("198.51.100.70")).unwrap().pool
+        }
     );
     // Fleet packets: FOU on the encap port, or IP-in-IP, to our underlay, from a fleet server.
     let fou = FlowKey::new(

@@ -299,6 +299,21 @@ proptest! {
             let owners = slice_owners(&ta, pool);
             prop_assert_eq!(&owners, &slice_owners(&tb, pool), "two servers disagree on pool{}", pool);
             prop_assert_eq!(owners.len(), 1008);
+            // Per port, a holder reads its materialised map and a non-holder computes the
+            // owner: both are the map.
+            for table in [&ta, &tb] {
+                let route = route_of(table, pool);
+                prop_assert_eq!(
+                    table.held_slices(route.pool).is_some(),
+                    route.holders.iter().any(|h| h.server == table.me())
+                );
+                for (slice, owner) in owners.iter().enumerate().step_by(7) {
+                    let port = 1024 + slice as u16 * 64 + (seed % 64) as u16;
+                    let found = table.slice_owner(route.pool, port).map(|s| &table.server(s).name);
+                    prop_assert_eq!(found, Some(owner));
+                }
+                prop_assert_eq!(table.slice_owner(route.pool, 1023), None);
+            }
             let holders = &fleet.pools[pool];
             let total: u32 = holders.iter().map(|&(_, w)| w).sum();
             for &(s, w) in holders {

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::worker::{WorkerConfig, WorkerPort};
-use dataplane::{ConnTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell};
+use dataplane::{
+    MappingTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell, Timeouts,
+};
 use dpdk_sys::{
     advise_huge_pages, Eal, Mempool, Port, PortConfig, BURST_CAPACITY, MBUF_DEFAULT_BUF_SIZE,
 };
@@ -189,8 +191,25 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
 
     let local_addresses = table.local_addresses();
     let tables = Published::new(Arc::new(table));
-    let connections = ConnTable::new(dp.connection_table_entries as usize);
-    place_on_huge_pages([connections.region()]);
+    let limits = config.connections;
+    let timeouts = Timeouts {
+        tcp_established: limits.tcp_established_seconds,
+        tcp_transitory: limits.tcp_transitory_seconds,
+        udp: limits.udp_seconds,
+        icmp: limits.icmp_seconds,
+    };
+    let (mappings, mapping_owners) = MappingTable::new(
+        workers,
+        limits.max_entries as usize,
+        timeouts,
+        dataplane::worker::clock_seconds(),
+    );
+    tracing::info!(
+        max_entries = limits.max_entries,
+        mib = mappings.memory_bytes() >> 20,
+        "mappings allocated"
+    );
+    let mut mapping_owners = mapping_owners.into_iter();
     let cells: Vec<StatsCell> = (0..workers).map(|_| StatsCell::new(ports.len())).collect();
     let stop = AtomicBool::new(false);
     let shared = Shared::new(&config, macs.clone(), local_addresses, mbufs);
@@ -233,8 +252,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                     burst: usize::from(dp.burst).min(BURST_CAPACITY),
                     idle_sleep: Duration::from_micros(u64::from(dp.idle_sleep_us)),
                 };
-                let pipeline = Pipeline::new(pipeline_config.clone());
-                let (tables, connections, cell, stop) = (&tables, &connections, &cells[w], &stop);
+                let owner = mapping_owners.next().expect("an owner half per worker");
+                let pipeline = Pipeline::new(pipeline_config.clone(), owner);
+                let (tables, mappings, cell, stop) = (&tables, &mappings, &cells[w], &stop);
                 let lcore = worker_lcores[w];
                 let launched = lcores.launch(lcore, move || {
                     tracing::info!(worker = w, lcore, "worker polling queue {w} of every port");
@@ -243,7 +263,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                         worker_config,
                         pipeline,
                         tables,
-                        connections,
+                        mappings,
                         cell,
                         stop,
                     );
@@ -266,9 +286,9 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             };
             let mut printer = report::Printer::new(stats_interval);
             let mut manager = systemd::ServiceManager::from_env();
-            let mut telemetry = telemetry::Telemetry::register();
+            let telemetry = telemetry::Telemetry::register();
             let gather = || report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
-            telemetry.refresh(&gather(), &connections);
+            telemetry.refresh(&gather(), u64::from(limits.max_entries));
             let mut ticks = 0u32;
             shared.set_ready(true);
             manager.ready(&format!(
@@ -294,7 +314,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 }
                 ticks = ticks.wrapping_add(1);
                 if reloaded || ticks.is_multiple_of(telemetry::REFRESH_TICKS) {
-                    telemetry.refresh(&gather(), &connections);
+                    telemetry.refresh(&gather(), u64::from(limits.max_entries));
                 }
                 let retired_now = retired.collect();
                 shared.set_retired(retired_now);

@@ -1,6 +1,6 @@
 //! The appliance's commands on DPDK's telemetry socket: `/egressfwd/stats` (the counters),
-//! `/egressfwd/table` (the table in use) and `/egressfwd/connections` (the connection table
-//! that returns replies to the peer that forwarded their flow). `dpdk-telemetry.py -f egressfwd-SERVER` reads them
+//! `/egressfwd/table` (the table in use) and `/egressfwd/connections` (the mappings of
+//! contract 7.2: bound, in use, created, translated, expired, refused). `dpdk-telemetry.py -f egressfwd-SERVER` reads them
 //! beside DPDK's own `/ethdev/...`.
 //!
 //! DPDK's telemetry thread answers from a snapshot that the control thread refreshes every
@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use dataplane::{ConnTable, DropReason};
+use dataplane::DropReason;
 use dpdk_sys::{register_telemetry_command, TelemetryValue};
 use topology::Tier;
 
@@ -24,14 +24,7 @@ pub struct Telemetry {
     stats: Answer,
     table: Answer,
     connections: Answer,
-    /// Entries in use in the connection table, counted every [`COUNT_CONNECTIONS_EVERY`]
-    /// refreshes: it takes a walk over the whole table.
-    connections_in_use: u64,
-    refreshes: u32,
 }
-
-/// Refreshes between two walks of the connection table (of 1M slots, 8 MB).
-const COUNT_CONNECTIONS_EVERY: u32 = 10;
 
 impl Telemetry {
     /// Registers the commands; one that cannot be registered is logged and left out.
@@ -40,8 +33,6 @@ impl Telemetry {
             stats: Answer::default(),
             table: Answer::default(),
             connections: Answer::default(),
-            connections_in_use: 0,
-            refreshes: 0,
         };
         for (name, help, answer) in [
             (
@@ -74,15 +65,20 @@ impl Telemetry {
         telemetry
     }
 
-    pub fn refresh(&mut self, totals: &Totals, connections: &ConnTable) {
-        if self.refreshes.is_multiple_of(COUNT_CONNECTIONS_EVERY) {
-            self.connections_in_use = connections.len() as u64;
-        }
-        self.refreshes = self.refreshes.wrapping_add(1);
+    /// `capacity` is the bound on mappings; in use is what the workers created and have not
+    /// expired yet (each worker's counters, so nothing is walked).
+    pub fn refresh(&self, totals: &Totals, capacity: u64) {
+        let p = &totals.sum.pipeline;
         let connection_figures = vec![
-            u64_of("capacity", connections.capacity() as u64),
-            u64_of("in_use", self.connections_in_use),
-            u64_of("recorded", totals.sum.pipeline.connections_recorded),
+            u64_of("capacity", capacity),
+            u64_of(
+                "in_use",
+                p.mappings_created.saturating_sub(p.mappings_expired),
+            ),
+            u64_of("created", p.mappings_created),
+            u64_of("translated", p.mappings_translated),
+            u64_of("expired", p.mappings_expired),
+            u64_of("refused_full", p.drops[DropReason::ConnectionsFull.index()]),
         ];
         for (answer, figures) in [
             (&self.stats, stats_of(totals)),

@@ -1,7 +1,7 @@
 //! Flow state: one table design for the state connections need (the mappings of contract
 //! 7.2 to 7.5, the pinned flows of 7.6), as `docs/connections.md` sets it out.
 //!
-//! - Exact keys of two words and values of two words, encoded by each use.
+//! - Exact keys of three words and values of two words, encoded by each use.
 //! - Any worker looks up any entry without a lock or a write ([`FlowTable::lookup`]), after a
 //!   [`FlowTable::probe`] that can be prefetched a burst ahead.
 //! - Each entry has one owner, the worker that created it ([`FlowOwner`]): only it writes
@@ -23,15 +23,19 @@ use index::Index;
 pub use index::{EntryRef, Probe, MAX_ENTRIES_PER_WORKER, MAX_WORKERS};
 use wheel::Wheel;
 
-pub type Key = [u64; 2];
+pub type Key = [u64; 3];
 pub type Value = [u64; 2];
 
 #[derive(Default)]
 struct SharedEntry {
     /// Odd while the owner writes the entry.
     version: AtomicU64,
-    key: [AtomicU64; 2],
+    key: [AtomicU64; 3],
     value: [AtomicU64; 2],
+    /// Set by any worker that sees the flow end from the other side (a TCP FIN or RST in a
+    /// reply, which may reach any queue): the owner then expires the entry after its closing
+    /// time. The only field a non-owner writes, and only once per flow.
+    closing: AtomicU64,
 }
 
 /// The part of a flow table every worker reads.
@@ -78,7 +82,9 @@ impl FlowTable {
                 free: (0..entries_per_worker as u32).rev().collect(),
                 hashes: vec![0; entries_per_worker].into_boxed_slice(),
                 last_seen: vec![0; entries_per_worker].into_boxed_slice(),
-                timeout: vec![0; entries_per_worker].into_boxed_slice(),
+                lifetime: vec![Lifetime::fixed(0); entries_per_worker].into_boxed_slice(),
+                closed: vec![false; entries_per_worker].into_boxed_slice(),
+                partner: vec![NO_PARTNER; entries_per_worker].into_boxed_slice(),
                 wheel: Wheel::new(entries_per_worker, now),
             })
             .collect();
@@ -128,6 +134,7 @@ impl FlowTable {
             let k = [
                 entry.key[0].load(Ordering::Relaxed),
                 entry.key[1].load(Ordering::Relaxed),
+                entry.key[2].load(Ordering::Relaxed),
             ];
             let v = [
                 entry.value[0].load(Ordering::Relaxed),
@@ -153,7 +160,49 @@ impl FlowTable {
         for (slot, word) in entry.value.iter().zip(value) {
             slot.store(*word, Ordering::Relaxed);
         }
+        entry.closing.store(0, Ordering::Relaxed);
         entry.version.store(version + 2, Ordering::Release);
+    }
+
+    /// Marks the entry at `at` as closing (see [`FlowOwner::expire`]), if it still holds
+    /// `key`. A recycled entry is rechecked by its key, so a late mark reaches a new flow only
+    /// if the entry was recycled between the check and the store: that flow then expires
+    /// after its closing time of idleness, not its full timeout.
+    pub fn mark_closing(&self, at: EntryRef, key: &Key) {
+        let entry = &self.entries[usize::from(at.worker)][at.entry as usize];
+        if entry.closing.load(Ordering::Relaxed) == 0 && self.read(at, key).is_some() {
+            entry.closing.store(1, Ordering::Relaxed);
+        }
+    }
+
+    fn is_closing(&self, at: EntryRef) -> bool {
+        self.entries[usize::from(at.worker)][at.entry as usize]
+            .closing
+            .load(Ordering::Relaxed)
+            != 0
+    }
+}
+
+/// No partner entry.
+const NO_PARTNER: u32 = u32::MAX;
+
+/// How long an entry lives idle: `idle` seconds, or `closing` seconds once the flow has been
+/// seen to end (by its owner through [`FlowOwner::set_closing`], or by any worker through
+/// [`FlowTable::mark_closing`]). An entry that can close is visited at least every `closing`
+/// seconds, so that a mark from another worker takes effect on time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub idle: u32,
+    pub closing: u32,
+}
+
+impl Lifetime {
+    /// A lifetime that no mark shortens.
+    pub fn fixed(idle: u32) -> Self {
+        Self {
+            idle,
+            closing: idle,
+        }
     }
 }
 
@@ -164,7 +213,12 @@ pub struct FlowOwner {
     free: Vec<u32>,
     hashes: Box<[u64]>,
     last_seen: Box<[u32]>,
-    timeout: Box<[u32]>,
+    lifetime: Box<[Lifetime]>,
+    /// Whether the owner itself has seen the flow end.
+    closed: Box<[bool]>,
+    /// A second entry that lives and dies with this one (a translated mapping's outbound
+    /// key), or [`NO_PARTNER`]. Partners are never in the wheel.
+    partner: Box<[u32]>,
     wheel: Wheel,
 }
 
@@ -173,7 +227,7 @@ impl FlowOwner {
         self.worker
     }
 
-    /// Entries in use.
+    /// Entries in use (partners included).
     pub fn len(&self) -> usize {
         self.hashes.len() - self.free.len()
     }
@@ -186,8 +240,13 @@ impl FlowOwner {
         self.hashes.len()
     }
 
-    /// Creates the entry of `key` (whose hash is `hash`), due `timeout` seconds after its
-    /// last use. A key that has an entry keeps it: the caller gets that entry instead.
+    /// Free entries.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Creates the entry of `key` (whose hash is `hash`), due after `lifetime` of idleness
+    /// from `now`. A key that has an entry keeps it: the caller gets that entry instead.
     pub fn insert(
         &mut self,
         table: &FlowTable,
@@ -195,7 +254,45 @@ impl FlowOwner {
         key: &Key,
         value: &Value,
         now: u32,
-        timeout: u32,
+        lifetime: Lifetime,
+    ) -> Result<EntryRef, Refused> {
+        let at = self.publish(table, hash, key, value)?;
+        let e = at.entry as usize;
+        self.last_seen[e] = now;
+        self.lifetime[e] = lifetime;
+        self.closed[e] = false;
+        self.partner[e] = NO_PARTNER;
+        self.wheel.link(
+            at.entry,
+            now.saturating_add(lifetime.idle.min(lifetime.closing)),
+        );
+        Ok(at)
+    }
+
+    /// Creates the entry of `key` as the partner of `primary` (one of this owner's entries,
+    /// without a partner yet): it is removed when `primary` is, and has no clock of its own.
+    pub fn insert_partner(
+        &mut self,
+        table: &FlowTable,
+        primary: u32,
+        hash: u64,
+        key: &Key,
+        value: &Value,
+    ) -> Result<EntryRef, Refused> {
+        debug_assert_eq!(self.partner[primary as usize], NO_PARTNER);
+        let at = self.publish(table, hash, key, value)?;
+        self.partner[at.entry as usize] = NO_PARTNER;
+        self.partner[primary as usize] = at.entry;
+        Ok(at)
+    }
+
+    /// Writes a free entry with `key` and `value` and adds it to the index.
+    fn publish(
+        &mut self,
+        table: &FlowTable,
+        hash: u64,
+        key: &Key,
+        value: &Value,
     ) -> Result<EntryRef, Refused> {
         let Some(&entry) = self.free.last() else {
             return match table.lookup(table.probe(hash), key) {
@@ -209,20 +306,15 @@ impl FlowOwner {
         };
         // Written before it is published, so a reader that finds the slot finds the key.
         table.write(at, key, value);
-        let probe = table.probe(hash);
         let mut existing_value = None;
-        let inserted = table.index.insert(probe, at, |other| {
+        let inserted = table.index.insert(table.probe(hash), at, |other| {
             existing_value = table.read(other, key);
             existing_value.is_some()
         });
         match inserted {
             Ok(()) => {
                 self.free.pop();
-                let e = entry as usize;
-                self.hashes[e] = hash;
-                self.last_seen[e] = now;
-                self.timeout[e] = timeout;
-                self.wheel.link(entry, now.saturating_add(timeout));
+                self.hashes[entry as usize] = hash;
                 Ok(at)
             }
             Err(Some(other)) => Err(Refused::Exists(
@@ -233,44 +325,108 @@ impl FlowOwner {
         }
     }
 
+    /// Removes an entry that [`FlowOwner::insert`] just created and nothing else refers to
+    /// yet (its partner could not be created): as if it had never been.
+    pub fn remove_new(&mut self, table: &FlowTable, entry: u32) {
+        self.wheel.unlink(entry);
+        self.release(table, entry);
+    }
+
     /// The entry was used at `now`: its deadline moves on (found by the wheel when it visits).
     #[inline]
     pub fn touch(&mut self, entry: u32, now: u32) {
         self.last_seen[entry as usize] = now;
     }
 
-    /// A new timeout from `now` on (a TCP connection that has seen FIN or RST: the transitory
-    /// time), relinked in the wheel at once since it may be sooner.
-    pub fn set_timeout(&mut self, entry: u32, timeout: u32, now: u32) {
+    /// The owner has seen the flow end: the entry expires after its closing time from `now`.
+    pub fn set_closing(&mut self, entry: u32, now: u32) {
         let e = entry as usize;
         self.last_seen[e] = now;
-        self.timeout[e] = timeout;
-        self.wheel.unlink(entry);
-        self.wheel.link(entry, now.saturating_add(timeout));
+        if !self.closed[e] {
+            self.closed[e] = true;
+            self.wheel.unlink(entry);
+            self.wheel
+                .link(entry, now.saturating_add(self.lifetime[e].closing));
+        }
     }
 
-    /// Removes the entries that have been idle for their timeout by `now`, visiting at most
-    /// `budget` due entries; returns how many were removed.
+    pub fn lifetime(&self, entry: u32) -> Lifetime {
+        self.lifetime[entry as usize]
+    }
+
+    /// A new lifetime from `now` on (a TCP connection that was opening is established).
+    pub fn set_lifetime(&mut self, entry: u32, lifetime: Lifetime, now: u32) {
+        let e = entry as usize;
+        self.last_seen[e] = now;
+        self.lifetime[e] = lifetime;
+    }
+
+    /// Whether the entry (one of this owner's, created by [`FlowOwner::insert`]) has been
+    /// seen to end, by its owner or by another worker.
+    pub fn is_closing(&self, table: &FlowTable, entry: u32) -> bool {
+        self.closed[entry as usize]
+            || table.is_closing(EntryRef {
+                worker: self.worker,
+                entry,
+            })
+    }
+
+    /// Removes the entries that have been idle for their lifetime by `now`, visiting at most
+    /// `budget` due entries; returns how many flows (entries with their partners) were
+    /// removed.
     pub fn expire(&mut self, table: &FlowTable, now: u32, budget: usize) -> usize {
-        let mut removed = 0;
-        let (hashes, last_seen, timeout, free) =
-            (&self.hashes, &self.last_seen, &self.timeout, &mut self.free);
+        let mut due = Vec::new();
+        self.expire_into(table, now, budget, &mut due);
+        due.len()
+    }
+
+    /// [`FlowOwner::expire`] into a caller's buffer (cleared first), which receives the
+    /// removed entries: no allocation once the buffer has grown.
+    pub fn expire_into(&mut self, table: &FlowTable, now: u32, budget: usize, due: &mut Vec<u32>) {
+        due.clear();
+        let (last_seen, lifetime, closed) = (&self.last_seen, &self.lifetime, &self.closed);
         let worker = self.worker;
         self.wheel.advance(now, budget, |entry| {
             let e = entry as usize;
-            let deadline = last_seen[e].saturating_add(timeout[e]);
-            if deadline > now {
-                return Some(deadline);
-            }
             let at = EntryRef { worker, entry };
-            table.index.remove(table.probe(hashes[e]), at);
-            // Bumped so that a reader holding the old slot sees a changed version.
-            table.write(at, &[0, 0], &[0, 0]);
-            free.push(entry);
-            removed += 1;
+            let life = lifetime[e];
+            let closing = closed[e] || table.is_closing(at);
+            let idle = if closing { life.closing } else { life.idle };
+            let deadline = last_seen[e].saturating_add(idle);
+            if deadline > now {
+                // Not due: back at its deadline, or sooner to look for a closing mark.
+                let recheck = if closing {
+                    deadline
+                } else {
+                    deadline.min(now.saturating_add(life.closing))
+                };
+                return Some(recheck);
+            }
+            due.push(entry);
             None
         });
-        removed
+        for &entry in due.iter() {
+            let partner = self.partner[entry as usize];
+            if partner != NO_PARTNER {
+                self.release(table, partner);
+            }
+            self.release(table, entry);
+        }
+    }
+
+    /// Takes the entry out of the index and back to the free list (its wheel link is gone).
+    fn release(&mut self, table: &FlowTable, entry: u32) {
+        let e = entry as usize;
+        let at = EntryRef {
+            worker: self.worker,
+            entry,
+        };
+        table.index.remove(table.probe(self.hashes[e]), at);
+        // Bumped so that a reader holding the old slot sees a changed version.
+        table.write(at, &[0; 3], &[0; 2]);
+        self.partner[e] = NO_PARTNER;
+        self.closed[e] = false;
+        self.free.push(entry);
     }
 }
 

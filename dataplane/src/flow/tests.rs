@@ -15,9 +15,16 @@ fn hash_of(key: &Key) -> u64 {
 #[test]
 fn entries_are_found_by_every_worker_and_expire_after_their_timeout() {
     let (table, mut owners) = FlowTable::new(2, 8, 100);
-    let key = [1, 2];
+    let key = [1, 2, 3];
     let at = owners[0]
-        .insert(&table, hash_of(&key), &key, &[7, 8], 100, 30)
+        .insert(
+            &table,
+            hash_of(&key),
+            &key,
+            &[7, 8],
+            100,
+            Lifetime::fixed(30),
+        )
         .unwrap();
     assert_eq!(at.worker, 0);
     assert_eq!(
@@ -26,7 +33,14 @@ fn entries_are_found_by_every_worker_and_expire_after_their_timeout() {
     );
     // Another worker's insert of the same key gets the existing entry.
     assert_eq!(
-        owners[1].insert(&table, hash_of(&key), &key, &[9, 9], 101, 30),
+        owners[1].insert(
+            &table,
+            hash_of(&key),
+            &key,
+            &[9, 9],
+            101,
+            Lifetime::fixed(30)
+        ),
         Err(Refused::Exists(at, [7, 8]))
     );
     assert_eq!(
@@ -49,11 +63,21 @@ fn entries_are_found_by_every_worker_and_expire_after_their_timeout() {
 #[test]
 fn a_closing_flow_expires_after_the_transitory_time() {
     let (table, mut owners) = FlowTable::new(1, 4, 0);
-    let key = [5, 5];
+    let key = [5, 5, 5];
     let at = owners[0]
-        .insert(&table, hash_of(&key), &key, &[1, 1], 0, 7440)
+        .insert(
+            &table,
+            hash_of(&key),
+            &key,
+            &[1, 1],
+            0,
+            Lifetime {
+                idle: 7440,
+                closing: 240,
+            },
+        )
         .unwrap();
-    owners[0].set_timeout(at.entry, 240, 10);
+    owners[0].set_closing(at.entry, 10);
     assert_eq!(owners[0].expire(&table, 249, 64), 0);
     assert_eq!(owners[0].expire(&table, 250, 64), 1);
 }
@@ -63,17 +87,31 @@ fn a_full_table_refuses_new_flows_and_evicts_nothing() {
     let (table, mut owners) = FlowTable::new(1, 3, 0);
     for i in 0..3u64 {
         owners[0]
-            .insert(&table, hash_of(&[i, 0]), &[i, 0], &[i, i], 0, 60)
+            .insert(
+                &table,
+                hash_of(&[i, 0, 0]),
+                &[i, 0, 0],
+                &[i, i],
+                0,
+                Lifetime::fixed(60),
+            )
             .unwrap();
     }
     assert_eq!(
-        owners[0].insert(&table, hash_of(&[9, 0]), &[9, 0], &[9, 9], 1, 60),
+        owners[0].insert(
+            &table,
+            hash_of(&[9, 0, 0]),
+            &[9, 0, 0],
+            &[9, 9],
+            1,
+            Lifetime::fixed(60)
+        ),
         Err(Refused::Full)
     );
     for i in 0..3u64 {
         assert!(
             table
-                .lookup(table.probe(hash_of(&[i, 0])), &[i, 0])
+                .lookup(table.probe(hash_of(&[i, 0, 0])), &[i, 0, 0])
                 .is_some(),
             "no live entry evicted"
         );
@@ -83,7 +121,14 @@ fn a_full_table_refuses_new_flows_and_evicts_nothing() {
     owners[0].touch(1, 30);
     assert_eq!(owners[0].expire(&table, 60, 64), 1);
     assert!(owners[0]
-        .insert(&table, hash_of(&[9, 0]), &[9, 0], &[9, 9], 60, 60)
+        .insert(
+            &table,
+            hash_of(&[9, 0, 0]),
+            &[9, 0, 0],
+            &[9, 9],
+            60,
+            Lifetime::fixed(60)
+        )
         .is_ok());
 }
 
@@ -93,16 +138,25 @@ fn keys_that_share_a_tag_are_told_apart_by_the_key() {
     let weak_hash = 0xdead_beef_0000_0001u64; // every key the same hash
     for i in 0..6u64 {
         owners[0]
-            .insert(&table, weak_hash, &[i, 1], &[i, 2], 0, 60)
+            .insert(
+                &table,
+                weak_hash,
+                &[i, 1, 1],
+                &[i, 2],
+                0,
+                Lifetime::fixed(60),
+            )
             .unwrap();
     }
     for i in 0..6u64 {
         assert_eq!(
-            table.lookup(table.probe(weak_hash), &[i, 1]).map(|f| f.1),
+            table
+                .lookup(table.probe(weak_hash), &[i, 1, 1])
+                .map(|f| f.1),
             Some([i, 2])
         );
     }
-    assert_eq!(table.lookup(table.probe(weak_hash), &[99, 1]), None);
+    assert_eq!(table.lookup(table.probe(weak_hash), &[99, 1, 1]), None);
 }
 
 #[derive(Debug, Clone)]
@@ -137,10 +191,10 @@ proptest! {
         for op in ops {
             match op {
                 Op::Insert(k, w, t) => {
-                    let key = [u64::from(k), 77];
+                    let key = [u64::from(k), 77, 0];
                     let value = [u64::from(k) * 3, u64::from(now)];
                     let w = usize::from(w);
-                    let got = owners[w].insert(&table, hash_of(&key), &key, &value, now, u32::from(t));
+                    let got = owners[w].insert(&table, hash_of(&key), &key, &value, now, Lifetime { idle: u32::from(t), closing: 2 });
                     match (model.get(&k), got) {
                         (Some(&(v, _, _, _, at)), Err(Refused::Exists(found, fv))) => {
                             prop_assert_eq!((found, fv), (at, v));
@@ -163,7 +217,7 @@ proptest! {
                 }
                 Op::Close(k) => {
                     if let Some(e) = model.get_mut(&k) {
-                        owners[e.1].set_timeout(e.4.entry, 2, now);
+                        owners[e.1].set_closing(e.4.entry, now);
                         e.2 = now;
                         e.3 = 2;
                     }
@@ -179,7 +233,7 @@ proptest! {
                     prop_assert_eq!(owners[1].len(), per_worker(1));
                 }
                 Op::Lookup(k) => {
-                    let key = [u64::from(k), 77];
+                    let key = [u64::from(k), 77, 0];
                     let got = table.lookup(table.probe(hash_of(&key)), &key).map(|f| f.1);
                     let alive = model.get(&k).map(|e| e.0);
                     prop_assert_eq!(got, alive);
@@ -203,9 +257,16 @@ fn concurrent_readers_never_see_another_keys_value() {
                 let mut now = 0u32;
                 for round in 0..2000u64 {
                     for i in 0..200u64 {
-                        let key = [w, round * 1000 + i];
+                        let key = [w, round * 1000 + i, 0];
                         let value = [key[1] ^ 0x5555, w];
-                        let _ = owner.insert(table, hash_of(&key), &key, &value, now, 1);
+                        let _ = owner.insert(
+                            table,
+                            hash_of(&key),
+                            &key,
+                            &value,
+                            now,
+                            Lifetime::fixed(1),
+                        );
                     }
                     now += 2;
                     while owner.expire(table, now, 64) > 0 {}
@@ -219,7 +280,7 @@ fn concurrent_readers_never_see_another_keys_value() {
         scope.spawn(move || {
             let mut hits = 0u64;
             for n in 0..2_000_000u64 {
-                let key = [n % 3, (n / 3) % 2_000_000];
+                let key = [n % 3, (n / 3) % 2_000_000, 0];
                 if let Some((_, value)) = table.lookup(table.probe(hash_of(&key)), &key) {
                     assert_eq!(value, [key[1] ^ 0x5555, key[0]], "the value of this key");
                     hits += 1;
@@ -229,4 +290,85 @@ fn concurrent_readers_never_see_another_keys_value() {
             println!("{hits} of 2M lookups found their key");
         });
     });
+}
+
+#[test]
+fn a_partner_lives_and_dies_with_its_primary() {
+    let (table, mut owners) = FlowTable::new(1, 4, 0);
+    let (primary_key, partner_key) = ([1, 1, 1], [2, 2, 2]);
+    let primary = owners[0]
+        .insert(
+            &table,
+            hash_of(&primary_key),
+            &primary_key,
+            &[1, 0],
+            0,
+            Lifetime::fixed(10),
+        )
+        .unwrap();
+    owners[0]
+        .insert_partner(
+            &table,
+            primary.entry,
+            hash_of(&partner_key),
+            &partner_key,
+            &[2, 0],
+        )
+        .unwrap();
+    assert_eq!(owners[0].len(), 2);
+    assert!(table
+        .lookup(table.probe(hash_of(&partner_key)), &partner_key)
+        .is_some());
+    owners[0].touch(primary.entry, 5);
+    assert_eq!(owners[0].expire(&table, 10, 64), 0, "used at 5: due at 15");
+    assert_eq!(owners[0].expire(&table, 15, 64), 1);
+    assert!(owners[0].is_empty());
+    assert_eq!(
+        table.lookup(table.probe(hash_of(&partner_key)), &partner_key),
+        None
+    );
+}
+
+#[test]
+fn a_closing_mark_from_another_worker_shortens_the_life() {
+    let (table, mut owners) = FlowTable::new(2, 4, 0);
+    let key = [3, 3, 3];
+    let at = owners[0]
+        .insert(
+            &table,
+            hash_of(&key),
+            &key,
+            &[0, 0],
+            0,
+            Lifetime {
+                idle: 1200,
+                closing: 30,
+            },
+        )
+        .unwrap();
+    // Checked every closing time while open.
+    assert_eq!(owners[0].expire(&table, 30, 64), 0);
+    owners[0].touch(at.entry, 40);
+    // Another worker sees the other side's FIN: the mark needs the key to match.
+    table.mark_closing(at, &[9, 9, 9]);
+    assert!(!owners[0].is_closing(&table, at.entry));
+    table.mark_closing(at, &key);
+    assert!(owners[0].is_closing(&table, at.entry));
+    assert_eq!(owners[0].expire(&table, 69, 64), 0, "idle 29 s of 30");
+    assert_eq!(owners[0].expire(&table, 70, 64), 1);
+    // The recycled entry starts open again.
+    let again = owners[0]
+        .insert(
+            &table,
+            hash_of(&key),
+            &key,
+            &[0, 0],
+            70,
+            Lifetime {
+                idle: 1200,
+                closing: 30,
+            },
+        )
+        .unwrap();
+    assert!(!owners[0].is_closing(&table, again.entry));
 }

@@ -9,6 +9,15 @@ pub const HEADER_LEN: usize = 8;
 pub const ERROR_TYPES: [u8; 5] = [3, 4, 5, 11, 12];
 pub const TYPE_DEST_UNREACHABLE: u8 = 3;
 pub const CODE_FRAG_NEEDED: u8 = 4;
+pub const TYPE_ECHO_REPLY: u8 = 0;
+pub const TYPE_ECHO_REQUEST: u8 = 8;
+/// The errors that quote a flow of ours and are steered with it (contract 7.4): destination
+/// unreachable (fragmentation needed included), time exceeded, parameter problem.
+pub const STEERED_ERROR_TYPES: [u8; 3] = [3, 11, 12];
+/// Where an echo's identifier is, from the start of the ICMP header.
+pub const ECHO_IDENTIFIER: usize = 4;
+/// Where the checksum is.
+pub const CHECKSUM: usize = 2;
 /// RFC 1812 4.3.2.3: an ICMP error quotes as much of the original as fits in 576 bytes.
 pub const MAX_ERROR_DATAGRAM: usize = 576;
 

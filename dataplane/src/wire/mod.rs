@@ -16,6 +16,7 @@ pub mod gue;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ports;
 pub mod tcp;
 pub mod udp;
 

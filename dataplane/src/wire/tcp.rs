@@ -6,7 +6,12 @@ use super::read_u16;
 
 /// A TCP header without options.
 pub const HEADER_LEN: usize = 20;
+pub const FLAG_FIN: u8 = 0x01;
 pub const FLAG_SYN: u8 = 0x02;
+pub const FLAG_RST: u8 = 0x04;
+pub const FLAG_ACK: u8 = 0x10;
+/// Where the flags byte is.
+pub const FLAGS: usize = 13;
 
 mod field {
     use super::super::Field;
