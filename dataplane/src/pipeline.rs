@@ -595,7 +595,10 @@ impl Pipeline {
         pool: PoolId,
         origin: Origin,
     ) -> Result<(), DropReason> {
-        let Some(held) = ctx.table.held_slices(pool) else {
+        // A holder whose weight wins it no slice (a tiny weight among heavy ones) has no
+        // port to give: its flows leave unmapped, and their replies find their owner by
+        // slice, rather than being dropped here.
+        let Some(held) = ctx.table.held_slices(pool).filter(|h| h.count() > 0) else {
             return Ok(());
         };
         let ip = ip4_mut(buf.data_mut())?;
