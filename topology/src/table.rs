@@ -745,16 +745,7 @@ fn held_slices(topology: &Topology, me: ServerId, seeds: &[u64]) -> (Vec<HeldSli
                 return NOT_HELD;
             }
             *sets.entry(&pool.holders[..]).or_insert_with(|| {
-                let candidates: Vec<Candidate<'_>> = pool
-                    .holders
-                    .iter()
-                    .map(|h| Candidate {
-                        index: h.server.0 as u16,
-                        seed: seeds[h.server.index()],
-                        weight: h.weight,
-                        name: &topology.server(h.server).name,
-                    })
-                    .collect();
+                let candidates = candidates_of(topology, seeds, &pool.holders);
                 let map = crate::slices::map(&candidates, topology.port_slice);
                 held.push(HeldSlices::new(map, me.0 as u16, topology.port_slice));
                 held.len() as u32 - 1
@@ -881,19 +872,27 @@ fn spread_sets(
 }
 
 /// Fills the buckets of the given candidate sets, spread over the machine's cores.
+/// Holders as rendezvous candidates (the candidate index is the server index).
+fn candidates_of<'t>(
+    topology: &'t Topology,
+    seeds: &[u64],
+    holders: &[Holder],
+) -> Vec<Candidate<'t>> {
+    holders
+        .iter()
+        .map(|h| Candidate {
+            index: h.server.0 as u16,
+            seed: seeds[h.server.index()],
+            weight: h.weight,
+            name: &topology.server(h.server).name,
+        })
+        .collect()
+}
+
 fn fill_all_buckets(topology: &Topology, seeds: &[u64], sets: &[&[Holder]]) -> Vec<u16> {
     let mut buckets = vec![0u16; sets.len() * BUCKETS];
     let fill = |set: &[Holder], out: &mut [u16]| {
-        let candidates: Vec<Candidate<'_>> = set
-            .iter()
-            .map(|h| Candidate {
-                index: h.server.0 as u16,
-                seed: seeds[h.server.index()],
-                weight: h.weight,
-                name: &topology.server(h.server).name,
-            })
-            .collect();
-        fill_buckets(&candidates, out);
+        fill_buckets(&candidates_of(topology, seeds, set), out);
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
