@@ -67,6 +67,19 @@ class Node:
         assert d["action"] == "forward", d
         return self.tunnel(ip, d["target_underlay"], d["outer_sport"], encap), d
 
+    def unmatched_reply(self, pkt):
+        """Contract 7.3.2 and 7.3.3: a reply no mapping here matches goes to the owner of its
+        destination port's slice, encapsulated unchanged (outer port from the flow's own
+        outbound hash), or to the host when that owner is this server. Returns (verdict,
+        expected)."""
+        ip = pkt[IP]
+        l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
+        owner = self.model.slice_owner(self.model.pool_of(ip.dst)[1], l4.dport)
+        if owner is None or owner == self.model.me["name"]:
+            return "host", self.routed(pkt, "host")
+        sport = outer_sport(flow_hash(ip.dst, ip.src, ip.proto, l4.dport, l4.sport))
+        return "uplink", self.tunnel(ip, self.model.servers[owner]["underlay"], sport)
+
     def decapsulated(self, inner):
         """A decapsulated packet egressing here: the inner packet, TTL - 1, out the uplink."""
         out = Ether(dst=self.uplink_next_hop, src=self.uplink_mac) / IP(bytes(inner))
@@ -148,9 +161,10 @@ def mixed_traffic(node, count, seed=1):
             p = node.fleet_packet(rng.choice(peers), inner, rng.choice(["fou", "gue0", "ipip"]))
             out.append(("uplink", p, "uplink", node.decapsulated(inner)))
         elif kind == 6 and by_tier["local"]:
-            # A reply from the origin to a locally held address, with no connection recorded.
+            # A reply from the origin to a locally held address, with no connection recorded:
+            # to the host when this server owns the port's slice, else steered to the owner.
             p = node.ether_in() / IP(src=ORIGIN, dst=rng.choice(by_tier["local"]), ttl=50) / TCP(sport=443, dport=sport, flags="SA")
-            out.append(("uplink", p, "host", node.routed(p, "host")))
+            out.append(("uplink", p, *node.unmatched_reply(p)))
         elif kind == 7:
             p = node.ether_in() / IP(src="1.1.1.1", dst="8.8.8.8") / UDP(sport=sport, dport=53)
             out.append(("uplink", p, "pass", p))

@@ -84,6 +84,11 @@ impl<'a> SourceMap<'a> {
         self.file
     }
 
+    /// The whole text the places are in.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// 1-based line and character column of a byte offset (clamped to the text).
     pub fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());

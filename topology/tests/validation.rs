@@ -215,6 +215,36 @@ fn references_to_missing_things() {
 }
 
 #[test]
+fn holders_written_with_escapes_are_the_servers_they_name() {
+    // Holders are kept compactly as places in the file; an escaped name is decoded instead.
+    let errs = errors_with(
+        "\n[[pool]]\nname = \"p2\"\nholders = [{ server = \"lhr01-\\u0061\" }, { server = \"lhr01-a\" }]\n\
+         \n[[pool]]\nname = \"p3\"\nholders = [{ server = \"gh\\u006fst\" }]\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            format!(
+                "fleet.toml:{}:52: server `lhr01-a` is listed twice in pool `p2`",
+                extra_line(4)
+            ),
+            format!("fleet.toml:{}:23: unknown server `ghost`", extra_line(8)),
+        ]
+    );
+    let ok = format!(
+        "{BASE}\n[[pool]]\nname = \"p2\"\nholders = [{{ server = \"lhr01-\\u0061\" }}, {{ server = \"cdg01-b\" }}]\n"
+    );
+    let topology = parse("fleet.toml", &ok).unwrap();
+    let p2 = topology.pools.iter().find(|p| p.name == "p2").unwrap();
+    let names: Vec<&str> = p2
+        .holders
+        .iter()
+        .map(|h| topology.servers[h.server.0 as usize].name.as_str())
+        .collect();
+    assert_eq!(names, ["lhr01-a", "cdg01-b"]);
+}
+
+#[test]
 fn pool_without_holders_and_pool_with_a_server_twice() {
     let errs = errors_with(
         "\n[[pool]]\nname = \"empty\"\nholders = []\n\
