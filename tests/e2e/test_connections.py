@@ -1,0 +1,215 @@
+"""Connections, part 1 (contract 7.2 to 7.4 and the bound of 7.6) through the running
+appliance:
+- live, on two kernel tap interfaces, with the clock driven by the config's timeouts: a flow
+  outside this server's slices is translated into them and one inside is not; the origin's
+  reply and an ICMP error about the flow come back with the original port restored (every
+  checksum recomputed by scapy); once the mapping has expired, the reply is no longer
+  restored;
+- from pcaps looped at full speed: a flood of a million replies for unknown flows creates no
+  mapping and costs the established flows nothing; a table filled to its bound refuses new
+  flows (`connections_full`) and never evicts a live one."""
+import os
+import random
+import subprocess
+import time
+import uuid
+
+import pytest
+from conftest import (checksums_ok, example_node, free_tcp_port, load_stats, metric, scrape, start, stop,
+                      wait_for_metrics, write_config)
+from packets import ORIGIN
+from scapy.all import ICMP, IP, UDP, AsyncSniffer, Ether, Raw, sendp, wrpcap
+
+LOCAL = "198.51.100.1"          # pool acme, held by lhr01-a (the server under test)
+
+
+def connections_config(path, ports, metrics_port, **limits):
+    """A one-worker config with `[connections]` set to `limits`."""
+    config = write_config(path, ports, workers=1, metrics_port=metrics_port)
+    with open(config, "a") as f:
+        f.write("\n[connections]\n" + "".join(f"{k} = {v}\n" for k, v in limits.items()))
+    return config
+
+
+def slice_ports(model, mine, count, seed=3):
+    """`count` ports of pool acme whose slice is (or is not) this server's."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < count:
+        port = rng.randrange(1024, 65536)
+        if (model.slice_owner("acme", port) == model.me["name"]) == mine and port not in out:
+            out.append(port)
+    return out
+
+
+class Taps:
+    """The appliance with both ports on kernel tap interfaces: what scapy sends on one is
+    received by that port, and what the port sends is sniffed on its interface."""
+
+    def __init__(self, tmp_path, **limits):
+        tag = uuid.uuid4().hex[:6]
+        self.uplink, self.host = f"efwu{tag}", f"efwh{tag}"
+        self.metrics_port = free_tcp_port()
+        config = connections_config(tmp_path / "c.toml", [
+            ("uplink", f"net_tap0,iface={self.uplink}", ["uplink"]),
+            ("host", f"net_tap1,iface={self.host}", ["host"]),
+        ], self.metrics_port, **limits)
+        self.stats_path = tmp_path / "s.json"
+        self.proc = start(["run", "--config", config, "--stats-json", self.stats_path])
+        wait_for_metrics(self.metrics_port, self.proc)
+        for iface in (self.uplink, self.host):
+            # Keep the kernel's own IPv6 chatter off the interfaces.
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{iface}.disable_ipv6=1"], check=False)
+            subprocess.run(["ip", "link", "set", iface, "up"], check=True)
+        time.sleep(0.5)
+        self.node = example_node("02:00:00:00:00:00", "02:00:00:00:00:00")
+
+    def exchange(self, frame, send_on, sniff_on, want, timeout=2.0):
+        """Sends `frame` on one interface; returns the first frame seen on the other that
+        `want` accepts (None if none within `timeout`)."""
+        sniffer = AsyncSniffer(iface=sniff_on, lfilter=lambda p: IP in p and want(p), count=1, timeout=timeout)
+        sniffer.start()
+        time.sleep(0.2)
+        sendp(frame, iface=send_on, verbose=False)
+        sniffer.join()
+        got = sniffer.results
+        return got[0] if got else None
+
+    def metrics(self):
+        return scrape(self.metrics_port)
+
+    def close(self):
+        return stop(self.proc)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tap interfaces need root")
+def test_translated_flow_its_reply_and_error_come_back_restored_until_expiry(tmp_path):
+    taps = Taps(tmp_path, udp_seconds=2)
+    node = taps.node
+    model = node.model
+    try:
+        outside, = slice_ports(model, mine=False, count=1)
+        inside, = slice_ports(model, mine=True, count=1, seed=4)
+
+        def request(sport):
+            return (Ether(dst="02:00:00:00:00:0b", src="02:00:00:00:00:77") / IP(src=LOCAL, dst=ORIGIN, ttl=64)
+                    / UDP(sport=sport, dport=53) / Raw(b"query"))
+
+        def leaving(p):
+            return UDP in p and p[IP].src == LOCAL and p[UDP].dport == 53
+
+        # 7.2: a port in this server's slices is kept; one outside is translated into them.
+        kept = taps.exchange(request(inside), taps.host, taps.uplink, leaving)
+        assert kept is not None, "the flow inside the slices did not leave"
+        assert kept[UDP].sport == inside and checksums_ok(bytes(kept))
+        out = taps.exchange(request(outside), taps.host, taps.uplink, leaving)
+        assert out is not None, "the flow outside the slices did not leave"
+        translated = out[UDP].sport
+        assert translated != outside
+        assert model.slice_owner("acme", translated) == model.me["name"], translated
+        assert checksums_ok(bytes(out)), "translated packet with a wrong checksum"
+
+        # 7.3.1: the origin's reply to the translated port comes back with the original.
+        reply = (Ether(dst="02:00:00:00:00:0a", src="02:00:00:00:00:fe") / IP(src=ORIGIN, dst=LOCAL, ttl=50)
+                 / UDP(sport=53, dport=translated) / Raw(b"answer"))
+
+        def arriving(p):
+            return p[IP].dst == LOCAL and p[IP].src == ORIGIN
+
+        back = taps.exchange(reply, taps.uplink, taps.host, arriving)
+        assert back is not None, "the reply did not reach the host"
+        assert back[UDP].dport == outside and back[IP].ttl == 49 and checksums_ok(bytes(back))
+
+        # 7.4: an ICMP error quoting the translated packet, restored in its quote too.
+        quoted = bytes(out[IP])[:28]
+        error = (Ether(dst="02:00:00:00:00:0a", src="02:00:00:00:00:fe") / IP(src=ORIGIN, dst=LOCAL, ttl=50)
+                 / ICMP(type=3, code=3) / Raw(quoted))
+        back = taps.exchange(error, taps.uplink, taps.host, lambda p: arriving(p) and ICMP in p)
+        assert back is not None, "the ICMP error did not reach the host"
+        inner = IP(bytes(back[ICMP].payload))
+        assert inner[UDP].sport == outside, inner.summary()
+        assert checksums_ok(bytes(back))
+        icmp = back[ICMP].copy()
+        icmp.chksum = None
+        assert ICMP(bytes(icmp))[ICMP].chksum == back[ICMP].chksum, "ICMP checksum"
+
+        # 7.6: once idle past udp_seconds, the mapping is gone: the reply reaches the host
+        # (this server owns the translated port's slice) with the port as the origin sent it.
+        deadline = time.time() + 15
+        while metric(taps.metrics(), "egressfwd_mappings_expired_total") < 2:
+            assert time.time() < deadline, "the mappings did not expire"
+            time.sleep(0.25)
+        back = taps.exchange(reply, taps.uplink, taps.host, arriving)
+        assert back is not None and back[UDP].dport == translated, back and back.summary()
+    finally:
+        rc, _, err = taps.close()
+    assert rc == 0, err
+    stats = load_stats(taps.stats_path)
+    assert stats["mappings_created"] == 2 and stats["mappings_translated"] == 1
+    assert stats["mappings_expired"] == 2
+    assert stats["replies_to_host"] >= 3
+
+
+def udp(src, dst, sport, dport, to_mac="02:00:00:00:00:0b"):
+    return Ether(dst=to_mac, src="02:00:00:00:00:77") / IP(src=src, dst=dst, ttl=64) / UDP(sport=sport, dport=dport) / Raw(b"x" * 8)
+
+
+def run_looped(tmp_path, host_frames, uplink_frames, seconds, **limits):
+    """The appliance on pcaps replayed in a loop (net_pcap infinite_rx), uplink transmitting
+    into nothing; returns its final stats."""
+    for name, frames in (("host", host_frames), ("uplink", uplink_frames)):
+        wrpcap(str(tmp_path / f"{name}.pcap"), frames)
+    port = free_tcp_port()
+    # (net_pcap needs an mbuf for every packet of a looped file, and loops no empty one.)
+    loop = {name: ",infinite_rx=1" if frames else "" for name, frames in (("host", host_frames), ("uplink", uplink_frames))}
+    config = write_config(tmp_path / "c.toml", [
+        ("uplink", f"net_pcap0,rx_pcap={tmp_path}/uplink.pcap{loop['uplink']}", ["uplink"]),
+        ("host", f"net_pcap1,rx_pcap={tmp_path}/host.pcap{loop['host']}", ["host"]),
+    ], workers=1, metrics_port=port)
+    with open(config, "a") as f:
+        f.write("\n[connections]\n" + "".join(f"{k} = {v}\n" for k, v in limits.items()))
+    proc = start(["run", "--config", config, "--duration", str(seconds), "--stats-json", tmp_path / "s.json"])
+    _, err = proc.communicate(timeout=seconds + 60)
+    assert proc.returncode == 0, err
+    return load_stats(tmp_path / "s.json")
+
+
+def test_a_flood_of_unknown_replies_creates_nothing_and_costs_established_flows_nothing(tmp_path):
+    node = example_node()
+    model = node.model
+    established = [udp(LOCAL, ORIGIN, port, 443) for port in slice_ports(model, mine=True, count=32)]
+    # Replies from origins to a held address, to ports no flow of ours uses.
+    rng = random.Random(11)
+    flood = [udp(f"100.64.{rng.randrange(256)}.{rng.randrange(1, 255)}", "198.51.100.2", rng.randrange(1, 65536), rng.randrange(1024, 65536),
+                 to_mac="02:00:00:00:00:0a") for _ in range(2048)]
+    stats = run_looped(tmp_path, established, flood, seconds=4, max_entries=4096)
+    uplink = next(p for p in stats["ports"] if p["name"] == "uplink")
+    host = next(p for p in stats["ports"] if p["name"] == "host")
+    replies = stats["replies_to_host"] + stats["replies_steered"]
+    print(f"flood: {uplink['rx_packets']} replies received, {host['rx_packets']} established packets")
+    assert uplink["rx_packets"] >= 1_000_000, "the flood was not a million replies"
+    # Internet traffic never creates state: the only mappings are the 32 flows'.
+    assert stats["mappings_created"] == 32, stats["mappings_created"]
+    assert replies == uplink["rx_packets"]
+    assert stats["replies_steered"] > 0 and stats["replies_to_host"] > 0
+    # Every established packet left, none dropped.
+    assert sum(stats["drops"].values()) == 0, stats["drops"]
+    assert stats["decisions"]["local"] == host["rx_packets"]
+    assert stats["accounting"]["balanced"]
+
+
+def test_a_full_table_refuses_new_flows_and_evicts_none(tmp_path):
+    node = example_node()
+    flows = [udp(LOCAL, ORIGIN, port, 443) for port in slice_ports(node.model, mine=True, count=48)]
+    stats = run_looped(tmp_path, flows, [], seconds=2, max_entries=16)
+    host = next(p for p in stats["ports"] if p["name"] == "host")
+    full = stats["drops"]["connections_full"]
+    print(f"full table: {host['rx_packets']} packets, {full} refused")
+    # The first 16 flows took the 16 entries and kept them; the 32 others were refused each
+    # time they came round, and never took an entry from a live flow.
+    assert stats["mappings_created"] == 16 and stats["mappings_expired"] == 0
+    uplink = next(p for p in stats["ports"] if p["name"] == "uplink")
+    assert full > 0 and uplink["tx_packets"] + full == host["rx_packets"]
+    loops = host["rx_packets"] / 48
+    assert abs(full - 32 * loops) <= 48, (full, loops)
+    assert {r: n for r, n in stats["drops"].items() if n} == {"connections_full": full}
