@@ -1,7 +1,13 @@
 //! Per-packet cost of the pipeline (issue: data plane): bursts of 32 over a working set of
 //! 64k packets with distinct addresses, on the 1M-address, 10k-server fleet, for each kind
 //! of traffic: local egress, encapsulation (forward), decapsulation (then local egress), and
-//! pass.
+//! pass; replies to mapped flows (restored, to the host) and to unknown ones (a flood:
+//! steered or to the host); the bench mix (60% forward, 30% local, 10% decapsulated) and
+//! the same with 30% replies.
+//!
+//! The mapping table is filled with about a million other flows first (issue 17 budgets an
+//! established flow's packet at 1M mappings), by a second worker, so that lookups miss the
+//! cache as they would in production.
 //!
 //! Like a driver, each burst is first copied from a contiguous capture into 32 reused
 //! buffers, so packet data is warm when the pipeline reads it (as after net_pcap's copy or a
@@ -9,7 +15,7 @@
 //! `copy_only` case measures that copy alone: the pipeline's own cost is the difference.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataplane::{Context, MappingTable, Pipeline, Timeouts, VecBuf, Verdict};
+use dataplane::{Context, MappingTable, PacketBuf, Pipeline, Timeouts, VecBuf, Verdict};
 use egressfwd_benches::{egress_addresses, fleet_1m, frames, pipeline_config, BENCH_SERVER};
 use topology::{ForwardingTable, Tier};
 
@@ -71,43 +77,175 @@ impl Capture {
     }
 }
 
+/// Flows egressing here that fill the mapping table, beside the measured working set.
+const FILLER_FLOWS: usize = 960_000;
+
+/// The mix of `scripts/gen_bench_traffic.py` (60% forward, 30% local, 10% decapsulated),
+/// with `reply_percent` of replies taken out of it, drawn packet by packet.
+fn mix(workloads: &Workloads, reply_percent: u64) -> Vec<Vec<u8>> {
+    let mut rng = egressfwd_benches::Rng(0x006d_6978);
+    let mut next = [0usize; 4];
+    (0..WORKING_SET)
+        .map(|_| {
+            let r = rng.next();
+            let kind = if r % 100 < reply_percent {
+                3
+            } else {
+                match (r >> 32) % 100 {
+                    0..60 => 0,
+                    60..90 => 1,
+                    _ => 2,
+                }
+            };
+            let set = [
+                &workloads.encap,
+                &workloads.local,
+                &workloads.decap,
+                &workloads.reply,
+            ][kind];
+            next[kind] += 1;
+            set[next[kind] - 1].clone()
+        })
+        .collect()
+}
+
+struct Workloads {
+    local: Vec<Vec<u8>>,
+    encap: Vec<Vec<u8>>,
+    decap: Vec<Vec<u8>>,
+    reply: Vec<Vec<u8>>,
+}
+
+/// The origin's reply to each local-egress frame as it left (its source port possibly
+/// translated).
+fn replies_to(sent: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    sent.iter()
+        .map(|f| {
+            let ip = |at: usize| u32::from_be_bytes(f[at..at + 4].try_into().unwrap());
+            let port = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+            frames::tcp(ip(30), ip(26), port(36), port(34), 6)
+        })
+        .collect()
+}
+
+/// Runs `frames` through `pipeline` once; returns each frame as it left and its verdict.
+fn run_once(
+    pipeline: &mut Pipeline,
+    ctx: &Context<'_>,
+    frames: &[Vec<u8>],
+) -> (Vec<Vec<u8>>, Vec<Verdict>) {
+    let mut out = Vec::with_capacity(frames.len());
+    let mut verdicts = Vec::with_capacity(frames.len());
+    for chunk in frames.chunks(BURST) {
+        let mut bufs: Vec<VecBuf> = chunk.iter().map(|f| VecBuf::new(f)).collect();
+        let mut v = vec![Verdict::Pass; chunk.len()];
+        pipeline.process_burst(ctx, &mut bufs, &mut v);
+        out.extend(bufs.iter().map(|b| b.data().to_vec()));
+        verdicts.extend(v);
+    }
+    (out, verdicts)
+}
+
 fn pipeline(c: &mut Criterion) {
     let table =
         ForwardingTable::compile(&topology::load(&fleet_1m()).unwrap(), BENCH_SERVER).unwrap();
-    let (mappings, mut mapping_owners) = MappingTable::new(5, 1 << 20, Timeouts::default(), 0);
-    mapping_owners.reverse();
+    let (mappings, mut owners) = MappingTable::new(2, 2 << 20, Timeouts::default(), 0);
+    let measured_owner = owners.pop().expect("two owners");
+    let mut filler = Pipeline::new(pipeline_config(), owners.pop().expect("two owners"));
     let ctx = Context {
         table: &table,
         mappings: &mappings,
         now: 0,
     };
+    let fill: Vec<Vec<u8>> = egress_addresses(&table, FILLER_FLOWS, 9, |t| t == Tier::Local)
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            frames::tcp(
+                a,
+                0x5eb8_0000 | (i as u32 & 0xffff),
+                1024 + (i % 61000) as u16,
+                80,
+                6,
+            )
+        })
+        .collect();
+    run_once(&mut filler, &ctx, &fill);
+    drop(fill);
+
     let config = pipeline_config();
+    let mut pipeline = Pipeline::new(config, measured_owner);
+    let local = workload(&table, "local");
+    // The replies of the measured local flows: their mappings made by a first pass.
+    let (sent, _) = run_once(&mut pipeline, &ctx, &local);
+    let workloads = Workloads {
+        reply: replies_to(&sent),
+        local,
+        encap: workload(&table, "encap"),
+        decap: workload(&table, "decap"),
+    };
+    // Replies from origins to held addresses, at ports no flow of ours uses (a flood).
+    let unknown_replies: Vec<Vec<u8>> =
+        egress_addresses(&table, WORKING_SET, 4, |t| t == Tier::Local)
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                frames::tcp(
+                    0x6440_0000 | i as u32,
+                    a,
+                    443,
+                    1024 + (i * 7 % 64000) as u16,
+                    6,
+                )
+            })
+            .collect();
+    println!(
+        "mappings in use: {} (filler) + {} (measured)",
+        filler.mappings_in_use(),
+        pipeline.mappings_in_use()
+    );
+
     let mut group = c.benchmark_group("pipeline_per_packet_1m_table_64k_working_set");
     group.throughput(Throughput::Elements(WORKING_SET as u64));
-    for kind in ["copy_only", "local", "encap", "decap", "pass"] {
-        let capture = Capture::new(&workload(
-            &table,
-            if kind == "copy_only" { "local" } else { kind },
-        ));
-        let mut pipeline = Pipeline::new(
-            config.clone(),
-            mapping_owners.pop().expect("one owner a kind"),
-        );
-        let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::new(&[0; 256])).collect();
-        let mut verdicts = [Verdict::Pass; BURST];
+    for kind in [
+        "copy_only",
+        "local",
+        "encap",
+        "decap",
+        "pass",
+        "reply",
+        "reply_unknown",
+        "mix",
+        "mix_replies30",
+    ] {
+        let frames = match kind {
+            "copy_only" | "local" => workloads.local.clone(),
+            "encap" => workloads.encap.clone(),
+            "decap" => workloads.decap.clone(),
+            "reply" => workloads.reply.clone(),
+            "reply_unknown" => unknown_replies.clone(),
+            "mix" => mix(&workloads, 0),
+            "mix_replies30" => mix(&workloads, 30),
+            other => workload(&table, other),
+        };
         if kind != "copy_only" {
-            capture.load(0, &mut bufs);
-            pipeline.process_burst(&ctx, &mut bufs, &mut verdicts);
-            let expected = if kind == "pass" {
-                Verdict::Pass
-            } else {
-                Verdict::Uplink
+            let (_, verdicts) = run_once(&mut pipeline, &ctx, &frames);
+            let expected: &[Verdict] = match kind {
+                "pass" => &[Verdict::Pass],
+                "reply" => &[Verdict::Host],
+                "reply_unknown" => &[Verdict::Host, Verdict::Uplink],
+                "mix_replies30" => &[Verdict::Host, Verdict::Uplink],
+                _ => &[Verdict::Uplink],
             };
             assert!(
-                verdicts.iter().all(|&v| v == expected),
-                "{kind}: {verdicts:?}"
+                verdicts.iter().all(|v| expected.contains(v)),
+                "{kind}: {:?}",
+                verdicts.iter().find(|v| !expected.contains(v))
             );
         }
+        let capture = Capture::new(&frames);
+        let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::new(&[0; 256])).collect();
+        let mut verdicts = [Verdict::Pass; BURST];
         group.bench_function(BenchmarkId::new("burst32", kind), |b| {
             b.iter(|| {
                 for burst in 0..WORKING_SET / BURST {
