@@ -188,6 +188,9 @@ pipeline_counters! {
     replies_to_host => "egressfwd_replies_total" {to = "host"} "Replies from origins, by where they went.",
     /// Replies without a mapping here, encapsulated unchanged to their slice's owner (7.3.2).
     replies_steered => "egressfwd_replies_total" {to = "steered"} "Replies from origins, by where they went.",
+    /// Replies passed to this server for a slice it took over in the last reload, passed on
+    /// once to the slice's previous owner (7.5.3).
+    replies_second_chance => "egressfwd_replies_total" {to = "second_chance"} "Replies from origins, by where they went.",
     /// ICMP "fragmentation needed" messages sent to the host port.
     icmp_frag_needed => "egressfwd_icmp_frag_needed_total" "ICMP fragmentation-needed messages sent.",
     /// Mappings created (contract 7.2).
@@ -242,7 +245,8 @@ mod tests {
             vec![
                 Some(("to", "peer")),
                 Some(("to", "host")),
-                Some(("to", "steered"))
+                Some(("to", "steered")),
+                Some(("to", "second_chance"))
             ]
         );
         assert_eq!(

@@ -22,7 +22,7 @@
 use topology::hash::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use topology::HeldSlices;
 
-use crate::flow::{EntryRef, FlowOwner, FlowTable, Key, Lifetime, Refused, Value};
+use crate::flow::{EntryRef, FlowOwner, FlowTable, Key, Lifetime, Probe, Refused, Value};
 use crate::wire::tcp;
 
 /// Idle timeouts, in seconds (contract 7.6, `[connections]`).
@@ -198,22 +198,36 @@ impl MappingTable {
         self.flows.memory_bytes()
     }
 
-    /// Starts loading the buckets a reply's lookup reads.
+    /// Where a reply's lookup reads (to prefetch a burst ahead).
     #[inline]
-    pub fn prefetch_reply(&self, ends: &Ends) {
-        self.flows
-            .prefetch(self.flows.probe(hash_of(&ends.external_key())));
+    pub fn reply_probe(&self, ends: &Ends) -> Probe {
+        self.flows.probe(hash_of(&ends.external_key()))
     }
 
-    /// Starts loading the buckets an outbound packet's lookup reads first.
+    /// Where an outbound packet's lookup reads first (to prefetch a burst ahead).
     #[inline]
-    pub fn prefetch_outbound(&self, ends: &Ends, origin: Origin, held: &HeldSlices) {
+    pub fn outbound_probe(&self, ends: &Ends, origin: Origin, held: &HeldSlices) -> Probe {
         let key = if held.is_mine(ends.local_port) {
             ends.external_key()
         } else {
             ends.key(OUTBOUND, origin)
         };
-        self.flows.prefetch(self.flows.probe(hash_of(&key)));
+        self.flows.probe(hash_of(&key))
+    }
+
+    /// Starts loading the buckets of a probe.
+    #[inline]
+    pub fn prefetch(&self, probe: Probe) {
+        self.flows.prefetch(probe);
+    }
+
+    /// Starts loading the entry the probe points to, and `owner`'s record of it if it is
+    /// the owner's: once the buckets are in cache (a stage after [`MappingTable::prefetch`]).
+    #[inline]
+    pub fn prefetch_entry(&self, owner: &MappingOwner, probe: Probe) {
+        if let Some(at) = self.flows.prefetch_entry(probe) {
+            owner.flows.prefetch(at);
+        }
     }
 
     /// The mapping of the flow a reply (or a quoted header, turned around) belongs to. A TCP

@@ -9,6 +9,7 @@ use topology::{
 
 use crate::buf::PacketBuf;
 use crate::counters::{tier_index, DropReason, PipelineCounters};
+use crate::flow::Probe;
 use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, Outbound};
 use crate::reply::{self, Reply};
 use crate::wire::ports::{self, End};
@@ -124,6 +125,9 @@ struct BurstState {
     flows: [FlowKey; CHUNK],
     started: [Started; CHUNK],
     continued: [Continued; CHUNK],
+    /// The mapping lookup of a TCP or UDP flow egressing here or of a reply, whose buckets
+    /// stage 2 started loading.
+    mapping_probes: [Option<Probe>; CHUNK],
 }
 
 impl Default for BurstState {
@@ -134,6 +138,7 @@ impl Default for BurstState {
             flows: [FlowKey::default(); CHUNK],
             started: [Started::default(); CHUNK],
             continued: [Continued::default(); CHUNK],
+            mapping_probes: [None; CHUNK],
         }
     }
 }
@@ -417,6 +422,7 @@ impl Pipeline {
         for (bufs, verdicts) in bufs.chunks_mut(CHUNK).zip(verdicts.chunks_mut(CHUNK)) {
             self.begin(ctx, bufs, &mut state);
             Self::advance(ctx, &mut state);
+            self.locate_mappings(ctx, &state);
             self.finish(ctx, bufs, &state, verdicts);
         }
         self.scratch = Some(state);
@@ -476,8 +482,10 @@ impl Pipeline {
             .iter()
             .zip(&state.flows[..n])
             .zip(&state.started[..n])
-            .zip(&mut state.continued[..n]);
-        for (((kind, flow), &started), continued) in per_packet {
+            .zip(&mut state.continued[..n])
+            .zip(&mut state.mapping_probes[..n]);
+        for ((((kind, flow), &started), continued), probe) in per_packet {
+            *probe = None;
             let origin = match *kind {
                 Kind::V4 => Origin::Host,
                 Kind::Fleet { peer, .. } => Origin::Peer(ctx.table.underlay_of(peer)),
@@ -486,20 +494,28 @@ impl Pipeline {
             let c = ctx.table.continue_v4(flow, started);
             // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
             if matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0 {
-                match c.decision() {
-                    Decision::LocalEgress { pool } => {
-                        if let Some(held) = ctx.table.held_slices(pool) {
-                            let ends = outbound_ends_of(flow);
-                            ctx.mappings.prefetch_outbound(&ends, origin, held);
-                        }
-                    }
-                    Decision::Reply { .. } => {
-                        ctx.mappings.prefetch_reply(&reply_ends_of(flow));
-                    }
-                    _ => {}
+                *probe = match c.decision() {
+                    Decision::LocalEgress { pool } => ctx.table.held_slices(pool).map(|held| {
+                        ctx.mappings
+                            .outbound_probe(&outbound_ends_of(flow), origin, held)
+                    }),
+                    Decision::Reply { .. } => Some(ctx.mappings.reply_probe(&reply_ends_of(flow))),
+                    _ => None,
+                };
+                if let Some(probe) = *probe {
+                    ctx.mappings.prefetch(probe);
                 }
             }
             *continued = c;
+        }
+    }
+
+    /// Stage 2b: once the mapping buckets of the burst are on their way, starts loading the
+    /// entry each key's tag points to and this worker's record of it, so that stage 3 finds
+    /// an established flow's mapping in cache (at 1M mappings, each is a miss otherwise).
+    fn locate_mappings(&self, ctx: &Context<'_>, state: &BurstState) {
+        for probe in state.mapping_probes[..state.len].iter().flatten() {
+            ctx.mappings.prefetch_entry(&self.mappings, *probe);
         }
     }
 
@@ -692,9 +708,18 @@ impl Pipeline {
                 }
             };
         }
-        if from_fleet {
-            // 7.5.3 (a second chance from the previous slice map) is not built yet.
-            return Verdict::Drop(DropReason::MisroutedReply);
+        if let Origin::Peer(from) = origin {
+            // 7.5.3: a slice that moved here in the last reload; its previous owner may still
+            // carry the connection. Not back to the server that passed it here: it had no
+            // mapping either (7.3.1 comes before steering), so it would only drop it.
+            return match ctx.table.previous_owner(pool, ends.local_port, ctx.now) {
+                Some(previous) if previous != from => {
+                    self.counters.replies_second_chance += 1;
+                    let hash = outbound_hash(&ends, ends.local_port);
+                    self.encapsulate(ctx, buf, previous, hash, Sender::Elsewhere)
+                }
+                _ => Verdict::Drop(DropReason::MisroutedReply),
+            };
         }
         // 7.3.2: the slice's owner has the mapping, if anyone has.
         match ctx.table.slice_owner(pool, ends.local_port) {

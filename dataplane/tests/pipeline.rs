@@ -477,3 +477,112 @@ proptest! {
         prop_assert_eq!(receiver.pipeline.counters.mappings_created, 1);
     }
 }
+
+#[test]
+fn a_holder_that_owns_no_slice_lets_its_flows_leave_unmapped() {
+    // Sixteen slices of 4096 ports, weighed 1 against 1000: lhr01-a wins none of them.
+    let text = include_str!("../../topology/examples/fleet.toml").replacen(
+        "version = 1\n",
+        "version = 1\nport_slice = 4096\n",
+        1,
+    ) + "\n[[pool]]\nname = \"tiny\"\nholders = [{ server = \"lhr01-a\", weight = 1 }, \
+           { server = \"lhr01-b\", weight = 1000 }]\n\
+           \n[[egress]]\nprefix = \"192.0.2.20/32\"\npool = \"tiny\"\n";
+    let fleet = topology::parse("fleet.toml", &text).unwrap();
+    let table = ForwardingTable::compile(&fleet, "lhr01-a").unwrap();
+    let tiny = fleet.pools.iter().position(|p| p.name == "tiny").unwrap();
+    let held = table
+        .held_slices(topology::PoolId(tiny as u32))
+        .expect("lhr01-a holds the pool");
+    assert_eq!(held.count(), 0, "the light holder owns no slice");
+    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
+    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let ctx = Context {
+        table: &table,
+        mappings: &mappings,
+        now: 0,
+    };
+    let frame = ipv4_frame(
+        [192, 0, 2, 20],
+        [93, 184, 216, 34],
+        17,
+        64,
+        0,
+        &udp(40000, 53, b"q"),
+    );
+    let mut buf = VecBuf::new(&frame);
+    assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+    // Left with its own port, and no mapping made (there is no port to give it).
+    assert_eq!(&buf.data()[34..36], &40000u16.to_be_bytes());
+    assert_eq!(pipeline.mappings_in_use(), 0);
+    assert_eq!(pipeline.counters.total_drops(), 0);
+}
+
+#[test]
+fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_owner() {
+    // Before: acme held by lhr01-a and cdg01-b. After: by lhr01-a alone, which takes over
+    // every slice of cdg01-b's.
+    let before = fleet();
+    let text = include_str!("../../topology/examples/fleet.toml").replace(
+        "holders = [{ server = \"lhr01-a\", weight = 2 }, { server = \"cdg01-b\" }]",
+        "holders = [{ server = \"lhr01-a\", weight = 2 }]",
+    );
+    assert_ne!(text, include_str!("../../topology/examples/fleet.toml"));
+    let after = topology::parse("fleet.toml", &text).unwrap();
+    let old = ForwardingTable::compile(&before, "lhr01-a").unwrap();
+    let mut new = ForwardingTable::compile(&after, "lhr01-a").unwrap();
+    new.remember_previous(&old, 100);
+    let acme = topology::PoolId(before.pools.iter().position(|p| p.name == "acme").unwrap() as u32);
+    let cdg01_b = old.peer(u32::from_be_bytes([10, 20, 1, 2])).unwrap();
+    let moved = (1024..=u16::MAX)
+        .find(|&p| old.slice_owner(acme, p) == Some(cdg01_b))
+        .unwrap();
+    let stayed = (1024..=u16::MAX)
+        .find(|&p| old.slice_owner(acme, p) == Some(old.me()))
+        .unwrap();
+
+    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
+    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut run = |from: [u8; 4], port: u16, now: u32| {
+        let reply = ipv4_frame(
+            [93, 184, 216, 34],
+            [198, 51, 100, 1],
+            6,
+            50,
+            0,
+            &tcp(443, port, b"r"),
+        );
+        let mut buf = VecBuf::new(&fou_from(from, &reply[14..]));
+        let ctx = Context {
+            table: &new,
+            mappings: &mappings,
+            now,
+        };
+        let verdict = pipeline.process(&ctx, &mut buf);
+        (verdict, buf.data()[30..34].to_vec())
+    };
+    // Steered here by lhr01-b: no mapping here, the slice was cdg01-b's, so on to cdg01-b.
+    let (verdict, outer_dst) = run([10, 10, 1, 2], moved, 50);
+    assert_eq!(verdict, Verdict::Uplink);
+    assert_eq!(outer_dst, [10, 20, 1, 2]);
+    // Not back to cdg01-b when it is the one that passed it here; not for a slice that did
+    // not move; not after the grace period.
+    assert_eq!(
+        run([10, 20, 1, 2], moved, 50).0,
+        drop_of(DropReason::MisroutedReply)
+    );
+    assert_eq!(
+        run([10, 10, 1, 2], stayed, 50).0,
+        drop_of(DropReason::MisroutedReply)
+    );
+    assert_eq!(
+        run([10, 10, 1, 2], moved, 101).0,
+        drop_of(DropReason::MisroutedReply)
+    );
+    assert_eq!(pipeline.counters.replies_second_chance, 1);
+    // A table that replaced one with the same holders keeps nothing.
+    let mut same = ForwardingTable::compile(&before, "lhr01-a").unwrap();
+    same.remember_previous(&old, 100);
+    assert_eq!(same.previous_owner(acme, moved, 50), None);
+    assert_eq!(same.previous_memory_bytes(), 4 * before.pools.len());
+}

@@ -23,9 +23,10 @@ from scapy.all import ICMP, IP, UDP, AsyncSniffer, Ether, Raw, sendp, wrpcap
 LOCAL = "198.51.100.1"          # pool acme, held by lhr01-a (the server under test)
 
 
-def connections_config(path, ports, metrics_port, **limits):
+def connections_config(path, ports, metrics_port, topology=None, **limits):
     """A one-worker config with `[connections]` set to `limits`."""
-    config = write_config(path, ports, workers=1, metrics_port=metrics_port)
+    extra = {"topology": topology} if topology else {}
+    config = write_config(path, ports, workers=1, metrics_port=metrics_port, **extra)
     with open(config, "a") as f:
         f.write("\n[connections]\n" + "".join(f"{k} = {v}\n" for k, v in limits.items()))
     return config
@@ -46,14 +47,14 @@ class Taps:
     """The appliance with both ports on kernel tap interfaces: what scapy sends on one is
     received by that port, and what the port sends is sniffed on its interface."""
 
-    def __init__(self, tmp_path, **limits):
+    def __init__(self, tmp_path, topology=None, **limits):
         tag = uuid.uuid4().hex[:6]
         self.uplink, self.host = f"efwu{tag}", f"efwh{tag}"
         self.metrics_port = free_tcp_port()
         config = connections_config(tmp_path / "c.toml", [
             ("uplink", f"net_tap0,iface={self.uplink}", ["uplink"]),
             ("host", f"net_tap1,iface={self.host}", ["host"]),
-        ], self.metrics_port, **limits)
+        ], self.metrics_port, topology, **limits)
         self.stats_path = tmp_path / "s.json"
         self.proc = start(["run", "--config", config, "--stats-json", self.stats_path])
         wait_for_metrics(self.metrics_port, self.proc)
@@ -148,6 +149,54 @@ def test_translated_flow_its_reply_and_error_come_back_restored_until_expiry(tmp
     assert stats["mappings_created"] == 2 and stats["mappings_translated"] == 1
     assert stats["mappings_expired"] == 2
     assert stats["replies_to_host"] >= 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tap interfaces need root")
+def test_after_a_reload_a_reply_for_a_moved_slice_is_passed_to_its_previous_owner(tmp_path):
+    """Contract 7.5.3 through a real reload: acme loses cdg01-b, whose slices move to
+    lhr01-a. A reply another server steers here for one of them, that no mapping here
+    matches, goes on to cdg01-b (which may still carry the connection), once."""
+    from conftest import EXAMPLE
+    from golden_model import Model, flow_hash, outer_sport
+    topology = tmp_path / "fleet.toml"
+    text = EXAMPLE.read_text()
+    topology.write_text(text)
+    taps = Taps(tmp_path, topology=topology)
+    node = taps.node
+    try:
+        old = Model(EXAMPLE, "lhr01-a")
+        moved = next(p for p in range(20000, 65536) if old.slice_owner("acme", p) == "cdg01-b")
+        reply_ip = IP(src=ORIGIN, dst=LOCAL, ttl=50) / UDP(sport=53, dport=moved) / Raw(b"answer")
+        steered = node.fleet_packet("10.10.1.2", reply_ip)   # from lhr01-b, which steered it
+        steered[Ether].dst = "02:00:00:00:00:0a"
+
+        def to_cdg01_b(p):
+            return UDP in p and p[IP].dst == "10.20.1.2" and p[UDP].dport == 6080
+
+        # Before the reload the slice is cdg01-b's, not ours: nothing to pass on.
+        assert taps.exchange(steered, taps.uplink, taps.uplink, to_cdg01_b, timeout=1.0) is None
+        changed = text.replace('holders = [{ server = "lhr01-a", weight = 2 }, { server = "cdg01-b" }]',
+                               'holders = [{ server = "lhr01-a", weight = 2 }]')
+        assert changed != text
+        tmp = tmp_path / "fleet.toml.tmp"
+        tmp.write_text(changed)
+        os.replace(tmp, topology)
+        deadline = time.time() + 10
+        while metric(taps.metrics(), "egressfwd_topology_reloads_total", result="ok") < 1:
+            assert time.time() < deadline, "reload not seen"
+            time.sleep(0.1)
+        passed = taps.exchange(steered, taps.uplink, taps.uplink, to_cdg01_b)
+        assert passed is not None, "the reply was not passed on to the previous owner"
+        inner = IP(bytes(passed[UDP].payload))
+        assert inner[UDP].dport == moved and inner[IP].ttl == 49 and checksums_ok(bytes(passed))
+        assert passed[UDP].sport == outer_sport(flow_hash(LOCAL, ORIGIN, 17, moved, 53))
+        assert metric(taps.metrics(), "egressfwd_replies_total", to="second_chance") == 1
+    finally:
+        rc, _, err = taps.close()
+    assert rc == 0, err
+    stats = load_stats(taps.stats_path)
+    assert stats["replies_second_chance"] == 1
+    assert stats["drops"]["misrouted_reply"] >= 1    # the one before the reload
 
 
 def udp(src, dst, sport, dport, to_mac="02:00:00:00:00:0b"):

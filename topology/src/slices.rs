@@ -81,38 +81,57 @@ pub fn merged_ports(
 /// from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldSlices {
+    /// Bit `s` is set when slice `s` is this holder's. Every outbound packet asks, so the
+    /// answer is one word of a bitmap (128 bytes at 64 ports a slice), not an entry of the
+    /// owners (2 KB), which a fleet of many pools would keep out of cache.
+    mine_bits: Box<[u64]>,
     owners: Vec<u16>,
     mine: Vec<u16>,
     me: u16,
     port_slice: u16,
+    /// `port_slice` is a power of two (validated): slices are found by a shift.
+    shift: u32,
 }
 
 impl HeldSlices {
-    /// From a pool's map ([`map`]) as holder `me` sees it.
+    /// From a pool's map ([`map`]) as holder `me` sees it. `port_slice` is a power of two.
     pub fn new(owners: Vec<u16>, me: u16, port_slice: u16) -> Self {
-        let mine = (0..owners.len() as u16)
+        assert!(port_slice.is_power_of_two(), "port_slice is a power of two");
+        let mine: Vec<u16> = (0..owners.len() as u16)
             .filter(|&s| owners[usize::from(s)] == me)
             .collect();
+        let mut mine_bits = vec![0u64; owners.len().div_ceil(64)].into_boxed_slice();
+        for &s in &mine {
+            mine_bits[usize::from(s) / 64] |= 1 << (s % 64);
+        }
         Self {
+            mine_bits,
             owners,
             mine,
             me,
             port_slice,
+            shift: port_slice.trailing_zeros(),
         }
+    }
+
+    #[inline]
+    fn slice_of(&self, port: u16) -> Option<usize> {
+        port.checked_sub(FIRST_PORT)
+            .map(|p| usize::from(p >> self.shift))
     }
 
     /// The owner (server index) of `port`'s slice; `None` below the first slice.
     #[inline]
     pub fn owner(&self, port: u16) -> Option<u16> {
-        self.owners
-            .get(usize::from(slice_of(port, self.port_slice)?))
-            .copied()
+        self.owners.get(self.slice_of(port)?).copied()
     }
 
     /// Whether `port` is in one of this holder's slices.
     #[inline]
     pub fn is_mine(&self, port: u16) -> bool {
-        self.owner(port) == Some(self.me)
+        self.slice_of(port)
+            .and_then(|s| self.mine_bits.get(s / 64).map(|w| w >> (s % 64) & 1 == 1))
+            .unwrap_or(false)
     }
 
     /// How many slices this holder owns.

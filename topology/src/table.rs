@@ -11,6 +11,7 @@ use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6, Probe};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
 use crate::prefix::Ipv6Prefix;
+use crate::previous::PreviousOwners;
 use crate::rendezvous::{
     bucket_of, equal_weights, fill_buckets, winner, winner_quick, Candidate, Contender, BUCKETS,
 };
@@ -291,6 +292,9 @@ pub struct ForwardingTable {
     held: Vec<HeldSlices>,
     /// Each pool's entry in `held`, or [`NOT_HELD`].
     held_of_pool: Vec<u32>,
+    /// The slices that moved here in the last reload, for the second chance (7.5.3); empty
+    /// until [`ForwardingTable::remember_previous`].
+    previous: PreviousOwners,
 }
 
 const NOT_HELD: u32 = u32::MAX;
@@ -445,7 +449,26 @@ impl ForwardingTable {
             port_slice: topology.port_slice,
             held,
             held_of_pool,
+            previous: PreviousOwners::default(),
         })
+    }
+
+    /// Keeps what the second chance (contract 7.5.3) needs of `previous`, the table this one
+    /// replaces, until `until` on the workers' clock.
+    pub fn remember_previous(&mut self, previous: &ForwardingTable, until: u32) {
+        self.previous = PreviousOwners::between(previous, self, until);
+    }
+
+    /// The underlay of the server that owned `port`'s slice of `pool` in the table this one
+    /// replaced, when this server owns it now and another did then, within the grace period.
+    #[inline]
+    pub fn previous_owner(&self, pool: PoolId, port: u16, now: u32) -> Option<u32> {
+        self.previous.owner(pool, port, now)
+    }
+
+    /// Bytes kept of the previous table for the second chance.
+    pub fn previous_memory_bytes(&self) -> usize {
+        self.previous.memory_bytes()
     }
 
     pub fn me(&self) -> ServerId {

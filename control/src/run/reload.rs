@@ -241,7 +241,12 @@ pub fn reload(
         return;
     }
     match compiled {
-        Ok((table, digest)) => {
+        Ok((mut table, digest)) => {
+            // 7.5.3: the slices that move here are passed on to their previous owner for the
+            // grace period, on the workers' clock.
+            let until = dataplane::worker::clock_seconds()
+                .saturating_add(config.connections.slice_grace_seconds);
+            table.remember_previous(&tables.current(), until);
             let local = table.local_addresses();
             shared.set_topology_digest(digest);
             super::place_on_huge_pages(table.regions());
@@ -250,6 +255,7 @@ pub fn reload(
             tracing::info!(
                 generation = tables.generation(),
                 local_addresses = local,
+                second_chance_bytes = tables.current().previous_memory_bytes(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "topology reloaded"
             );

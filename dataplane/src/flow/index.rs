@@ -1,9 +1,10 @@
 //! The shared index of a flow table: where each key's entry is, found without a lock.
 //!
 //! A fixed array of 64-byte buckets of seven slots and a flag word. A key may live in either
-//! of two buckets, chosen by two parts of its hash, and the index has twice as many slots as
-//! entries can exist, so a key finds a free slot in one of its two buckets but in the rarest
-//! case (then the insert fails as the table being full would). A slot is
+//! of two buckets, chosen by two parts of its hash: the first while it has room, else the
+//! second. The index has twice as many slots as entries can exist, so a key finds a free slot
+//! in one of its two buckets but in the rarest case (then the insert fails as the table being
+//! full would), and most keys are in their first bucket: one line to read. A slot is
 //! `tag:32 | worker:6 | entry:26`, 0 when free; a tag is never 0.
 //!
 //! Readers load slots (`Acquire`) and never write. Inserting and deleting take the flag of
@@ -78,11 +79,27 @@ impl Index {
         }
     }
 
-    /// Starts loading the probe's buckets, a burst ahead of [`Index::candidates`].
+    /// Starts loading the probe's first bucket, a burst ahead of [`Index::candidates`]:
+    /// inserts fill the first bucket before the second, so most keys are found there with
+    /// one line read (see [`Index::locate`] for the second).
     #[inline]
     pub fn prefetch(&self, probe: Probe) {
         prefetch_index::prefetch_index(&self.buckets, probe.first);
+    }
+
+    /// The second stage of a prefetched lookup: the first entry of the probe's first bucket
+    /// that carries its tag, or, when there is none, starts loading the second bucket (where
+    /// the key is if its first bucket was full when it came, and which a miss reads).
+    #[inline]
+    pub fn locate(&self, probe: Probe) -> Option<EntryRef> {
+        for slot in &self.buckets[probe.first].slots {
+            let value = slot.load(Ordering::Acquire);
+            if value != 0 && (value >> 32) as u32 == probe.tag {
+                return Some(decode(value));
+            }
+        }
         prefetch_index::prefetch_index(&self.buckets, probe.second);
+        None
     }
 
     /// Every entry whose slot carries the probe's tag, for the caller to compare keys.
@@ -143,20 +160,10 @@ impl Index {
             if let Some(e) = existing {
                 return Err(Some(e));
             }
-            // The emptier bucket keeps both at about the same load.
-            let free = |b: usize| {
-                index.buckets[b]
-                    .slots
-                    .iter()
-                    .filter(|s| s.load(Ordering::Relaxed) == 0)
-                    .count()
-            };
-            let order = if free(probe.first) >= free(probe.second) {
-                [probe.first, probe.second]
-            } else {
-                [probe.second, probe.first]
-            };
-            for bucket in order {
+            // The first bucket while it has room: a lookup then reads one line for most keys
+            // (at the index's half load, a bucket of seven slots overflows for a few keys in
+            // a hundred), and the second holds the overflow.
+            for bucket in [probe.first, probe.second] {
                 for slot in &index.buckets[bucket].slots {
                     if slot.load(Ordering::Relaxed) == 0 {
                         slot.store(encode(probe.tag, entry), Ordering::Release);

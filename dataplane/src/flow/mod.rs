@@ -26,6 +26,9 @@ use wheel::Wheel;
 pub type Key = [u64; 3];
 pub type Value = [u64; 2];
 
+/// One cache line, so that the lookup that found its slot reads one line more (prefetched a
+/// stage ahead by [`FlowTable::prefetch_entry`]).
+#[repr(align(64))]
 #[derive(Default)]
 struct SharedEntry {
     /// Odd while the owner writes the entry.
@@ -80,11 +83,7 @@ impl FlowTable {
             .map(|w| FlowOwner {
                 worker: w as u8,
                 free: (0..entries_per_worker as u32).rev().collect(),
-                hashes: vec![0; entries_per_worker].into_boxed_slice(),
-                last_seen: vec![0; entries_per_worker].into_boxed_slice(),
-                lifetime: vec![Lifetime::fixed(0); entries_per_worker].into_boxed_slice(),
-                closed: vec![false; entries_per_worker].into_boxed_slice(),
-                partner: vec![NO_PARTNER; entries_per_worker].into_boxed_slice(),
+                records: vec![Record::default(); entries_per_worker].into_boxed_slice(),
                 wheel: Wheel::new(entries_per_worker, now),
             })
             .collect();
@@ -109,6 +108,22 @@ impl FlowTable {
     #[inline]
     pub fn prefetch(&self, probe: Probe) {
         self.index.prefetch(probe);
+    }
+
+    /// Starts loading the entry the probe's tag points to in its first bucket (a key almost
+    /// always has one candidate), or else the second bucket, once the first is in cache: the
+    /// second stage of a burst's lookups, between [`FlowTable::prefetch`] and
+    /// [`FlowTable::lookup`]. Returns where the entry is, for the owner to prefetch its own
+    /// record ([`FlowOwner::prefetch`]).
+    #[inline]
+    pub fn prefetch_entry(&self, probe: Probe) -> Option<EntryRef> {
+        let at = self.index.locate(probe)?;
+        let entry = self
+            .entries
+            .get(usize::from(at.worker))?
+            .get(at.entry as usize)?;
+        prefetch_index::prefetch_index(std::slice::from_ref(entry), 0);
+        Some(at)
     }
 
     /// The entry of `key`, if there is one. No lock, no write.
@@ -206,19 +221,38 @@ impl Lifetime {
     }
 }
 
-/// One worker's half of a flow table: its free entries, its clock marks, its timer wheel.
+/// What the owner alone keeps of one of its entries: one record, so that refreshing an
+/// established flow's clock (its last use, its lifetime) touches one line.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    hash: u64,
+    last_seen: u32,
+    lifetime: Lifetime,
+    /// A second entry that lives and dies with this one (a translated mapping's outbound
+    /// key), or [`NO_PARTNER`]. Partners are never in the wheel.
+    partner: u32,
+    /// Whether the owner itself has seen the flow end.
+    closed: bool,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Self {
+            hash: 0,
+            last_seen: 0,
+            lifetime: Lifetime::fixed(0),
+            partner: NO_PARTNER,
+            closed: false,
+        }
+    }
+}
+
+/// One worker's half of a flow table: its free entries, its records, its timer wheel.
 /// Only that worker holds it (`&mut self`), so none of this is shared or atomic.
 pub struct FlowOwner {
     worker: u8,
     free: Vec<u32>,
-    hashes: Box<[u64]>,
-    last_seen: Box<[u32]>,
-    lifetime: Box<[Lifetime]>,
-    /// Whether the owner itself has seen the flow end.
-    closed: Box<[bool]>,
-    /// A second entry that lives and dies with this one (a translated mapping's outbound
-    /// key), or [`NO_PARTNER`]. Partners are never in the wheel.
-    partner: Box<[u32]>,
+    records: Box<[Record]>,
     wheel: Wheel,
 }
 
@@ -229,7 +263,7 @@ impl FlowOwner {
 
     /// Entries in use (partners included).
     pub fn len(&self) -> usize {
-        self.hashes.len() - self.free.len()
+        self.records.len() - self.free.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -237,7 +271,16 @@ impl FlowOwner {
     }
 
     pub fn capacity(&self) -> usize {
-        self.hashes.len()
+        self.records.len()
+    }
+
+    /// Starts loading this owner's record of `at`, if it is one of its entries (the second
+    /// stage of a burst's lookups, with [`FlowTable::prefetch_entry`]).
+    #[inline]
+    pub fn prefetch(&self, at: EntryRef) {
+        if at.worker == self.worker && (at.entry as usize) < self.records.len() {
+            prefetch_index::prefetch_index(&self.records, at.entry as usize);
+        }
     }
 
     /// Free entries.
@@ -257,11 +300,11 @@ impl FlowOwner {
         lifetime: Lifetime,
     ) -> Result<EntryRef, Refused> {
         let at = self.publish(table, hash, key, value)?;
-        let e = at.entry as usize;
-        self.last_seen[e] = now;
-        self.lifetime[e] = lifetime;
-        self.closed[e] = false;
-        self.partner[e] = NO_PARTNER;
+        let record = &mut self.records[at.entry as usize];
+        record.last_seen = now;
+        record.lifetime = lifetime;
+        record.closed = false;
+        record.partner = NO_PARTNER;
         self.wheel.link(
             at.entry,
             now.saturating_add(lifetime.idle.min(lifetime.closing)),
@@ -279,10 +322,10 @@ impl FlowOwner {
         key: &Key,
         value: &Value,
     ) -> Result<EntryRef, Refused> {
-        debug_assert_eq!(self.partner[primary as usize], NO_PARTNER);
+        debug_assert_eq!(self.records[primary as usize].partner, NO_PARTNER);
         let at = self.publish(table, hash, key, value)?;
-        self.partner[at.entry as usize] = NO_PARTNER;
-        self.partner[primary as usize] = at.entry;
+        self.records[at.entry as usize].partner = NO_PARTNER;
+        self.records[primary as usize].partner = at.entry;
         Ok(at)
     }
 
@@ -314,7 +357,7 @@ impl FlowOwner {
         match inserted {
             Ok(()) => {
                 self.free.pop();
-                self.hashes[entry as usize] = hash;
+                self.records[entry as usize].hash = hash;
                 Ok(at)
             }
             Err(Some(other)) => Err(Refused::Exists(
@@ -335,36 +378,36 @@ impl FlowOwner {
     /// The entry was used at `now`: its deadline moves on (found by the wheel when it visits).
     #[inline]
     pub fn touch(&mut self, entry: u32, now: u32) {
-        self.last_seen[entry as usize] = now;
+        self.records[entry as usize].last_seen = now;
     }
 
     /// The owner has seen the flow end: the entry expires after its closing time from `now`.
     pub fn set_closing(&mut self, entry: u32, now: u32) {
-        let e = entry as usize;
-        self.last_seen[e] = now;
-        if !self.closed[e] {
-            self.closed[e] = true;
+        let record = &mut self.records[entry as usize];
+        record.last_seen = now;
+        if !record.closed {
+            record.closed = true;
+            let closing = record.lifetime.closing;
             self.wheel.unlink(entry);
-            self.wheel
-                .link(entry, now.saturating_add(self.lifetime[e].closing));
+            self.wheel.link(entry, now.saturating_add(closing));
         }
     }
 
     pub fn lifetime(&self, entry: u32) -> Lifetime {
-        self.lifetime[entry as usize]
+        self.records[entry as usize].lifetime
     }
 
     /// A new lifetime from `now` on (a TCP connection that was opening is established).
     pub fn set_lifetime(&mut self, entry: u32, lifetime: Lifetime, now: u32) {
-        let e = entry as usize;
-        self.last_seen[e] = now;
-        self.lifetime[e] = lifetime;
+        let record = &mut self.records[entry as usize];
+        record.last_seen = now;
+        record.lifetime = lifetime;
     }
 
     /// Whether the entry (one of this owner's, created by [`FlowOwner::insert`]) has been
     /// seen to end, by its owner or by another worker.
     pub fn is_closing(&self, table: &FlowTable, entry: u32) -> bool {
-        self.closed[entry as usize]
+        self.records[entry as usize].closed
             || table.is_closing(EntryRef {
                 worker: self.worker,
                 entry,
@@ -384,15 +427,15 @@ impl FlowOwner {
     /// removed entries: no allocation once the buffer has grown.
     pub fn expire_into(&mut self, table: &FlowTable, now: u32, budget: usize, due: &mut Vec<u32>) {
         due.clear();
-        let (last_seen, lifetime, closed) = (&self.last_seen, &self.lifetime, &self.closed);
+        let records = &self.records;
         let worker = self.worker;
         self.wheel.advance(now, budget, |entry| {
-            let e = entry as usize;
+            let record = &records[entry as usize];
             let at = EntryRef { worker, entry };
-            let life = lifetime[e];
-            let closing = closed[e] || table.is_closing(at);
+            let life = record.lifetime;
+            let closing = record.closed || table.is_closing(at);
             let idle = if closing { life.closing } else { life.idle };
-            let deadline = last_seen[e].saturating_add(idle);
+            let deadline = record.last_seen.saturating_add(idle);
             if deadline > now {
                 // Not due: back at its deadline, or sooner to look for a closing mark.
                 let recheck = if closing {
@@ -406,7 +449,7 @@ impl FlowOwner {
             None
         });
         for &entry in due.iter() {
-            let partner = self.partner[entry as usize];
+            let partner = self.records[entry as usize].partner;
             if partner != NO_PARTNER {
                 self.release(table, partner);
             }
@@ -421,11 +464,11 @@ impl FlowOwner {
             worker: self.worker,
             entry,
         };
-        table.index.remove(table.probe(self.hashes[e]), at);
+        table.index.remove(table.probe(self.records[e].hash), at);
         // Bumped so that a reader holding the old slot sees a changed version.
         table.write(at, &[0; 3], &[0; 2]);
-        self.partner[e] = NO_PARTNER;
-        self.closed[e] = false;
+        self.records[e].partner = NO_PARTNER;
+        self.records[e].closed = false;
         self.free.push(entry);
     }
 }
