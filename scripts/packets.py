@@ -193,4 +193,13 @@ def reply_flow(node, peer_underlay, local_address, sport=40001):
     first = node.fleet_packet(peer_underlay, inner)
     reply = node.ether_in() / IP(src=ORIGIN, dst=local_address, ttl=50, id=3) / TCP(sport=443, dport=sport, flags="SA") / Raw(b"r")
     back = node.tunnel(reply[IP], peer_underlay, outer_sport(flow_hash(local_address, ORIGIN, 6, sport, 443)))
-    return [("uplink", first, "uplink", node.decapsulated(inner)), ("uplink", reply, "uplink", back)]
+    # An ICMP error from a router on the way, quoting the flow's packet as it left (the
+    # minimal quote: its IPv4 header and 8 bytes of TCP): back to the peer too (7.4).
+    left = IP(bytes(inner))
+    left.ttl -= 1
+    del left.chksum
+    error = (node.ether_in() / IP(src="192.0.2.99", dst=local_address, ttl=50, id=4)
+             / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(bytes(IP(bytes(left)))[:28]))
+    error_back = node.tunnel(error[IP], peer_underlay, outer_sport(flow_hash(local_address, ORIGIN, 6, sport, 443)))
+    return [("uplink", first, "uplink", node.decapsulated(inner)), ("uplink", reply, "uplink", back),
+            ("uplink", error, "uplink", error_back)]
