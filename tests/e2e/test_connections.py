@@ -1,5 +1,8 @@
-"""Connections, part 1 (contract 7.2 to 7.4 and the bound of 7.6) through the running
+"""Connections, part 1 (contract 7.2 to 7.5 and the bound of 7.6) through the running
 appliance:
+- three appliances, the test relaying frames between their uplinks: a request out through
+  another holder, and its reply back from a third;
+- a reply for a slice that moved here in a live reload, passed on to its previous owner;
 - live, on two kernel tap interfaces, with the clock driven by the config's timeouts: a flow
   outside this server's slices is translated into them and one inside is not; the origin's
   reply and an ICMP error about the flow come back with the original port restored (every
@@ -18,15 +21,15 @@ import pytest
 from conftest import (checksums_ok, example_node, free_tcp_port, load_stats, metric, scrape, start, stop,
                       wait_for_metrics, write_config)
 from packets import ORIGIN
-from scapy.all import ICMP, IP, UDP, AsyncSniffer, Ether, Raw, sendp, wrpcap
+from scapy.all import ICMP, IP, TCP, UDP, AsyncSniffer, Ether, Raw, sendp, wrpcap
 
 LOCAL = "198.51.100.1"          # pool acme, held by lhr01-a (the server under test)
 
 
-def connections_config(path, ports, metrics_port, topology=None, **limits):
+def connections_config(path, ports, metrics_port, topology=None, server="lhr01-a", **limits):
     """A one-worker config with `[connections]` set to `limits`."""
     extra = {"topology": topology} if topology else {}
-    config = write_config(path, ports, workers=1, metrics_port=metrics_port, **extra)
+    config = write_config(path, ports, workers=1, metrics_port=metrics_port, server=server, **extra)
     with open(config, "a") as f:
         f.write("\n[connections]\n" + "".join(f"{k} = {v}\n" for k, v in limits.items()))
     return config
@@ -47,15 +50,15 @@ class Taps:
     """The appliance with both ports on kernel tap interfaces: what scapy sends on one is
     received by that port, and what the port sends is sniffed on its interface."""
 
-    def __init__(self, tmp_path, topology=None, **limits):
+    def __init__(self, tmp_path, topology=None, server="lhr01-a", **limits):
         tag = uuid.uuid4().hex[:6]
         self.uplink, self.host = f"efwu{tag}", f"efwh{tag}"
         self.metrics_port = free_tcp_port()
-        config = connections_config(tmp_path / "c.toml", [
+        config = connections_config(tmp_path / f"c-{server}.toml", [
             ("uplink", f"net_tap0,iface={self.uplink}", ["uplink"]),
             ("host", f"net_tap1,iface={self.host}", ["host"]),
-        ], self.metrics_port, topology, **limits)
-        self.stats_path = tmp_path / "s.json"
+        ], self.metrics_port, topology, server, **limits)
+        self.stats_path = tmp_path / f"s-{server}.json"
         self.proc = start(["run", "--config", config, "--stats-json", self.stats_path])
         wait_for_metrics(self.metrics_port, self.proc)
         for iface in (self.uplink, self.host):
@@ -197,6 +200,64 @@ def test_after_a_reload_a_reply_for_a_moved_slice_is_passed_to_its_previous_owne
     stats = load_stats(taps.stats_path)
     assert stats["replies_second_chance"] == 1
     assert stats["drops"]["misrouted_reply"] >= 1    # the one before the reload
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tap interfaces need root")
+def test_three_appliances_carry_a_request_out_and_its_reply_back_from_another_holder(tmp_path):
+    """Issue 17: three `egressfwd run` processes (lhr01-a, lhr01-b, lhr01-c of the example
+    fleet), each on two taps, with this test as the network between their uplinks. Pool
+    globex is held by lhr01-b and lhr01-c, not by lhr01-a. A request from lhr01-a's host
+    goes A -> B -> origin; the origin's reply lands on C (as anycast may deliver it), which
+    steers it to B by its port's slice; B restores it and returns it to A; A gives it to its
+    host: origin -> C -> B -> A -> host, the reply as the host's socket expects it."""
+    from golden_model import Model, flow_hash, outer_sport
+    from conftest import EXAMPLE
+    model_a = Model(EXAMPLE, "lhr01-a")
+    model_b = Model(EXAMPLE, "lhr01-b")
+    source = "198.51.100.64"                                   # globex
+    sport = next(p for p in range(40000, 65536)
+                 if model_a.decide(6, source, p, ORIGIN, 443).get("target_server") == "lhr01-b")
+    a, b, c = (Taps(tmp_path, server=s) for s in ("lhr01-a", "lhr01-b", "lhr01-c"))
+    try:
+        request = (Ether(dst="02:00:00:00:00:0b", src="02:00:00:00:00:77") / IP(src=source, dst=ORIGIN, ttl=64)
+                   / TCP(sport=sport, dport=443, flags="S", seq=1000) / Raw(b"hello"))
+        # A: encapsulated to B (10.10.1.2).
+        to_b = a.exchange(request, a.host, a.uplink, lambda p: UDP in p and p[IP].dst == "10.10.1.2")
+        assert to_b is not None, "A did not forward the request to B"
+        # B: decapsulated and out to the origin from the egress address, its port kept when
+        # in B's slices, else translated into them.
+        out = b.exchange(to_b, b.uplink, b.uplink, lambda p: TCP in p and p[IP].src == source and p[IP].dst == ORIGIN)
+        assert out is not None, "B did not send the request out"
+        assert checksums_ok(bytes(out))
+        wire_port = out[TCP].sport
+        assert model_b.slice_owner("globex", wire_port) == "lhr01-b"
+        assert (wire_port == sport) == (model_b.slice_owner("globex", sport) == "lhr01-b")
+        # The origin's SYN-ACK reaches C.
+        reply = (Ether(dst="02:00:00:00:00:0a", src="02:00:00:00:00:fe") / IP(src=ORIGIN, dst=source, ttl=50)
+                 / TCP(sport=443, dport=wire_port, flags="SA", seq=5000, ack=1006) / Raw(b"world"))
+        steered = c.exchange(reply, c.uplink, c.uplink, lambda p: UDP in p and p[IP].dst == "10.10.1.2")
+        assert steered is not None, "C did not steer the reply to B"
+        assert IP(bytes(steered[UDP].payload))[TCP].dport == wire_port, "steered unchanged"
+        assert steered[UDP].sport == outer_sport(flow_hash(source, ORIGIN, 6, wire_port, 443))
+        # B: its mapping restores the port, and the reply goes back to A (10.10.1.1).
+        back = b.exchange(steered, b.uplink, b.uplink, lambda p: UDP in p and p[IP].dst == "10.10.1.1")
+        assert back is not None, "B did not return the reply to A"
+        assert IP(bytes(back[UDP].payload))[TCP].dport == sport
+        # A: to its host, as the socket that sent the SYN expects it.
+        home = a.exchange(back, a.uplink, a.host, lambda p: TCP in p and p[IP].dst == source)
+        assert home is not None, "A did not deliver the reply to its host"
+        assert (home[IP].src, home[TCP].sport, home[TCP].dport) == (ORIGIN, 443, sport)
+        assert home[TCP].flags == "SA" and home[TCP].ack == 1006 and bytes(home[TCP].payload) == b"world"
+        assert checksums_ok(bytes(home))
+        for taps, name in ((a, "A"), (b, "B"), (c, "C")):
+            assert metric(taps.metrics(), "egressfwd_drops_total", reason="misrouted_reply") == 0, name
+        assert metric(c.metrics(), "egressfwd_replies_total", to="steered") == 1
+        assert metric(b.metrics(), "egressfwd_replies_total", to="peer") == 1
+        assert metric(a.metrics(), "egressfwd_replies_total", to="host") == 1
+    finally:
+        results = [t.close() for t in (a, b, c)]
+    for rc, _, err in results:
+        assert rc == 0, err
 
 
 def udp(src, dst, sport, dport, to_mac="02:00:00:00:00:0b"):
