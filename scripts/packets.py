@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 
 from golden_model import Model, flow_hash, outer_sport
-from scapy.all import ARP, Dot1Q, ICMP, IP, IPv6, TCP, UDP, Ether, Raw
+from scapy.all import ARP, Dot1Q, ICMP, IP, IPv6, TCP, UDP, Ether, Raw, fragment
 
 ORIGIN = "93.184.216.34"
 ORIGIN6 = "2606:4700::1"
@@ -203,3 +203,21 @@ def reply_flow(node, peer_underlay, local_address, sport=40001):
     error_back = node.tunnel(error[IP], peer_underlay, outer_sport(flow_hash(local_address, ORIGIN, 6, sport, 443)))
     return [("uplink", first, "uplink", node.decapsulated(inner)), ("uplink", reply, "uplink", back),
             ("uplink", error, "uplink", error_back)]
+
+
+def fragmented_reply_flow(node, peer_underlay, local_address, sport=40002):
+    """A UDP flow a peer forwards to us, then the origin's answer in fragments: every
+    fragment goes back to that peer where the first one goes (the later ones carry no port),
+    and a fragment of a datagram whose first fragment never came is dropped."""
+    query = IP(src=local_address, dst=ORIGIN, ttl=63, id=11) / UDP(sport=sport, dport=53) / Raw(b"q" * 30)
+    first = node.fleet_packet(peer_underlay, query)
+    answer = IP(src=ORIGIN, dst=local_address, ttl=50, id=4242) / UDP(sport=53, dport=sport) / Raw(bytes(range(256)) * 4)
+    hash_port = outer_sport(flow_hash(local_address, ORIGIN, 17, sport, 53))
+    cases = [("uplink", first, "uplink", node.decapsulated(query))]
+    for piece in fragment(answer, fragsize=400):
+        piece = IP(bytes(piece))
+        cases.append(("uplink", node.ether_in() / piece, "uplink", node.tunnel(piece, peer_underlay, hash_port)))
+    orphan = IP(bytes(fragment(IP(src=ORIGIN, dst=local_address, ttl=50, id=4343) / UDP(sport=53, dport=sport)
+                               / Raw(b"o" * 800), fragsize=400)[1]))
+    cases.append(("uplink", node.ether_in() / orphan, "drop:fragment_orphan", None))
+    return cases

@@ -42,10 +42,13 @@ pub enum DropReason {
     MisroutedReply,
     /// An ICMP error quoting a fragment: which flow it is about cannot be told.
     QuotedFragment,
+    /// A later fragment of a reply whose first fragment is not on record (it came first, or
+    /// its record expired or found no room): where it belongs cannot be told.
+    FragmentOrphan,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadHeaderLength,
@@ -62,6 +65,7 @@ impl DropReason {
         DropReason::PortsExhausted,
         DropReason::MisroutedReply,
         DropReason::QuotedFragment,
+        DropReason::FragmentOrphan,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -83,6 +87,7 @@ impl DropReason {
             DropReason::PortsExhausted => "ports_exhausted",
             DropReason::MisroutedReply => "misrouted_reply",
             DropReason::QuotedFragment => "quoted_fragment",
+            DropReason::FragmentOrphan => "fragment_orphan",
         }
     }
 
@@ -191,6 +196,11 @@ pipeline_counters! {
     /// Replies passed to this server for a slice it took over in the last reload, passed on
     /// once to the slice's previous owner (7.5.3).
     replies_second_chance => "egressfwd_replies_total" {to = "second_chance"} "Replies from origins, by where they went.",
+    /// Later fragments of replies sent where their first fragment went.
+    fragments_followed => "egressfwd_reply_fragments_followed_total" "Later fragments of replies sent where their first fragment went.",
+    /// First fragments of replies whose route could not be recorded (no room): their later
+    /// fragments are orphans.
+    fragments_untracked => "egressfwd_reply_fragments_untracked_total" "First fragments of replies whose route found no room.",
     /// ICMP "fragmentation needed" messages sent to the host port.
     icmp_frag_needed => "egressfwd_icmp_frag_needed_total" "ICMP fragmentation-needed messages sent.",
     /// Mappings created (contract 7.2).

@@ -14,6 +14,7 @@
 pub mod buf;
 pub mod counters;
 pub mod flow;
+pub mod fragments;
 pub mod mappings;
 pub mod pipeline;
 pub mod publish;

@@ -23,6 +23,7 @@ use topology::hash::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use topology::HeldSlices;
 
 use crate::flow::{EntryRef, FlowOwner, FlowTable, Key, Lifetime, Probe, Refused, Value};
+use crate::fragments::{Datagram, FragmentOwner, FragmentRoute, FragmentTable};
 use crate::wire::tcp;
 
 /// Idle timeouts, in seconds (contract 7.6, `[connections]`).
@@ -154,16 +155,23 @@ pub struct Created {
 /// The mappings every worker reads.
 pub struct MappingTable {
     flows: FlowTable,
+    /// The routes of replies in flight in fragments, beside the mappings they follow.
+    fragments: FragmentTable,
 }
 
 /// One worker's half: the mappings it created, their clocks, its ports.
 pub struct MappingOwner {
     flows: FlowOwner,
+    fragments: FragmentOwner,
     workers: u16,
     timeouts: Timeouts,
     random: u64,
     due: Vec<u32>,
 }
+
+/// Records of replies in fragments, in all: a few thousand datagrams in flight at once is a
+/// busy server's worth; 16,384 take 2 MB.
+pub const FRAGMENT_RECORDS: usize = 16_384;
 
 /// Attempts at a free translated port before a flow is refused (VPP's
 /// `ED_PORT_ALLOC_ATTEMPTS` is 10: one index lookup each).
@@ -180,22 +188,30 @@ impl MappingTable {
     ) -> (Self, Vec<MappingOwner>) {
         let per_worker = entries.div_ceil(workers).max(1);
         let (flows, owners) = FlowTable::new(workers, per_worker, now);
+        let (fragments, fragment_owners) = FragmentTable::new(workers, FRAGMENT_RECORDS, now);
         let owners = owners
             .into_iter()
-            .map(|flows| MappingOwner {
+            .zip(fragment_owners)
+            .map(|(flows, fragments)| MappingOwner {
                 random: 0x853c_49e6_748f_ea9b ^ u64::from(flows.worker()) << 17,
                 flows,
+                fragments,
                 workers: workers as u16,
                 timeouts,
                 due: Vec::new(),
             })
             .collect();
-        (Self { flows }, owners)
+        (Self { flows, fragments }, owners)
+    }
+
+    /// Where the first fragment of `datagram` (a reply in fragments) went.
+    pub fn fragment_route(&self, datagram: &Datagram) -> Option<FragmentRoute> {
+        self.fragments.route(datagram)
     }
 
     /// Bytes of the shared part.
     pub fn memory_bytes(&self) -> usize {
-        self.flows.memory_bytes()
+        self.flows.memory_bytes() + self.fragments.memory_bytes()
     }
 
     /// Where a reply's lookup reads (to prefetch a burst ahead).
@@ -435,11 +451,26 @@ impl MappingOwner {
         }
     }
 
-    /// Removes the mappings idle past their time, at most `budget` a call; returns how many.
+    /// Removes the mappings idle past their time, at most `budget` a call (and as many
+    /// fragment records); returns how many mappings.
     pub fn expire(&mut self, table: &MappingTable, now: u32, budget: usize) -> usize {
+        self.fragments.expire(&table.fragments, now, budget);
         self.flows
             .expire_into(&table.flows, now, budget, &mut self.due);
         self.due.len()
+    }
+
+    /// Records where the first fragment of `datagram` went, for its later fragments; `false`
+    /// when there is no room.
+    pub fn record_fragment(
+        &mut self,
+        table: &MappingTable,
+        datagram: &Datagram,
+        route: FragmentRoute,
+        now: u32,
+    ) -> bool {
+        self.fragments
+            .record(&table.fragments, datagram, route, now)
     }
 
     fn next_random(&mut self) -> u64 {

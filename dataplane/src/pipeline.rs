@@ -10,6 +10,7 @@ use topology::{
 use crate::buf::PacketBuf;
 use crate::counters::{tier_index, DropReason, PipelineCounters};
 use crate::flow::Probe;
+use crate::fragments::FragmentRoute;
 use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, Outbound};
 use crate::reply::{self, Reply};
 use crate::wire::ports::{self, End};
@@ -618,7 +619,9 @@ impl Pipeline {
             return Ok(());
         };
         let ip = ip4_mut(buf.data_mut())?;
-        if ip.is_fragment() {
+        // A later fragment carries no port: it leaves as it came (its first fragment, with
+        // the ports, was mapped and translated; the L4 checksum it carries covers all).
+        if ip.is_later_fragment() {
             return Ok(());
         }
         let (proto, src, dst, header_len) = (ip.protocol(), ip.src(), ip.dst(), ip.header_len());
@@ -676,6 +679,16 @@ impl Pipeline {
             Some(Err(reason)) => return Verdict::Drop(reason),
             None => return Verdict::Drop(DropReason::Truncated),
         };
+        if let Reply::LaterFragment(datagram) = read {
+            // Where its first fragment went, unchanged: it carries no port.
+            return match ctx.mappings.fragment_route(&datagram) {
+                Some(route) => {
+                    self.counters.fragments_followed += 1;
+                    self.send_reply(ctx, buf, route)
+                }
+                None => Verdict::Drop(DropReason::FragmentOrphan),
+            };
+        }
         let Some(ends) = read.ends().copied() else {
             // 7.7: no ports, no mapping; nobody steers these, so from a peer it is misrouted.
             return if from_fleet {
@@ -684,30 +697,62 @@ impl Pipeline {
                 self.reply_to_host(buf)
             };
         };
-        let tcp_flags = match read {
-            Reply::Flow { tcp_flags, .. } => tcp_flags,
-            _ => None,
+        let (tcp_flags, first_fragment) = match read {
+            Reply::Flow {
+                tcp_flags,
+                first_fragment,
+                ..
+            } => (tcp_flags, first_fragment),
+            _ => (None, None),
         };
-        if let Some(found) = ctx.mappings.reply(&ends, tcp_flags) {
+        let route = match self.route_reply(ctx, buf, pool, origin, &read, &ends, tcp_flags) {
+            Ok(route) => route,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if let Some(datagram) = first_fragment {
+            if !self
+                .mappings
+                .record_fragment(ctx.mappings, &datagram, route, ctx.now)
+            {
+                self.counters.fragments_untracked += 1;
+            }
+        }
+        self.send_reply(ctx, buf, route)
+    }
+
+    /// Contract 7.3 to 7.5 for a reply (or ICMP error) with ports: where it goes, its port
+    /// restored first if a mapping here matches it. Counts the outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn route_reply<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        pool: PoolId,
+        origin: Origin,
+        read: &Reply,
+        ends: &Ends,
+        tcp_flags: Option<u8>,
+    ) -> Result<FragmentRoute, DropReason> {
+        if let Some(found) = ctx.mappings.reply(ends, tcp_flags) {
             // 7.3.1 (and 7.5.2): a local mapping wins. Restored, then where the flow came from.
-            let restored = buf
+            let ip = buf
                 .data_mut()
                 .get_mut(ethernet::HEADER_LEN..)
-                .ok_or(DropReason::Truncated)
-                .and_then(|ip| reply::restore(ip, &read, found.port));
-            if let Err(reason) = restored {
-                return Verdict::Drop(reason);
-            }
-            return match found.origin {
-                Origin::Host => self.reply_to_host(buf),
+                .ok_or(DropReason::Truncated)?;
+            reply::restore(ip, read, found.port)?;
+            return Ok(match found.origin {
+                Origin::Host => FragmentRoute::Host,
                 Origin::Peer(peer) => {
                     self.counters.replies_to_peer += 1;
                     // The outer source port of the flow's own direction, as the peer sent it.
-                    let hash = outbound_hash(&ends, found.port);
-                    self.encapsulate(ctx, buf, peer, hash, Sender::Elsewhere)
+                    FragmentRoute::Encap {
+                        underlay: peer,
+                        hash: outbound_hash(ends, found.port),
+                    }
                 }
-            };
+            });
         }
+        let hash = outbound_hash(ends, ends.local_port);
         if let Origin::Peer(from) = origin {
             // 7.5.3: a slice that moved here in the last reload; its previous owner may still
             // carry the connection. Not back to the server that passed it here: it had no
@@ -715,26 +760,38 @@ impl Pipeline {
             return match ctx.table.previous_owner(pool, ends.local_port, ctx.now) {
                 Some(previous) if previous != from => {
                     self.counters.replies_second_chance += 1;
-                    let hash = outbound_hash(&ends, ends.local_port);
-                    self.encapsulate(ctx, buf, previous, hash, Sender::Elsewhere)
+                    Ok(FragmentRoute::Encap {
+                        underlay: previous,
+                        hash,
+                    })
                 }
-                _ => Verdict::Drop(DropReason::MisroutedReply),
+                _ => Err(DropReason::MisroutedReply),
             };
         }
         // 7.3.2: the slice's owner has the mapping, if anyone has.
-        match ctx.table.slice_owner(pool, ends.local_port) {
+        Ok(match ctx.table.slice_owner(pool, ends.local_port) {
             Some(owner) if owner != ctx.table.me() => {
                 self.counters.replies_steered += 1;
-                let hash = outbound_hash(&ends, ends.local_port);
-                self.encapsulate(
-                    ctx,
-                    buf,
-                    ctx.table.underlay_of(owner),
+                FragmentRoute::Encap {
+                    underlay: ctx.table.underlay_of(owner),
                     hash,
-                    Sender::Elsewhere,
-                )
+                }
             }
-            _ => self.reply_to_host(buf),
+            _ => FragmentRoute::Host,
+        })
+    }
+
+    fn send_reply<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        route: FragmentRoute,
+    ) -> Verdict {
+        match route {
+            FragmentRoute::Host => self.reply_to_host(buf),
+            FragmentRoute::Encap { underlay, hash } => {
+                self.encapsulate(ctx, buf, underlay, hash, Sender::Elsewhere)
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 use topology::hash::{PROTO_ICMP, PROTO_TCP};
 
 use crate::counters::DropReason;
+use crate::fragments::Datagram;
 use crate::mappings::{reply_ends, Ends};
 use crate::wire::ports::{self, End};
 use crate::wire::{icmp, ipv4, tcp};
@@ -14,13 +15,19 @@ use crate::wire::{icmp, ipv4, tcp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     /// A TCP or UDP reply, or an ICMP echo reply: `ends` seen from our side; a TCP reply's
-    /// flags.
-    Flow { ends: Ends, tcp_flags: Option<u8> },
+    /// flags; the datagram it is the first fragment of, if it is one.
+    Flow {
+        ends: Ends,
+        tcp_flags: Option<u8>,
+        first_fragment: Option<Datagram>,
+    },
+    /// A fragment other than the first: it goes where its first fragment went.
+    LaterFragment(Datagram),
     /// An ICMP error about the flow `ends` (from the quoted header, seen from our side),
     /// whose quoted L4 header starts `quote_at` bytes into the IPv4 packet.
     Error { ends: Ends, quote_at: usize },
-    /// Anything else (other protocols, fragments, ICMP that is neither): no mapping, to the
-    /// host port of whoever receives it (contract 7.7).
+    /// Anything else (other protocols, ICMP that is neither, ICMP in fragments): no
+    /// mapping, to the host port of whoever receives it (contract 7.7).
     Other,
 }
 
@@ -28,7 +35,7 @@ impl Reply {
     pub fn ends(&self) -> Option<&Ends> {
         match self {
             Reply::Flow { ends, .. } | Reply::Error { ends, .. } => Some(ends),
-            Reply::Other => None,
+            Reply::LaterFragment(_) | Reply::Other => None,
         }
     }
 }
@@ -38,10 +45,23 @@ impl Reply {
 /// dropped: it cannot be told which flow it is about.
 pub fn read(ip: &[u8]) -> Result<Reply, DropReason> {
     let packet = ipv4::Packet::new_checked(ip).map_err(|_| DropReason::Truncated)?;
-    if packet.is_fragment() {
-        return Ok(Reply::Other);
-    }
     let (proto, src, dst) = (packet.protocol(), packet.src(), packet.dst());
+    let first_fragment = packet.is_fragment().then_some(Datagram {
+        src,
+        dst,
+        proto,
+        ident: packet.ident(),
+    });
+    if let Some(datagram) = first_fragment {
+        // Only TCP and UDP replies are followed through their fragments (an ICMP message in
+        // fragments goes to the host, as anything else without a mapping, 7.7).
+        if !matches!(proto, PROTO_TCP | topology::hash::PROTO_UDP) {
+            return Ok(Reply::Other);
+        }
+        if packet.is_later_fragment() {
+            return Ok(Reply::LaterFragment(datagram));
+        }
+    }
     let l4 = packet.payload();
     if proto == PROTO_ICMP
         && l4
@@ -56,6 +76,7 @@ pub fn read(ip: &[u8]) -> Result<Reply, DropReason> {
             tcp_flags: (proto == PROTO_TCP)
                 .then(|| l4.get(tcp::FLAGS).copied())
                 .flatten(),
+            first_fragment,
         },
         None => Reply::Other,
     })
@@ -122,7 +143,7 @@ pub fn restore(ip: &mut [u8], reply: &Reply, port: u16) -> Result<(), DropReason
                 ip[sum_at..sum_at + 2].copy_from_slice(&updated.to_be_bytes());
             }
         }
-        Reply::Other => {}
+        Reply::LaterFragment(_) | Reply::Other => {}
     }
     // The IPv4 headers (outer and quoted) are untouched: no address changes.
     Ok(())

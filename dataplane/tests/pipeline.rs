@@ -586,3 +586,103 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
     assert_eq!(same.previous_owner(acme, moved, 50), None);
     assert_eq!(same.previous_memory_bytes(), 4 * before.pools.len());
 }
+
+/// `frame` (Ethernet + IPv4) with IP ID `ident`, its header checksum recomputed.
+fn with_ident(mut frame: Vec<u8>, ident: u16) -> Vec<u8> {
+    frame[18..20].copy_from_slice(&ident.to_be_bytes());
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
+#[test]
+fn a_reply_in_fragments_follows_its_first_fragment() {
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    let local = [198, 51, 100, 2];
+    // A flow from the peer egresses here (port 40001 is in lhr01-a's slices: kept).
+    let flow = ipv4_frame(local, ORIGIN, 17, 63, 0, &udp(40001, 53, b"query"));
+    assert_eq!(rig.verdict(&fou_from(PEER, &flow[14..])), Verdict::Uplink);
+    // The answer in two fragments: the first with the UDP header (MF set), then the rest at
+    // offset 16 bytes (2 units of 8).
+    let first = with_ident(
+        ipv4_frame(ORIGIN, local, 17, 50, 0x2000, &udp(53, 40001, b"12345678")),
+        77,
+    );
+    let later = with_ident(
+        ipv4_frame(ORIGIN, local, 17, 50, 2, b"tail of the answer"),
+        77,
+    );
+    let stranger = with_ident(
+        ipv4_frame(ORIGIN, local, 17, 50, 2, b"no first fragment"),
+        78,
+    );
+    let mut outer_dst = Vec::new();
+    for frame in [&first, &later] {
+        let mut buf = VecBuf::new(frame);
+        assert_eq!(rig.run(&mut buf), Verdict::Uplink);
+        outer_dst.push(buf.data()[30..34].to_vec());
+        // The fragment itself inside, unchanged but for its TTL.
+        assert_eq!(&buf.data()[14 + 28 + 20..], &frame[34..]);
+    }
+    assert_eq!(
+        outer_dst,
+        [PEER.to_vec(), PEER.to_vec()],
+        "both back to the peer"
+    );
+    assert_eq!(rig.verdict(&stranger), drop_of(DropReason::FragmentOrphan));
+    let c = &rig.pipeline.counters;
+    assert_eq!((c.replies_to_peer, c.fragments_followed), (1, 1));
+
+    // Outbound in fragments, from a port outside lhr01-a's slices: the first fragment is
+    // translated (port and UDP checksum), the later one leaves as it came.
+    let acme = fleet().pools.iter().position(|p| p.name == "acme").unwrap();
+    let held = rig
+        .table
+        .held_slices(topology::PoolId(acme as u32))
+        .expect("acme is held here");
+    let outside = (1024..=u16::MAX).find(|&p| !held.is_mine(p)).unwrap();
+    // The datagram's UDP checksum covers both fragments' payloads and the pseudo-header.
+    let udp_sum_ok = |header: &[u8], payload: &[u8]| {
+        let mut all = [local, ORIGIN].concat();
+        all.extend_from_slice(&[0, 17, 0, 20]);
+        all.extend_from_slice(header);
+        all.extend_from_slice(payload);
+        checksum::checksum(&all) == 0
+    };
+    let mut header = udp(outside, 53, b"")[..8].to_vec();
+    header[4..6].copy_from_slice(&20u16.to_be_bytes());
+    let mut all = [local, ORIGIN].concat();
+    all.extend_from_slice(&[0, 17, 0, 20]);
+    all.extend_from_slice(&header);
+    all.extend_from_slice(b"12345678tail");
+    let sum = checksum::checksum(&all);
+    header[6..8].copy_from_slice(&sum.to_be_bytes());
+    assert!(udp_sum_ok(&header, b"12345678tail"));
+    let first_out = with_ident(
+        ipv4_frame(
+            local,
+            ORIGIN,
+            17,
+            64,
+            0x2000,
+            &[&header[..], b"12345678"].concat(),
+        ),
+        90,
+    );
+    let later_out = with_ident(ipv4_frame(local, ORIGIN, 17, 64, 2, b"tail"), 90);
+    let mut buf = VecBuf::new(&first_out);
+    assert_eq!(rig.run(&mut buf), Verdict::Uplink);
+    let port = u16::from_be_bytes([buf.data()[34], buf.data()[35]]);
+    assert!(
+        port != outside && held.is_mine(port),
+        "translated into the slices"
+    );
+    assert!(
+        udp_sum_ok(&buf.data()[34..42], b"12345678tail"),
+        "the datagram's UDP checksum follows the port"
+    );
+    let mut buf = VecBuf::new(&later_out);
+    assert_eq!(rig.run(&mut buf), Verdict::Uplink);
+    assert_eq!(&buf.data()[34..], &later_out[34..]);
+}

@@ -3,13 +3,14 @@ through net_pcap ports, the output pcaps are read back with scapy, and every pac
 exactly the expected one (built from the contract and the independent golden model), with
 every checksum valid and every packet accounted for."""
 from conftest import run_pcap_cases
-from packets import mixed_traffic, reply_flow
+from packets import fragmented_reply_flow, mixed_traffic, reply_flow
 from scapy.all import IP, UDP, Ether
 
 
 def build_cases(node):
     cases = mixed_traffic(node, 360, seed=7)
     cases += reply_flow(node, "10.20.1.1", "198.51.100.2")
+    cases += fragmented_reply_flow(node, "10.20.1.2", "198.51.100.3")
     big = node.egress_tcp("203.0.113.1", payload=b"z" * 1440)           # DF, too big for FOU
     cases.append(("host", big, "host", node.frag_needed(big)))
     big_no_df = node.egress_tcp("203.0.113.1", payload=b"z" * 1440, flags=0)
@@ -32,7 +33,10 @@ def test_every_packet_leaves_as_the_contract_says(tmp_path):
     stats, _ = run_pcap_cases(tmp_path, build_cases)
     for tier in ("local", "same_dc", "same_location", "nearest_location", "ipv6_local"):
         assert stats["decisions"][tier] > 0, tier
-    # The reply and the ICMP error about the peer's flow both went back to the peer.
-    assert stats["replies_to_peer"] == 2 and stats["icmp_frag_needed"] == 1
+    # The reply, the ICMP error about the peer's flow and the first fragment of the answer
+    # went back to their peers.
+    assert stats["replies_to_peer"] == 3 and stats["icmp_frag_needed"] == 1
     # Unmatched replies: some ports in this server's slices (to the host), some in others'.
     assert stats["replies_steered"] > 0 and stats["replies_to_host"] > 0
+    # The answer in three fragments: the first replied to the peer, the two others followed.
+    assert stats["fragments_followed"] == 2

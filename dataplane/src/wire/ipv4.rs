@@ -87,6 +87,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.fixed().is_fragment()
     }
 
+    /// A fragment other than the first: it carries no transport header.
+    pub fn is_later_fragment(&self) -> bool {
+        self.fixed().is_later_fragment()
+    }
+
     pub fn ttl(&self) -> u8 {
         self.fixed().ttl()
     }
