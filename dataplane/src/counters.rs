@@ -196,6 +196,12 @@ pipeline_counters! {
     /// Replies passed to this server for a slice it took over in the last reload, passed on
     /// once to the slice's previous owner (7.5.3).
     replies_second_chance => "egressfwd_replies_total" {to = "second_chance"} "Replies from origins, by where they went.",
+    /// Flows from the host pinned to their first target (7.6).
+    pins_created => "egressfwd_pins_created_total" "Pinned flows created.",
+    /// Pinned flows whose target left the pool, decided again by the current table.
+    pins_redecided => "egressfwd_pins_redecided_total" "Pinned flows whose target left the pool, decided again.",
+    /// Pinned flows removed after their idle time.
+    pins_expired => "egressfwd_pins_expired_total" "Pinned flows removed after their idle time.",
     /// Later fragments of replies sent where their first fragment went.
     fragments_followed => "egressfwd_reply_fragments_followed_total" "Later fragments of replies sent where their first fragment went.",
     /// First fragments of replies whose route could not be recorded (no room): their later

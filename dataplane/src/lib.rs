@@ -16,10 +16,12 @@ pub mod counters;
 pub mod flow;
 pub mod fragments;
 pub mod mappings;
+pub mod pins;
 pub mod pipeline;
 pub mod publish;
 pub mod reply;
 pub mod stats;
+pub mod timeouts;
 pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod worker;

@@ -24,27 +24,9 @@ use topology::HeldSlices;
 
 use crate::flow::{EntryRef, FlowOwner, FlowTable, Key, Lifetime, Probe, Refused, Value};
 use crate::fragments::{Datagram, FragmentOwner, FragmentRoute, FragmentTable};
+use crate::pins::{PinOwner, PinTable};
+pub use crate::timeouts::Timeouts;
 use crate::wire::tcp;
-
-/// Idle timeouts, in seconds (contract 7.6, `[connections]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub tcp_established: u32,
-    pub tcp_transitory: u32,
-    pub udp: u32,
-    pub icmp: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            tcp_established: 1200,
-            tcp_transitory: 30,
-            udp: 30,
-            icmp: 30,
-        }
-    }
-}
 
 /// Where a mapped flow came from, and where its replies go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,12 +139,15 @@ pub struct MappingTable {
     flows: FlowTable,
     /// The routes of replies in flight in fragments, beside the mappings they follow.
     fragments: FragmentTable,
+    /// The pinned flows this server forwards (7.6), bounded like the mappings.
+    pins: PinTable,
 }
 
 /// One worker's half: the mappings it created, their clocks, its ports.
 pub struct MappingOwner {
     flows: FlowOwner,
     fragments: FragmentOwner,
+    pins: PinOwner,
     workers: u16,
     timeouts: Timeouts,
     random: u64,
@@ -189,19 +174,34 @@ impl MappingTable {
         let per_worker = entries.div_ceil(workers).max(1);
         let (flows, owners) = FlowTable::new(workers, per_worker, now);
         let (fragments, fragment_owners) = FragmentTable::new(workers, FRAGMENT_RECORDS, now);
+        let (pins, pin_owners) = PinTable::new(workers, entries, timeouts, now);
         let owners = owners
             .into_iter()
             .zip(fragment_owners)
-            .map(|(flows, fragments)| MappingOwner {
+            .zip(pin_owners)
+            .map(|((flows, fragments), pins)| MappingOwner {
                 random: 0x853c_49e6_748f_ea9b ^ u64::from(flows.worker()) << 17,
                 flows,
                 fragments,
+                pins,
                 workers: workers as u16,
                 timeouts,
                 due: Vec::new(),
             })
             .collect();
-        (Self { flows, fragments }, owners)
+        (
+            Self {
+                flows,
+                fragments,
+                pins,
+            },
+            owners,
+        )
+    }
+
+    /// The pinned flows (contract 7.6).
+    pub fn pins(&self) -> &PinTable {
+        &self.pins
     }
 
     /// Where the first fragment of `datagram` (a reply in fragments) went.
@@ -211,7 +211,7 @@ impl MappingTable {
 
     /// Bytes of the shared part.
     pub fn memory_bytes(&self) -> usize {
-        self.flows.memory_bytes() + self.fragments.memory_bytes()
+        self.flows.memory_bytes() + self.fragments.memory_bytes() + self.pins.memory_bytes()
     }
 
     /// Where a reply's lookup reads (to prefetch a burst ahead).
@@ -286,16 +286,7 @@ impl MappingOwner {
     }
 
     fn lifetime(&self, proto: u8, tcp_flags: Option<u8>) -> Lifetime {
-        let t = self.timeouts;
-        match proto {
-            PROTO_TCP if tcp_flags.is_some_and(is_opening) => Lifetime::fixed(t.tcp_transitory),
-            PROTO_TCP => Lifetime {
-                idle: t.tcp_established,
-                closing: t.tcp_transitory,
-            },
-            PROTO_UDP => Lifetime::fixed(t.udp),
-            _ => Lifetime::fixed(t.icmp),
-        }
+        self.timeouts.lifetime(proto, tcp_flags)
     }
 
     /// The mapping of an outbound packet of the flow `ends` from `origin`, found or created
@@ -432,23 +423,8 @@ impl MappingOwner {
     /// A mapping of another worker (the flow moved queue) is left to its owner's clock.
     #[inline]
     fn used(&mut self, at: EntryRef, proto: u8, tcp_flags: Option<u8>, now: u32) {
-        if at.worker != self.flows.worker() {
-            return;
-        }
-        self.flows.touch(at.entry, now);
-        if proto != PROTO_TCP {
-            return;
-        }
-        let Some(flags) = tcp_flags else { return };
-        if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
-            self.flows.set_closing(at.entry, now);
-        } else if !is_opening(flags)
-            && self.flows.lifetime(at.entry).idle != self.timeouts.tcp_established
-        {
-            // The handshake's last ACK: the connection is established.
-            let established = self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK));
-            self.flows.set_lifetime(at.entry, established, now);
-        }
+        self.timeouts
+            .refresh(&mut self.flows, at, proto, tcp_flags, now);
     }
 
     /// Removes the mappings idle past their time, at most `budget` a call (and as many
@@ -458,6 +434,16 @@ impl MappingOwner {
         self.flows
             .expire_into(&table.flows, now, budget, &mut self.due);
         self.due.len()
+    }
+
+    /// This worker's pins.
+    pub fn pins(&mut self) -> &mut PinOwner {
+        &mut self.pins
+    }
+
+    /// This worker's pins, to prefetch for.
+    pub fn pins_ref(&self) -> &PinOwner {
+        &self.pins
     }
 
     /// Records where the first fragment of `datagram` went, for its later fragments; `false`
@@ -480,11 +466,6 @@ impl MappingOwner {
         self.random ^= self.random >> 27;
         self.random.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-}
-
-/// A SYN without ACK: a connection being opened (contract 7.6: transitory).
-fn is_opening(flags: u8) -> bool {
-    flags & tcp::FLAG_SYN != 0 && flags & tcp::FLAG_ACK == 0
 }
 
 /// The mapped ends of an outbound packet's flow: TCP, UDP (not a fragment) or an ICMP echo

@@ -12,6 +12,7 @@ use crate::counters::{tier_index, DropReason, PipelineCounters};
 use crate::flow::Probe;
 use crate::fragments::FragmentRoute;
 use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, Outbound};
+use crate::pins::{Pinned, PinnedFlow};
 use crate::reply::{self, Reply};
 use crate::wire::ports::{self, End};
 use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
@@ -596,9 +597,70 @@ impl Pipeline {
                 flow_hash,
             } => {
                 self.counters.tiers[tier_index(tier)] += 1;
+                // 7.6: a flow from the host keeps its target across table swaps.
+                let target = match origin {
+                    Origin::Host => match self.pinned_target(ctx, buf, target) {
+                        Ok(target) => target,
+                        Err(reason) => return Verdict::Drop(reason),
+                    },
+                    Origin::Peer(_) => target,
+                };
                 self.encapsulate(ctx, buf, ctx.table.underlay_of(target), flow_hash, sender)
             }
             Decision::Reply { pool } => self.reply(ctx, buf, pool, origin),
+        }
+    }
+
+    /// Contract 7.6: the target of a TCP or UDP flow from the host that the table sends to
+    /// `decided`: its pinned target while that one still holds the address. Fragments and
+    /// other protocols are not pinned.
+    fn pinned_target<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        decided: ServerId,
+    ) -> Result<ServerId, DropReason> {
+        let ip = ip4_mut(buf.data_mut())?;
+        let proto = ip.protocol();
+        if ip.is_fragment() || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+            return Ok(decided);
+        }
+        let (src, dst, header_len) = (ip.src(), ip.dst(), ip.header_len());
+        let l4 = buf
+            .data()
+            .get(ethernet::HEADER_LEN + header_len..)
+            .ok_or(DropReason::Truncated)?;
+        let Some((sport, dport)) = udp::ports(l4) else {
+            return Ok(decided);
+        };
+        let tcp_flags = (proto == PROTO_TCP)
+            .then(|| l4.get(tcp::FLAGS).copied())
+            .flatten();
+        let flow = PinnedFlow {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+        };
+        match self.mappings.pins().target(
+            ctx.mappings.pins(),
+            ctx.table,
+            &flow,
+            decided,
+            tcp_flags,
+            ctx.now,
+        ) {
+            Pinned::Kept(target) => Ok(target),
+            Pinned::Created => {
+                self.counters.pins_created += 1;
+                Ok(decided)
+            }
+            Pinned::Redecided => {
+                self.counters.pins_redecided += 1;
+                Ok(decided)
+            }
+            Pinned::Full => Err(DropReason::ConnectionsFull),
         }
     }
 
@@ -805,6 +867,16 @@ impl Pipeline {
     pub fn expire(&mut self, ctx: &Context<'_>, budget: usize) {
         let removed = self.mappings.expire(ctx.mappings, ctx.now, budget);
         self.counters.mappings_expired += removed as u64;
+        let unpinned = self
+            .mappings
+            .pins()
+            .expire(ctx.mappings.pins(), ctx.now, budget);
+        self.counters.pins_expired += unpinned as u64;
+    }
+
+    /// This worker's pinned flows in use.
+    pub fn pins_in_use(&self) -> usize {
+        self.mappings.pins_ref().len()
     }
 
     /// This worker's mappings in use.

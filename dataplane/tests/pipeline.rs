@@ -686,3 +686,77 @@ fn a_reply_in_fragments_follows_its_first_fragment() {
     assert_eq!(rig.run(&mut buf), Verdict::Uplink);
     assert_eq!(&buf.data()[34..], &later_out[34..]);
 }
+
+#[test]
+fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
+    let text = include_str!("../../topology/examples/fleet.toml");
+    let holders = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
+    assert!(text.contains(holders));
+    let compile = |holders_now: &str| {
+        let fleet = topology::parse("fleet.toml", &text.replace(holders, holders_now)).unwrap();
+        ForwardingTable::compile(&fleet, "lhr01-a").unwrap()
+    };
+    let before = compile(holders);
+    let reweighed = compile(
+        "holders = [{ server = \"lhr01-b\" }, { server = \"lhr01-c\", weight = 9 }, { server = \"fra01-a\" }]",
+    );
+    let drained = compile(
+        "holders = [{ server = \"lhr01-b\", weight = 2, drain = true }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]",
+    );
+    let without_b = compile("holders = [{ server = \"lhr01-c\" }, { server = \"fra01-a\" }]");
+    let b = before.peer(u32::from_be_bytes([10, 10, 1, 2])).unwrap();
+    let source = [198, 51, 100, 64];
+    let target_of = |table: &ForwardingTable, sport: u16| -> Option<topology::ServerId> {
+        let key = topology::FlowKey {
+            src: u32::from_be_bytes(source),
+            dst: u32::from_be_bytes(ORIGIN),
+            proto: 6,
+            sport,
+            dport: 443,
+        };
+        match table.decide_v4(&key, 6080) {
+            topology::Decision::Forward { target, .. } => Some(target),
+            _ => None,
+        }
+    };
+    // A flow the first table sends to lhr01-b and the reweighed one would send to lhr01-c.
+    let sport = (1024..u16::MAX)
+        .find(|&p| target_of(&before, p) == Some(b) && target_of(&reweighed, p) != Some(b))
+        .unwrap();
+    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
+    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut send = |table: &ForwardingTable, sport: u16, flags: u8| {
+        let mut segment = tcp(sport, 443, b"x");
+        segment[13] = flags;
+        let mut frame = ipv4_frame(source, ORIGIN, 6, 64, 0x4000, &segment);
+        frame[0..6].copy_from_slice(&HOST.mac);
+        let mut buf = VecBuf::new(&frame);
+        let ctx = Context {
+            table,
+            mappings: &mappings,
+            now: 0,
+        };
+        assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+        buf.data()[30..34].to_vec()
+    };
+    let to_b = vec![10, 10, 1, 2];
+    let to_c = vec![10, 10, 1, 3];
+    assert_eq!(send(&before, sport, 0x02), to_b, "pinned to lhr01-b");
+    // Reweighed, then lhr01-b drained: the flow stays; a new flow of the same kind moves.
+    assert_eq!(send(&reweighed, sport, 0x10), to_b);
+    assert_eq!(send(&drained, sport, 0x10), to_b);
+    let fresh = (1024..u16::MAX)
+        .find(|&p| p != sport && target_of(&before, p) == Some(b))
+        .unwrap();
+    assert_eq!(
+        send(&drained, fresh, 0x02),
+        to_c,
+        "a drained holder takes no new flow"
+    );
+    // lhr01-b left the pool: decided again, and pinned to the new target from then on.
+    assert_eq!(send(&without_b, sport, 0x10), to_c);
+    assert_eq!(send(&before, sport, 0x10), to_c, "re-pinned to lhr01-c");
+    let c = &pipeline.counters;
+    assert_eq!((c.pins_created, c.pins_redecided), (2, 1));
+    assert_eq!(pipeline.pins_in_use(), 2);
+}

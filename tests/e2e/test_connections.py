@@ -79,6 +79,29 @@ class Taps:
         got = sniffer.results
         return got[0] if got else None
 
+    def exchange_all(self, frames, send_on, sniff_on, want, timeout=3.0):
+        """Sends `frames` on one interface; returns the frames `want` accepts seen on the
+        other, as many as were sent if they all came within `timeout`."""
+        sniffer = AsyncSniffer(iface=sniff_on, lfilter=lambda p: IP in p and want(p), count=len(frames),
+                               timeout=timeout)
+        sniffer.start()
+        time.sleep(0.2)
+        sendp(frames, iface=send_on, verbose=False)
+        sniffer.join()
+        return list(sniffer.results)
+
+    def reload(self, topology, text):
+        """Replaces the topology file (write and rename) and waits for the reload."""
+        before = metric(self.metrics(), "egressfwd_topology_reloads_total", result="ok")
+        tmp = topology.with_name(topology.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, topology)
+        deadline = time.time() + 10
+        while metric(self.metrics(), "egressfwd_topology_reloads_total", result="ok") <= before:
+            assert self.proc.poll() is None, "egressfwd died"
+            assert time.time() < deadline, "reload not seen"
+            time.sleep(0.05)
+
     def metrics(self):
         return scrape(self.metrics_port)
 
@@ -258,6 +281,80 @@ def test_three_appliances_carry_a_request_out_and_its_reply_back_from_another_ho
         results = [t.close() for t in (a, b, c)]
     for rc, _, err in results:
         assert rc == 0, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="tap interfaces need root")
+def test_pinned_flows_keep_their_target_across_fifty_swaps_and_new_ones_follow_the_table(tmp_path):
+    """Issue 18 through the running appliance: TCP flows that lhr01-a forwards for pool
+    globex (lhr01-b, lhr01-c, fra01-a) keep their target through 50 reloads that change
+    weights and add and remove holders; new flows follow the table in use; a drained holder
+    keeps its flows and gets no new one; flows whose holder left are decided again."""
+    from conftest import EXAMPLE
+    from golden_model import Model
+    original = 'holders = [{ server = "lhr01-b", weight = 2 }, { server = "lhr01-c" }, { server = "fra01-a" }]'
+    text = EXAMPLE.read_text()
+    assert original in text
+    variants = [
+        'holders = [{ server = "lhr01-b" }, { server = "lhr01-c", weight = 9 }, { server = "fra01-a" }]',
+        'holders = [{ server = "lhr01-b", weight = 2 }, { server = "lhr01-c" }, { server = "fra01-a" }, { server = "lhr02-a" }]',
+        'holders = [{ server = "lhr01-b", weight = 5 }, { server = "lhr01-c", weight = 3 }]',
+        original,
+    ]
+    drained = 'holders = [{ server = "lhr01-b", weight = 2, drain = true }, { server = "lhr01-c" }, { server = "fra01-a" }]'
+    without_b = 'holders = [{ server = "lhr01-c" }, { server = "fra01-a" }]'
+    topology = tmp_path / "fleet.toml"
+    topology.write_text(text)
+    taps = Taps(tmp_path, topology=topology)
+    source = "198.51.100.64"
+
+    def segments(ports, flags):
+        return [Ether(dst="02:00:00:00:00:0b", src="02:00:00:00:00:77") / IP(src=source, dst=ORIGIN, ttl=64)
+                / TCP(sport=p, dport=443, flags=flags, seq=1) for p in ports]
+
+    def targets(ports, flags="A"):
+        """Where each flow's next segment goes (outer destination), by source port."""
+        got = taps.exchange_all(segments(ports, flags), taps.host, taps.uplink,
+                                lambda p: UDP in p and p[UDP].dport == 6080)
+        seen = {IP(bytes(p[UDP].payload))[TCP].sport: p[IP].dst for p in got}
+        assert set(seen) == set(ports), f"{len(ports) - len(seen)} segments did not leave"
+        return seen
+
+    def decided(ports, holders):
+        path = tmp_path / "model.toml"
+        path.write_text(text.replace(original, holders))
+        model = Model(path, "lhr01-a")
+        return {p: model.decide(6, source, p, ORIGIN, 443)["target_underlay"] for p in ports}
+
+    try:
+        old = list(range(41000, 41024))
+        pinned = targets(old, "S")
+        assert pinned == decided(old, original)
+        assert {"10.10.1.2", "10.10.1.3"} <= set(pinned.values())
+        for i in range(50):
+            holders = variants[i % len(variants)]
+            taps.reload(topology, text.replace(original, holders))
+            assert targets(old) == pinned, f"swap {i}: a pinned flow moved"
+        # New flows follow the table in use (the last variant: the original file).
+        new = list(range(42000, 42024))
+        assert targets(new, "S") == decided(new, variants[49 % len(variants)])
+        # Drained lhr01-b: its flows stay, no new flow goes to it.
+        taps.reload(topology, text.replace(original, drained))
+        assert targets(old) == pinned
+        fresh = targets(list(range(43000, 43024)), "S")
+        assert "10.10.1.2" not in fresh.values() and fresh == decided(list(fresh), drained)
+        # lhr01-b leaves: its flows are decided again by the table, the others stay.
+        taps.reload(topology, text.replace(original, without_b))
+        moved = [p for p in old if pinned[p] == "10.10.1.2"]
+        after = targets(old)
+        assert all(after[p] == pinned[p] for p in old if p not in moved)
+        assert all(after[p] == decided([p], without_b)[p] for p in moved)
+        assert metric(taps.metrics(), "egressfwd_pins_redecided_total") == len(moved)
+    finally:
+        rc, _, err = taps.close()
+    assert rc == 0, err
+    stats = load_stats(taps.stats_path)
+    assert stats["pins_created"] == 3 * 24 and stats["topology"]["reloads_ok"] == 52
+    assert sum(stats["drops"].values()) == 0, stats["drops"]
 
 
 def udp(src, dst, sport, dport, to_mac="02:00:00:00:00:0b"):

@@ -295,7 +295,13 @@ pub struct ForwardingTable {
     /// The slices that moved here in the last reload, for the second chance (7.5.3); empty
     /// until [`ForwardingTable::remember_previous`].
     previous: PreviousOwners,
+    /// Which compilation this is, unique in the process: a pinned flow that recorded it
+    /// needs no check that its target is still a holder while this table is in use.
+    epoch: u32,
 }
+
+/// Compilations so far in this process (see [`ForwardingTable::epoch`]).
+static EPOCHS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 const NOT_HELD: u32 = u32::MAX;
 
@@ -450,7 +456,27 @@ impl ForwardingTable {
             held,
             held_of_pool,
             previous: PreviousOwners::default(),
+            epoch: EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
         })
+    }
+
+    /// This compilation's number, unique in the process and never 0.
+    #[inline]
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The server whose underlay is `underlay`, if it holds the egress address `addr` (drained
+    /// or not): a pinned flow's target is checked so after a table swap.
+    pub fn holder_of(&self, addr: u32, underlay: u32) -> Option<ServerId> {
+        let server = self
+            .peer(underlay)
+            .or_else(|| (underlay == self.my_underlay).then_some(self.me))?;
+        self.route_v4(addr)?
+            .holders
+            .iter()
+            .any(|h| h.server == server)
+            .then_some(server)
     }
 
     /// Keeps what the second chance (contract 7.5.3) needs of `previous`, the table this one

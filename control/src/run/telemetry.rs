@@ -79,6 +79,10 @@ impl Telemetry {
             u64_of("translated", p.mappings_translated),
             u64_of("expired", p.mappings_expired),
             u64_of("refused_full", p.drops[DropReason::ConnectionsFull.index()]),
+            u64_of("pins_in_use", p.pins_created.saturating_sub(p.pins_expired)),
+            u64_of("pins_created", p.pins_created),
+            u64_of("pins_redecided", p.pins_redecided),
+            u64_of("pins_expired", p.pins_expired),
         ];
         for (answer, figures) in [
             (&self.stats, stats_of(totals)),

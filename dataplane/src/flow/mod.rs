@@ -375,6 +375,18 @@ impl FlowOwner {
         self.release(table, entry);
     }
 
+    /// Gives one of this owner's entries a new value (readers see the old or the new, whole).
+    pub fn rewrite(&mut self, table: &FlowTable, entry: u32, key: &Key, value: &Value) {
+        table.write(
+            EntryRef {
+                worker: self.worker,
+                entry,
+            },
+            key,
+            value,
+        );
+    }
+
     /// The entry was used at `now`: its deadline moves on (found by the wheel when it visits).
     #[inline]
     pub fn touch(&mut self, entry: u32, now: u32) {

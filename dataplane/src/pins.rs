@@ -1,0 +1,201 @@
+//! Pinned flows (contract 7.6): a flow this server forwards from its host keeps the target
+//! its first packet was given, across any number of table swaps, until it expires (idle, or
+//! after FIN or RST), as long as that target is still a holder of the egress address
+//! (drained or not). A flow whose target left the pool is decided again by the current
+//! table, and counted.
+//!
+//! Only packets from the host port are pinned: internet traffic creates no pin. A pin's
+//! owner is the worker whose host queue saw the flow first (RSS keeps a flow on one queue);
+//! the table is shared, so a flow whose packets move queue still finds its pin.
+//!
+//! A pin records its target by underlay, which every table agrees on, and the epoch of the
+//! table that last checked it: while that table is in use, the pin is used without a check.
+
+use topology::{ForwardingTable, ServerId};
+
+use crate::flow::{FlowOwner, FlowTable, Key, Probe, Refused, Value};
+use crate::timeouts::Timeouts;
+
+/// A forwarded flow as its host sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinnedFlow {
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl PinnedFlow {
+    fn key(&self) -> Key {
+        [
+            u64::from(self.src) << 32 | u64::from(self.dst),
+            u64::from(self.proto) << 32 | u64::from(self.sport) << 16 | u64::from(self.dport),
+            0,
+        ]
+    }
+
+    fn hash(&self) -> u64 {
+        let key = self.key();
+        let mut h = key[0].wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ key[1] ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^ (h >> 31)
+    }
+}
+
+/// What a pin did for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    /// The flow's pin, still valid: its target.
+    Kept(ServerId),
+    /// A new flow, pinned to the table's decision.
+    Created,
+    /// The pinned target is no longer a holder: the table's decision, pinned instead.
+    Redecided,
+    /// No room for a new pin: the flow is refused (`connections_full`), nothing evicted.
+    Full,
+}
+
+fn value(underlay: u32, server: ServerId, epoch: u32) -> Value {
+    [
+        u64::from(epoch) << 32 | u64::from(underlay),
+        u64::from(server.0),
+    ]
+}
+
+/// The part every worker reads.
+pub struct PinTable {
+    flows: FlowTable,
+}
+
+/// One worker's pins.
+pub struct PinOwner {
+    flows: FlowOwner,
+    timeouts: Timeouts,
+    due: Vec<u32>,
+}
+
+impl PinTable {
+    /// `entries` pins in all, divided between `workers`.
+    pub fn new(
+        workers: usize,
+        entries: usize,
+        timeouts: Timeouts,
+        now: u32,
+    ) -> (Self, Vec<PinOwner>) {
+        let (flows, owners) = FlowTable::new(workers, entries.div_ceil(workers).max(1), now);
+        let owners = owners
+            .into_iter()
+            .map(|flows| PinOwner {
+                flows,
+                timeouts,
+                due: Vec::new(),
+            })
+            .collect();
+        (Self { flows }, owners)
+    }
+
+    pub fn probe(&self, flow: &PinnedFlow) -> Probe {
+        self.flows.probe(flow.hash())
+    }
+
+    pub fn prefetch(&self, probe: Probe) {
+        self.flows.prefetch(probe);
+    }
+
+    /// Starts loading the pin the probe points to and `owner`'s record of it.
+    pub fn prefetch_entry(&self, owner: &PinOwner, probe: Probe) {
+        if let Some(at) = self.flows.prefetch_entry(probe) {
+            owner.flows.prefetch(at);
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.flows.memory_bytes()
+    }
+}
+
+impl PinOwner {
+    /// The target of a packet of `flow` that `table` decides to send to `decided`:
+    /// the pinned one while it holds the address, else `decided` (pinned now). `tcp_flags`
+    /// are a TCP segment's flags.
+    #[allow(clippy::too_many_arguments)]
+    pub fn target(
+        &mut self,
+        pins: &PinTable,
+        table: &ForwardingTable,
+        flow: &PinnedFlow,
+        decided: ServerId,
+        tcp_flags: Option<u8>,
+        now: u32,
+    ) -> Pinned {
+        let key = flow.key();
+        let hash = flow.hash();
+        let epoch = table.epoch();
+        if let Some((at, found)) = pins.flows.lookup(pins.flows.probe(hash), &key) {
+            self.timeouts
+                .refresh(&mut self.flows, at, flow.proto, tcp_flags, now);
+            if (found[0] >> 32) as u32 == epoch {
+                return Pinned::Kept(ServerId(found[1] as u32));
+            }
+            // A table swap since: still a holder (it may have a new id in the new table)?
+            let underlay = found[0] as u32;
+            let mine = at.worker == self.flows.worker();
+            return match table.holder_of(flow.src, underlay) {
+                Some(server) => {
+                    if mine {
+                        self.flows.rewrite(
+                            &pins.flows,
+                            at.entry,
+                            &key,
+                            &value(underlay, server, epoch),
+                        );
+                    }
+                    Pinned::Kept(server)
+                }
+                None => {
+                    if mine {
+                        let underlay = table.underlay_of(decided);
+                        self.flows.rewrite(
+                            &pins.flows,
+                            at.entry,
+                            &key,
+                            &value(underlay, decided, epoch),
+                        );
+                    }
+                    Pinned::Redecided
+                }
+            };
+        }
+        let lifetime = self.timeouts.lifetime(flow.proto, tcp_flags);
+        let pin = value(table.underlay_of(decided), decided, epoch);
+        match self
+            .flows
+            .insert(&pins.flows, hash, &key, &pin, now, lifetime)
+        {
+            Ok(_) => Pinned::Created,
+            // Another worker pinned it a moment ago: as it did.
+            Err(Refused::Exists(_, found)) => match table.holder_of(flow.src, found[0] as u32) {
+                Some(server) => Pinned::Kept(server),
+                None => Pinned::Redecided,
+            },
+            Err(Refused::Full) => Pinned::Full,
+        }
+    }
+
+    /// Removes the pins idle past their time, at most `budget`; returns how many.
+    pub fn expire(&mut self, pins: &PinTable, now: u32, budget: usize) -> usize {
+        self.flows
+            .expire_into(&pins.flows, now, budget, &mut self.due);
+        self.due.len()
+    }
+
+    /// Pins of this worker in use.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}

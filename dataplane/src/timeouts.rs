@@ -1,0 +1,76 @@
+//! How long flow state lives (contract 7.6): the idle timeouts by protocol and TCP state,
+//! and the refresh of an entry by one of its flow's packets. One rule for mappings and pins.
+
+use topology::hash::{PROTO_TCP, PROTO_UDP};
+
+use crate::flow::{EntryRef, FlowOwner, Lifetime};
+use crate::wire::tcp;
+
+/// Idle timeouts, in seconds (contract 7.6, `[connections]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_established: u32,
+    pub tcp_transitory: u32,
+    pub udp: u32,
+    pub icmp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_established: 1200,
+            tcp_transitory: 30,
+            udp: 30,
+            icmp: 30,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The lifetime of a new entry for a flow of `proto` whose first packet had `tcp_flags`:
+    /// a TCP SYN opens (transitory time), any other TCP segment is established (and closes
+    /// after FIN or RST with the transitory time).
+    pub fn lifetime(&self, proto: u8, tcp_flags: Option<u8>) -> Lifetime {
+        match proto {
+            PROTO_TCP if tcp_flags.is_some_and(is_opening) => Lifetime::fixed(self.tcp_transitory),
+            PROTO_TCP => Lifetime {
+                idle: self.tcp_established,
+                closing: self.tcp_transitory,
+            },
+            PROTO_UDP => Lifetime::fixed(self.udp),
+            _ => Lifetime::fixed(self.icmp),
+        }
+    }
+
+    /// A packet of the flow of `at` was seen at `now`: its clock moves on, a FIN or RST
+    /// closes it, the handshake's last ACK establishes it. An entry of another worker (the
+    /// flow moved queue) is left to its owner's clock.
+    #[inline]
+    pub fn refresh(
+        &self,
+        owner: &mut FlowOwner,
+        at: EntryRef,
+        proto: u8,
+        tcp_flags: Option<u8>,
+        now: u32,
+    ) {
+        if at.worker != owner.worker() {
+            return;
+        }
+        owner.touch(at.entry, now);
+        if proto != PROTO_TCP {
+            return;
+        }
+        let Some(flags) = tcp_flags else { return };
+        if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
+            owner.set_closing(at.entry, now);
+        } else if !is_opening(flags) && owner.lifetime(at.entry).idle != self.tcp_established {
+            owner.set_lifetime(at.entry, self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK)), now);
+        }
+    }
+}
+
+/// A SYN without ACK: the connection is opening.
+pub fn is_opening(flags: u8) -> bool {
+    flags & tcp::FLAG_SYN != 0 && flags & tcp::FLAG_ACK == 0
+}
