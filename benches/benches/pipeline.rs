@@ -6,8 +6,9 @@
 //! the same with 30% replies.
 //!
 //! The mapping table is filled with about a million other flows first (issue 17 budgets an
-//! established flow's packet at 1M mappings), by a second worker, so that lookups miss the
-//! cache as they would in production.
+//! established flow's packet at 1M mappings), and the pinned flows with as many forwarded
+//! ones (issue 18: at 1M pins), by a second worker, so that lookups miss the cache as they
+//! would in production.
 //!
 //! Like a driver, each burst is first copied from a contiguous capture into 32 reused
 //! buffers, so packet data is warm when the pipeline reads it (as after net_pcap's copy or a
@@ -171,6 +172,21 @@ fn pipeline(c: &mut Criterion) {
         })
         .collect();
     run_once(&mut filler, &ctx, &fill);
+    // And as many forwarded flows from the host, each pinned (contract 7.6).
+    let fill: Vec<Vec<u8>> = egress_addresses(&table, FILLER_FLOWS, 10, |t| t != Tier::Local)
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            frames::tcp(
+                a,
+                0x5eb8_0000 | (i as u32 & 0xffff),
+                1024 + (i % 61000) as u16,
+                80,
+                6,
+            )
+        })
+        .collect();
+    run_once(&mut filler, &ctx, &fill);
     drop(fill);
 
     let config = pipeline_config();
@@ -200,9 +216,11 @@ fn pipeline(c: &mut Criterion) {
             })
             .collect();
     println!(
-        "mappings in use: {} (filler) + {} (measured)",
+        "mappings in use: {} (filler) + {} (measured); pinned flows: {} + {}",
         filler.mappings_in_use(),
-        pipeline.mappings_in_use()
+        pipeline.mappings_in_use(),
+        filler.pins_in_use(),
+        pipeline.pins_in_use()
     );
 
     let mut group = c.benchmark_group("pipeline_per_packet_1m_table_64k_working_set");

@@ -130,6 +130,8 @@ struct BurstState {
     /// The mapping lookup of a TCP or UDP flow egressing here or of a reply, whose buckets
     /// stage 2 started loading.
     mapping_probes: [Option<Probe>; CHUNK],
+    /// The pin lookup of a TCP or UDP flow from the host that the table forwards.
+    pin_probes: [Option<Probe>; CHUNK],
 }
 
 impl Default for BurstState {
@@ -141,6 +143,7 @@ impl Default for BurstState {
             started: [Started::default(); CHUNK],
             continued: [Continued::default(); CHUNK],
             mapping_probes: [None; CHUNK],
+            pin_probes: [None; CHUNK],
         }
     }
 }
@@ -268,6 +271,17 @@ fn ip4_mut(frame: &mut [u8]) -> Result<ipv4::Packet<&mut [u8]>, DropReason> {
         .get_mut(ethernet::HEADER_LEN..)
         .ok_or(DropReason::Truncated)?;
     ipv4::Packet::new_checked(ip).map_err(malformed)
+}
+
+/// The pin key of a flow from the host (its ports are in the flow key: not a fragment).
+fn pinned_flow_of(flow: &FlowKey) -> PinnedFlow {
+    PinnedFlow {
+        src: flow.src,
+        dst: flow.dst,
+        proto: flow.proto,
+        sport: flow.sport,
+        dport: flow.dport,
+    }
 }
 
 /// The fixed IPv4 header of a frame that [`Pipeline::begin`] (or decapsulation) already checked:
@@ -485,9 +499,11 @@ impl Pipeline {
             .zip(&state.flows[..n])
             .zip(&state.started[..n])
             .zip(&mut state.continued[..n])
-            .zip(&mut state.mapping_probes[..n]);
-        for ((((kind, flow), &started), continued), probe) in per_packet {
+            .zip(&mut state.mapping_probes[..n])
+            .zip(&mut state.pin_probes[..n]);
+        for (((((kind, flow), &started), continued), probe), pin_probe) in per_packet {
             *probe = None;
+            *pin_probe = None;
             let origin = match *kind {
                 Kind::V4 => Origin::Host,
                 Kind::Fleet { peer, .. } => Origin::Peer(ctx.table.underlay_of(peer)),
@@ -502,6 +518,13 @@ impl Pipeline {
                             .outbound_probe(&outbound_ends_of(flow), origin, held)
                     }),
                     Decision::Reply { .. } => Some(ctx.mappings.reply_probe(&reply_ends_of(flow))),
+                    Decision::Forward { .. } if matches!(kind, Kind::V4) => {
+                        let pins = ctx.mappings.pins();
+                        let pin = pins.probe(&pinned_flow_of(flow));
+                        pins.prefetch(pin);
+                        *pin_probe = Some(pin);
+                        None
+                    }
                     _ => None,
                 };
                 if let Some(probe) = *probe {
@@ -518,6 +541,11 @@ impl Pipeline {
     fn locate_mappings(&self, ctx: &Context<'_>, state: &BurstState) {
         for probe in state.mapping_probes[..state.len].iter().flatten() {
             ctx.mappings.prefetch_entry(&self.mappings, *probe);
+        }
+        for probe in state.pin_probes[..state.len].iter().flatten() {
+            ctx.mappings
+                .pins()
+                .prefetch_entry(self.mappings.pins_ref(), *probe);
         }
     }
 
