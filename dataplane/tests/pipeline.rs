@@ -760,3 +760,36 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
     assert_eq!((c.pins_created, c.pins_redecided), (2, 1));
     assert_eq!(pipeline.pins_in_use(), 2);
 }
+
+#[test]
+fn pins_expire_by_their_protocol_timeout_and_a_returning_flow_is_pinned_again() {
+    let table = table("lhr01-a");
+    let timeouts = Timeouts {
+        udp: 5,
+        ..Timeouts::default()
+    };
+    let (mappings, mut owners) = MappingTable::new(1, 64, timeouts, 0);
+    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut frame = ipv4_frame([198, 51, 100, 64], ORIGIN, 17, 64, 0, &udp(41000, 53, b"q"));
+    frame[0..6].copy_from_slice(&HOST.mac);
+    let mut at = |now: u32| {
+        let ctx = Context {
+            table,
+            mappings: &mappings,
+            now,
+        };
+        pipeline.expire(&ctx, 64);
+        let verdict = pipeline.process(&ctx, &mut VecBuf::new(&frame));
+        assert_eq!(verdict, Verdict::Uplink);
+        let c = &pipeline.counters;
+        (c.pins_created, c.pins_expired, pipeline.pins_in_use())
+    };
+    assert_eq!(at(0), (1, 0, 1));
+    assert_eq!(at(4), (1, 0, 1), "used at 4: due at 9");
+    assert_eq!(at(8), (1, 0, 1), "used at 8: due at 13");
+    assert_eq!(
+        at(15),
+        (2, 1, 1),
+        "idle 7 s > 5: expired, then pinned again"
+    );
+}
