@@ -292,6 +292,16 @@ impl Exposition {
                 &[],
             ),
             gauge(
+                "egressfwd_mappings_in_use",
+                "Mappings in use (created and not yet expired), all workers.",
+                &[],
+            ),
+            gauge(
+                "egressfwd_pins_in_use",
+                "Pinned flows in use (created and not yet expired), all workers.",
+                &[],
+            ),
+            gauge(
                 "egressfwd_mbufs_capacity",
                 "Packet buffers in the pool.",
                 &[],
@@ -490,6 +500,15 @@ impl Exposition {
             ])
             .set(1);
         self.gauge("egressfwd_mbufs_in_use", u64::from(t.mbufs_in_use));
+        let p = &t.sum.pipeline;
+        self.gauge(
+            "egressfwd_mappings_in_use",
+            p.mappings_created.saturating_sub(p.mappings_expired),
+        );
+        self.gauge(
+            "egressfwd_pins_in_use",
+            p.pins_created.saturating_sub(p.pins_expired),
+        );
         self.gauge("egressfwd_mbufs_capacity", u64::from(t.mbufs_capacity));
         self.gauge("egressfwd_tables_retired_pending", t.retired_pending);
         self.float_gauges

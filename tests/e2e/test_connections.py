@@ -162,12 +162,14 @@ def test_translated_flow_its_reply_and_error_come_back_restored_until_expiry(tmp
 
         # 7.6: once idle past udp_seconds, the mapping is gone: the reply reaches the host
         # (this server owns the translated port's slice) with the port as the origin sent it.
+        assert metric(taps.metrics(), "egressfwd_mappings_in_use") == 2
         deadline = time.time() + 15
         while metric(taps.metrics(), "egressfwd_mappings_expired_total") < 2:
             assert time.time() < deadline, "the mappings did not expire"
             time.sleep(0.25)
         back = taps.exchange(reply, taps.uplink, taps.host, arriving)
         assert back is not None and back[UDP].dport == translated, back and back.summary()
+        assert metric(taps.metrics(), "egressfwd_mappings_in_use") == 0
     finally:
         rc, _, err = taps.close()
     assert rc == 0, err
@@ -349,6 +351,7 @@ def test_pinned_flows_keep_their_target_across_fifty_swaps_and_new_ones_follow_t
         assert all(after[p] == pinned[p] for p in old if p not in moved)
         assert all(after[p] == decided([p], without_b)[p] for p in moved)
         assert metric(taps.metrics(), "egressfwd_pins_redecided_total") == len(moved)
+        assert metric(taps.metrics(), "egressfwd_pins_in_use") == 3 * 24
     finally:
         rc, _, err = taps.close()
     assert rc == 0, err
