@@ -183,6 +183,27 @@ impl PinOwner {
         }
     }
 
+    /// The target another holder of `flow`'s address still carries it to, if the flow was
+    /// pinned before this server took the address on (a pin, with a target that still holds
+    /// the address, other than this server). Creates nothing.
+    pub fn pinned_elsewhere(
+        &mut self,
+        pins: &PinTable,
+        table: &ForwardingTable,
+        flow: &PinnedFlow,
+        tcp_flags: Option<u8>,
+        now: u32,
+    ) -> Option<ServerId> {
+        let key = flow.key();
+        let (at, found) = pins.flows.lookup(pins.flows.probe(flow.hash()), &key)?;
+        let target = table
+            .holder_of(flow.src, found[0] as u32)
+            .filter(|&t| t != table.me())?;
+        self.timeouts
+            .refresh(&mut self.flows, at, flow.proto, tcp_flags, now);
+        Some(target)
+    }
+
     /// Removes the pins idle past their time, at most `budget`; returns how many.
     pub fn expire(&mut self, pins: &PinTable, now: u32, budget: usize) -> usize {
         self.flows

@@ -607,6 +607,19 @@ impl Pipeline {
             // tunnel to us never gets here (it is a bad inner packet).
             Decision::Decapsulate { .. } => Verdict::Drop(DropReason::BadInner),
             Decision::LocalEgress { pool } => {
+                // 7.6: a flow pinned to another holder before this server took the address
+                // on keeps going there.
+                if matches!(origin, Origin::Host) && ctx.table.newly_held(pool, ctx.now) {
+                    if let Some((target, hash)) = self.pinned_elsewhere(ctx, buf) {
+                        return self.encapsulate(
+                            ctx,
+                            buf,
+                            ctx.table.underlay_of(target),
+                            hash,
+                            sender,
+                        );
+                    }
+                }
                 self.counters.tiers[tier_index(Tier::Local)] += 1;
                 let room = self.config.mtu;
                 if ip4_header_mut(buf.data_mut())
@@ -639,6 +652,56 @@ impl Pipeline {
         }
     }
 
+    /// The holder a flow from the host is still pinned to, with its flow hash, when it is
+    /// pinned to another server than this one (see [`PinOwner::pinned_elsewhere`]).
+    fn pinned_elsewhere<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+    ) -> Option<(ServerId, u64)> {
+        let flow = self.pinnable(buf)?;
+        let (pinned, tcp_flags) = flow;
+        let target = self.mappings.pins().pinned_elsewhere(
+            ctx.mappings.pins(),
+            ctx.table,
+            &pinned,
+            tcp_flags,
+            ctx.now,
+        )?;
+        let key = FlowKey {
+            src: pinned.src,
+            dst: pinned.dst,
+            proto: pinned.proto,
+            sport: pinned.sport,
+            dport: pinned.dport,
+        };
+        Some((target, key.hash()))
+    }
+
+    /// The pin key and TCP flags of a TCP or UDP packet that is not a fragment.
+    fn pinnable<B: PacketBuf>(&self, buf: &B) -> Option<(PinnedFlow, Option<u8>)> {
+        let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
+        let proto = ip.protocol();
+        if ip.is_fragment() || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+            return None;
+        }
+        let l4 = ip.payload();
+        let (sport, dport) = udp::ports(l4)?;
+        let tcp_flags = (proto == PROTO_TCP)
+            .then(|| l4.get(tcp::FLAGS).copied())
+            .flatten();
+        Some((
+            PinnedFlow {
+                src: ip.src(),
+                dst: ip.dst(),
+                proto,
+                sport,
+                dport,
+            },
+            tcp_flags,
+        ))
+    }
+
     /// Contract 7.6: the target of a TCP or UDP flow from the host that the table sends to
     /// `decided`: its pinned target while that one still holds the address. Fragments and
     /// other protocols are not pinned.
@@ -648,28 +711,8 @@ impl Pipeline {
         buf: &mut B,
         decided: ServerId,
     ) -> Result<ServerId, DropReason> {
-        let ip = ip4_mut(buf.data_mut())?;
-        let proto = ip.protocol();
-        if ip.is_fragment() || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+        let Some((flow, tcp_flags)) = self.pinnable(buf) else {
             return Ok(decided);
-        }
-        let (src, dst, header_len) = (ip.src(), ip.dst(), ip.header_len());
-        let l4 = buf
-            .data()
-            .get(ethernet::HEADER_LEN + header_len..)
-            .ok_or(DropReason::Truncated)?;
-        let Some((sport, dport)) = udp::ports(l4) else {
-            return Ok(decided);
-        };
-        let tcp_flags = (proto == PROTO_TCP)
-            .then(|| l4.get(tcp::FLAGS).copied())
-            .flatten();
-        let flow = PinnedFlow {
-            src,
-            dst,
-            proto,
-            sport,
-            dport,
         };
         match self.mappings.pins().target(
             ctx.mappings.pins(),

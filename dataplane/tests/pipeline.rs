@@ -531,7 +531,7 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
     let after = topology::parse("fleet.toml", &text).unwrap();
     let old = ForwardingTable::compile(&before, "lhr01-a").unwrap();
     let mut new = ForwardingTable::compile(&after, "lhr01-a").unwrap();
-    new.remember_previous(&old, 100);
+    new.remember_previous(&old, 0, 100);
     let acme = topology::PoolId(before.pools.iter().position(|p| p.name == "acme").unwrap() as u32);
     let cdg01_b = old.peer(u32::from_be_bytes([10, 20, 1, 2])).unwrap();
     let moved = (1024..=u16::MAX)
@@ -582,9 +582,9 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
     assert_eq!(pipeline.counters.replies_second_chance, 1);
     // A table that replaced one with the same holders keeps nothing.
     let mut same = ForwardingTable::compile(&before, "lhr01-a").unwrap();
-    same.remember_previous(&old, 100);
+    same.remember_previous(&old, 0, 100);
     assert_eq!(same.previous_owner(acme, moved, 50), None);
-    assert_eq!(same.previous_memory_bytes(), 4 * before.pools.len());
+    assert_eq!(same.previous_memory_bytes(), 5 * before.pools.len());
 }
 
 /// `frame` (Ethernet + IPv4) with IP ID `ident`, its header checksum recomputed.
@@ -792,4 +792,46 @@ fn pins_expire_by_their_protocol_timeout_and_a_returning_flow_is_pinned_again() 
         (2, 1, 1),
         "idle 7 s > 5: expired, then pinned again"
     );
+}
+
+#[test]
+fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_on() {
+    let text = include_str!("../../topology/examples/fleet.toml");
+    let holders = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
+    let with_a = "holders = [{ server = \"lhr01-a\" }, { server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
+    let before = table("lhr01-a");
+    let fleet = topology::parse("fleet.toml", &text.replace(holders, with_a)).unwrap();
+    let mut after = ForwardingTable::compile(&fleet, "lhr01-a").unwrap();
+    after.remember_previous(before, 0, 100);
+    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
+    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut send = |table: &ForwardingTable, sport: u16, now: u32| {
+        let mut frame = ipv4_frame(
+            [198, 51, 100, 64],
+            ORIGIN,
+            6,
+            64,
+            0x4000,
+            &tcp(sport, 443, b"x"),
+        );
+        frame[0..6].copy_from_slice(&HOST.mac);
+        let mut buf = VecBuf::new(&frame);
+        let ctx = Context {
+            table,
+            mappings: &mappings,
+            now,
+        };
+        assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+        buf.data()[30..34].to_vec()
+    };
+    let old = send(before, 41000, 0);
+    assert!(
+        old == [10, 10, 1, 2] || old == [10, 10, 1, 3],
+        "forwarded: {old:?}"
+    );
+    // lhr01-a now holds globex: the old flow stays with its holder, a new one leaves here.
+    assert_eq!(send(&after, 41000, 50), old);
+    assert_eq!(send(&after, 41001, 50), ORIGIN.to_vec(), "local egress");
+    // Past the grace period, the old flow leaves here too.
+    assert_eq!(send(&after, 41000, 101), ORIGIN.to_vec());
 }

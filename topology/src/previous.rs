@@ -34,11 +34,22 @@ pub struct PreviousOwners {
     of_pool: Vec<u32>,
     /// For every fine slice, the previous owner's underlay, or [`NONE`].
     maps: Vec<Box<[u32]>>,
+    /// By the new table's pool ids: pools this server holds now but did not hold in a table
+    /// within the grace period. Flows it forwarded for them before may still be pinned to
+    /// another holder (7.6), so their local egress consults the pins until `until`.
+    newly_held: Vec<bool>,
 }
 
 impl PreviousOwners {
-    /// What `next` (about to replace `previous`) keeps of `previous` until `until`.
-    pub fn between(previous: &ForwardingTable, next: &ForwardingTable, until: u32) -> Self {
+    /// What `next` (about to replace `previous`) keeps of `previous` until `until`; `now` is
+    /// the workers' clock (a pool `previous` had newly taken on is still new if its own grace
+    /// has not ended).
+    pub fn between(
+        previous: &ForwardingTable,
+        next: &ForwardingTable,
+        now: u32,
+        until: u32,
+    ) -> Self {
         let port_slice = previous.port_slice().min(next.port_slice());
         let shift = port_slice.trailing_zeros();
         let entries = (65536 - u32::from(FIRST_PORT)) >> shift;
@@ -91,12 +102,31 @@ impl PreviousOwners {
                 })
             })
             .collect();
+        let newly_held = (0..next.routes().len())
+            .map(|i| {
+                let pool = PoolId(i as u32);
+                next.held_slices(pool).is_some()
+                    && match old_pools.get(next.pool_name(pool)) {
+                        None => true,
+                        Some(&old) => {
+                            previous.held_slices(old).is_none() || previous.newly_held(old, now)
+                        }
+                    }
+            })
+            .collect();
         Self {
             until,
             shift,
             of_pool,
             maps,
+            newly_held,
         }
+    }
+
+    /// Whether this server took `pool` on within the grace period (see `newly_held`).
+    #[inline]
+    pub fn newly_held(&self, pool: PoolId, now: u32) -> bool {
+        now <= self.until && self.newly_held.get(pool.index()).copied().unwrap_or(false)
     }
 
     /// The underlay of the server that owned `port`'s slice of `pool` before the last reload,
@@ -113,6 +143,8 @@ impl PreviousOwners {
 
     /// Bytes kept, for logs.
     pub fn memory_bytes(&self) -> usize {
-        self.of_pool.len() * 4 + self.maps.iter().map(|m| m.len() * 4).sum::<usize>()
+        self.of_pool.len() * 4
+            + self.newly_held.len()
+            + self.maps.iter().map(|m| m.len() * 4).sum::<usize>()
     }
 }

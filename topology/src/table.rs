@@ -481,8 +481,15 @@ impl ForwardingTable {
 
     /// Keeps what the second chance (contract 7.5.3) needs of `previous`, the table this one
     /// replaces, until `until` on the workers' clock.
-    pub fn remember_previous(&mut self, previous: &ForwardingTable, until: u32) {
-        self.previous = PreviousOwners::between(previous, self, until);
+    pub fn remember_previous(&mut self, previous: &ForwardingTable, now: u32, until: u32) {
+        self.previous = PreviousOwners::between(previous, self, now, until);
+    }
+
+    /// Whether this server took `pool` on in a reload within the grace period: flows it
+    /// forwarded for the pool before may still be pinned to another holder.
+    #[inline]
+    pub fn newly_held(&self, pool: PoolId, now: u32) -> bool {
+        self.previous.newly_held(pool, now)
     }
 
     /// The underlay of the server that owned `port`'s slice of `pool` in the table this one

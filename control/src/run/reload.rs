@@ -244,9 +244,9 @@ pub fn reload(
         Ok((mut table, digest)) => {
             // 7.5.3: the slices that move here are passed on to their previous owner for the
             // grace period, on the workers' clock.
-            let until = dataplane::worker::clock_seconds()
-                .saturating_add(config.connections.slice_grace_seconds);
-            table.remember_previous(&tables.current(), until);
+            let now = dataplane::worker::clock_seconds();
+            let until = now.saturating_add(config.connections.slice_grace_seconds);
+            table.remember_previous(&tables.current(), now, until);
             let local = table.local_addresses();
             shared.set_topology_digest(digest);
             super::place_on_huge_pages(table.regions());
