@@ -8,8 +8,9 @@ APT_PACKAGES=(
   libdpdk-dev dpdk pkg-config clang libclang-dev
   # tests and benchmarks: dpdk-testpmd, packet checks, metrics lint, plots
   dpdk-dev tshark prometheus python3-scapy python3-matplotlib python3-pytest
-  # network-namespace test for the metrics listener; profiling
-  iproute2 valgrind
+  # network-namespace tests (the metrics listener, the fleet: veth offloads, real clients);
+  # profiling
+  iproute2 ethtool curl valgrind
   # the packaged service: the unit's check (systemd-analyze), the package (objcopy, dpkg-deb),
   # the man page's rendering
   systemd binutils man-db

@@ -630,6 +630,13 @@ impl Pipeline {
                 if let Err(reason) = self.map_outbound(ctx, buf, pool, origin) {
                     return Verdict::Drop(reason);
                 }
+                // The replies of a pool with other holders may land on one of them and be
+                // steered here through a tunnel (7.3.2): their segments must fit it too.
+                if let Some(mss) = self.config.mss_clamp {
+                    if ctx.table.routes()[pool.index()].holders.len() > 1 {
+                        self.clamp_syn(buf, mss);
+                    }
+                }
                 route_v4(buf, &self.ethernet.uplink_v4, Verdict::Uplink)
             }
             Decision::Forward {
@@ -928,6 +935,24 @@ impl Pipeline {
         }
     }
 
+    /// Lowers the MSS of a TCP SYN or SYN-ACK in `buf` (an Ethernet frame with a checked
+    /// IPv4 header) to `mss`, its checksum updated, and counts it.
+    fn clamp_syn<B: PacketBuf>(&mut self, buf: &mut B, mss: u16) {
+        let Some(ip) = ip4_header_mut(buf.data_mut()) else {
+            return;
+        };
+        // A TCP header to look at (clamp_mss itself checks for a SYN).
+        if ip.protocol() != PROTO_TCP || ip.is_later_fragment() {
+            return;
+        }
+        let segment = ethernet::HEADER_LEN + ip.header_len()..ethernet::HEADER_LEN + ip.total_len();
+        if let Some(segment) = buf.data_mut().get_mut(segment) {
+            if tcp::clamp_mss(segment, mss) {
+                self.counters.mss_clamped += 1;
+            }
+        }
+    }
+
     fn reply_to_host<B: PacketBuf>(&mut self, buf: &mut B) -> Verdict {
         self.counters.replies_to_host += 1;
         route_v4(buf, &self.ethernet.host_v4, Verdict::Host)
@@ -1012,17 +1037,9 @@ impl Pipeline {
             let room = usize::from(self.config.underlay_mtu).saturating_sub(overhead) as u16;
             return self.too_big(ctx, buf, room, sender);
         }
-        // A TCP header to look at (clamp_mss itself checks for a SYN).
-        let tcp_header = ip.protocol() == PROTO_TCP && !ip.is_later_fragment();
-        let header_len = ip.header_len();
         ip.decrement_ttl();
-        if let (true, Some(mss)) = (tcp_header, self.config.mss_clamp) {
-            let segment = ethernet::HEADER_LEN + header_len..ethernet::HEADER_LEN + total_len;
-            if let Some(segment) = buf.data_mut().get_mut(segment) {
-                if tcp::clamp_mss(segment, mss) {
-                    self.counters.mss_clamped += 1;
-                }
-            }
+        if let Some(mss) = self.config.mss_clamp {
+            self.clamp_syn(buf, mss);
         }
         // Ethernet padding must not travel inside the tunnel.
         let padding = frame_len.checked_sub(ethernet::HEADER_LEN + total_len);

@@ -64,11 +64,15 @@ struct Rig {
 
 impl Rig {
     fn new(server: &str, encap: Encap) -> Self {
+        Self::with(server, config(encap))
+    }
+
+    fn with(server: &str, config: PipelineConfig) -> Self {
         let (mappings, mut owners) = MappingTable::new(1, 4096, Timeouts::default(), 0);
         Self {
             table: table(server),
             mappings,
-            pipeline: Pipeline::new(config(encap), owners.pop().expect("one worker")),
+            pipeline: Pipeline::new(config, owners.pop().expect("one worker")),
         }
     }
 
@@ -834,4 +838,27 @@ fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_o
     assert_eq!(send(&after, 41001, 50), ORIGIN.to_vec(), "local egress");
     // Past the grace period, the old flow leaves here too.
     assert_eq!(send(&after, 41000, 101), ORIGIN.to_vec());
+}
+
+#[test]
+fn a_local_egress_syn_is_clamped_when_its_replies_may_be_steered_through_a_tunnel() {
+    // acme is held by lhr01-a and cdg01-b: a reply may land on cdg01-b and come back here
+    // encapsulated, so the SYN leaving here asks for segments that fit the tunnel.
+    let mut rig = Rig::with(
+        "lhr01-a",
+        PipelineConfig {
+            mss_clamp: Some(1432),
+            ..config(Encap::Fou)
+        },
+    );
+    let mut syn = tcp(40000, 443, b"");
+    syn[12] = 0x60; // 24-byte header: the MSS option follows
+    syn[13] = 0x02;
+    syn.truncate(20);
+    syn.extend_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
+    let frame = ipv4_frame(EGRESS_LOCAL, ORIGIN, 6, 64, 0x4000, &syn);
+    let mut buf = VecBuf::new(&frame);
+    assert_eq!(rig.run(&mut buf), Verdict::Uplink);
+    assert_eq!(&buf.data()[54..58], &[2, 4, 0x05, 0x98], "MSS 1432");
+    assert_eq!(rig.pipeline.counters.mss_clamped, 1);
 }

@@ -1,0 +1,126 @@
+"""Issue 19, scenarios 1 to 3: real TCP and UDP through three appliances in network
+namespaces (see fleet.py), with unmodified clients in a server's host namespace bound to
+the egress address X (held by lhr01-b and lhr01-c, not by lhr01-a):
+1. from lhr01-a's host, 20 parallel downloads from an ordinary HTTP server at the origin:
+   A -> B or C -> origin, the replies back through whichever holder ECMP picks (steered to
+   the flow's owner), then to A and its host;
+2. a UDP exchange from lhr01-a's host the same way;
+3. local egress from lhr01-b's host: replies that land on lhr01-c are steered to lhr01-b.
+Each prints what it sent, what arrived, and the counters that show the path."""
+import hashlib
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+from conftest import metric
+from fleet import ORIGIN_ADDRESS, X, Fleet, sh
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+CLIENTS = 20
+FILE_MB = 20
+COUNTERS = {
+    "forwarded": ("egressfwd_decisions_total", {"tier": "same_dc"}),
+    "local": ("egressfwd_decisions_total", {"tier": "local"}),
+    "decapsulated": ("egressfwd_decapsulated_total", {}),
+    "to_peer": ("egressfwd_replies_total", {"to": "peer"}),
+    "steered": ("egressfwd_replies_total", {"to": "steered"}),
+    "to_host": ("egressfwd_replies_total", {"to": "host"}),
+    "mss_clamped": ("egressfwd_mss_clamped_total", {}),
+}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fleet")
+    www = tmp / "www"
+    www.mkdir()
+    blob = os.urandom(FILE_MB << 20)
+    (www / "file").write_bytes(blob)
+    with Fleet(tmp) as fleet:
+        server = subprocess.Popen(["ip", "netns", "exec", fleet.origin, "/usr/bin/python3", "-m", "http.server",
+                                   "--bind", ORIGIN_ADDRESS, "80"], cwd=www,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        echo = subprocess.Popen(["ip", "netns", "exec", fleet.origin, "/usr/bin/python3", "-c",
+                                 "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                                 f"s.bind(('{ORIGIN_ADDRESS}', 7))\nwhile True:\n"
+                                 "    data, peer = s.recvfrom(65535)\n    s.sendto(data, peer)\n"])
+        time.sleep(1.0)
+        fleet.digest = hashlib.sha256(blob).hexdigest()
+        fleet.tmp = tmp
+        try:
+            yield fleet
+        finally:
+            for p in (server, echo):
+                p.terminate()
+                p.wait()
+    # Nothing left behind: namespaces, interfaces, processes.
+    assert not {fleet.origin, *fleet.hosts.values()} & set(sh("ip", "netns", "list").stdout.split())
+    assert fleet.tag not in sh("ip", "-o", "link").stdout
+    assert all(p.poll() is not None for p in fleet.procs.values())
+
+
+def counters(fleet):
+    return {name: {what: metric(fleet.metrics(name), m, **labels) for what, (m, labels) in COUNTERS.items()}
+            for name in fleet.procs}
+
+
+def delta(after, before):
+    return {name: {k: after[name][k] - before[name][k] for k in after[name]} for name in after}
+
+
+def downloads(fleet, host, count):
+    started = time.time()
+    curls = [subprocess.Popen(["ip", "netns", "exec", fleet.hosts[host], "curl", "-sS", "--max-time", "120",
+                               "--interface", X, "-o", str(fleet.tmp / f"{host}-{i}"),
+                               f"http://{ORIGIN_ADDRESS}/file"], stderr=subprocess.PIPE, text=True)
+             for i in range(count)]
+    results = [(c.wait(), c.stderr.read()) for c in curls]
+    elapsed = time.time() - started
+    assert all(rc == 0 for rc, _ in results), results
+    for i in range(count):
+        got = hashlib.sha256((fleet.tmp / f"{host}-{i}").read_bytes()).hexdigest()
+        assert got == fleet.digest, f"download {i} differs"
+    return elapsed
+
+
+def test_twenty_parallel_downloads_from_a_server_that_does_not_hold_the_address(fleet):
+    before = counters(fleet)
+    elapsed = downloads(fleet, "lhr01-a", CLIENTS)
+    d = delta(counters(fleet), before)
+    print(f"\n{CLIENTS} downloads of {FILE_MB} MB from lhr01-a's host bound to {X}: all complete, "
+          f"sha256 equal, in {elapsed:.1f} s; counters: {d}")
+    a, b, c = d["lhr01-a"], d["lhr01-b"], d["lhr01-c"]
+    assert a["forwarded"] > 0 and a["to_host"] > 0 and a["mss_clamped"] >= CLIENTS
+    assert b["decapsulated"] > 0 and c["decapsulated"] > 0, "both holders carry some"
+    assert b["to_peer"] > 0 and c["to_peer"] > 0
+    # ECMP delivers replies to the holder that does not carry the connection: steered.
+    assert b["steered"] > 0 and c["steered"] > 0
+
+
+def test_a_udp_exchange_from_a_server_that_does_not_hold_the_address(fleet):
+    before = counters(fleet)
+    script = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              f"s.bind(('{X}', 0))\ns.settimeout(2)\nok = 0\n"
+              "for i in range(50):\n"
+              f"    s.sendto(b'ping %d' % i, ('{ORIGIN_ADDRESS}', 7))\n"
+              "    ok += s.recv(100) == b'ping %d' % i\nprint(ok)\n")
+    got = sh("/usr/bin/python3", "-c", script, ns=fleet.hosts["lhr01-a"]).stdout.strip()
+    d = delta(counters(fleet), before)
+    print(f"\n50 UDP datagrams from lhr01-a's host to the origin's echo: {got} echoed back; counters: {d}")
+    assert got == "50"
+    assert d["lhr01-a"]["forwarded"] == 50 and d["lhr01-a"]["to_host"] == 50
+
+
+def test_local_egress_from_a_holder_with_replies_landing_on_the_other(fleet):
+    before = counters(fleet)
+    elapsed = downloads(fleet, "lhr01-b", 8)
+    d = delta(counters(fleet), before)
+    print(f"\n8 downloads from lhr01-b's host (local egress): complete in {elapsed:.1f} s; counters: {d}")
+    b, c = d["lhr01-b"], d["lhr01-c"]
+    assert b["local"] > 0 and b["to_host"] > 0
+    # Replies that ECMP gives lhr01-c for lhr01-b's ports are steered to it.
+    assert c["steered"] > 0 and b["decapsulated"] > 0
+    assert d["lhr01-a"]["forwarded"] == 0
