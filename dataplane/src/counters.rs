@@ -200,6 +200,9 @@ pipeline_counters! {
     pins_created => "egressfwd_pins_created_total" "Pinned flows created.",
     /// Pinned flows whose target left the pool, decided again by the current table.
     pins_redecided => "egressfwd_pins_redecided_total" "Pinned flows whose target left the pool, decided again.",
+    /// Packets of flows pinned to another holder before this server took their address on,
+    /// sent there instead of out (7.6).
+    pins_elsewhere => "egressfwd_pins_elsewhere_total" "Packets of flows pinned to another holder before this server took their address on.",
     /// Pinned flows removed after their idle time.
     pins_expired => "egressfwd_pins_expired_total" "Pinned flows removed after their idle time.",
     /// Later fragments of replies sent where their first fragment went.

@@ -611,6 +611,7 @@ impl Pipeline {
                 // on keeps going there.
                 if matches!(origin, Origin::Host) && ctx.table.newly_held(pool, ctx.now) {
                     if let Some((target, hash)) = self.pinned_elsewhere(ctx, buf) {
+                        self.counters.pins_elsewhere += 1;
                         return self.encapsulate(
                             ctx,
                             buf,

@@ -100,8 +100,11 @@ def test_customer_scale_fleet_swapped_under_traffic(tmp_path):
     # The mappings and the pinned flows are allocated once at start, to their bound (about
     # 124 bytes an entry each, logged as "mappings allocated"): like the mbufs, outside the
     # table's budget, so kept small here.
+    # The same flows loop through every swap: with a grace period, the moved pool's flows,
+    # pinned to their holders before this server took the pool on, would stay with them
+    # (contract 7.6) and the decisions would not follow the file. Without one, they do.
     with open(config, "a") as f:
-        f.write("\n[connections]\nmax_entries = 16384\n")
+        f.write("\n[connections]\nmax_entries = 16384\nslice_grace_seconds = 0\n")
     proc = start(["run", "--config", config, "--stats-json", tmp_path / "s.json"])
     started = time.time()
     try:

@@ -25,7 +25,8 @@ type Holders = Vec<(u32, u32)>;
 
 #[derive(Debug, Clone, Default)]
 pub struct PreviousOwners {
-    /// The workers' clock (seconds) after which it is forgotten.
+    /// The workers' clock (seconds) from which on it is forgotten (a grace of 0 keeps
+    /// nothing).
     until: u32,
     /// Ports per entry of a map, as a shift: the smaller of the two tables' slices, so that an
     /// entry lies within one slice of each.
@@ -126,14 +127,14 @@ impl PreviousOwners {
     /// Whether this server took `pool` on within the grace period (see `newly_held`).
     #[inline]
     pub fn newly_held(&self, pool: PoolId, now: u32) -> bool {
-        now <= self.until && self.newly_held.get(pool.index()).copied().unwrap_or(false)
+        now < self.until && self.newly_held.get(pool.index()).copied().unwrap_or(false)
     }
 
     /// The underlay of the server that owned `port`'s slice of `pool` before the last reload,
     /// if this server owns it now, another did then, and `now` is within the grace period.
     #[inline]
     pub fn owner(&self, pool: PoolId, port: u16, now: u32) -> Option<u32> {
-        if now > self.until {
+        if now >= self.until {
             return None;
         }
         let map = self.maps.get(*self.of_pool.get(pool.index())? as usize)?;
