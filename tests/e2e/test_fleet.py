@@ -124,3 +124,43 @@ def test_local_egress_from_a_holder_with_replies_landing_on_the_other(fleet):
     # Replies that ECMP gives lhr01-c for lhr01-b's ports are steered to it.
     assert c["steered"] > 0 and b["decapsulated"] > 0
     assert d["lhr01-a"]["forwarded"] == 0
+
+
+def test_a_stranger_on_the_fabric_gets_nothing_through_and_creates_no_state(fleet):
+    """Scenario 5: from the fabric, a stranger (not a fleet server) sends lhr01-b packets
+    encapsulated as a peer would, with inner source X, and replies for flows nobody has.
+    The encapsulated ones are dropped (unknown_peer) and nothing leaves for them; the
+    replies go where the contract sends unmatched replies, and no mapping or pin is made."""
+    b_mac = "02:00:00:0a:00:02"
+    script = (
+        "from scapy.all import Ether, IP, UDP, TCP, Raw, sendp\n"
+        f"inner = IP(src='{X}', dst='{ORIGIN_ADDRESS}') / TCP(sport=40000, dport=80, flags='S')\n"
+        f"fake = Ether(dst='{b_mac}') / IP(src='192.0.2.99', dst='10.10.1.2') / UDP(sport=51000, dport=6080) / inner\n"
+        f"replies = [Ether(dst='{b_mac}') / IP(src='{ORIGIN_ADDRESS}', dst='{X}') / TCP(sport=80, dport=p, flags='A')"
+        " for p in range(50000, 50100)]\n"
+        "sendp([fake] * 100, iface='br0', verbose=False)\n"
+        "sendp(replies, iface='br0', verbose=False)\n")
+
+    def figures():
+        text = fleet.metrics("lhr01-b")
+        return {
+            "unknown_peer": metric(text, "egressfwd_drops_total", reason="unknown_peer"),
+            "mappings": metric(text, "egressfwd_mappings_in_use"),
+            "pins": metric(text, "egressfwd_pins_in_use"),
+            "local": metric(text, "egressfwd_decisions_total", tier="local"),
+            "replies": sum(metric(text, "egressfwd_replies_total", to=t) for t in ("host", "steered", "peer")),
+        }
+
+    before = figures()
+    sh("/usr/bin/python3", "-c", script, ns=fleet.origin)
+    deadline = time.time() + 5
+    while figures()["unknown_peer"] - before["unknown_peer"] < 100 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    after = figures()
+    d = {k: after[k] - before[k] for k in after}
+    print(f"\na stranger sent lhr01-b 100 fake fleet packets and 100 replies for unknown flows: {d}")
+    assert d["unknown_peer"] == 100, "every fake fleet packet dropped as unknown_peer"
+    assert d["local"] == 0, "none of them left as egress"
+    assert d["replies"] == 100
+    assert d["mappings"] == 0 and d["pins"] == 0, "no state from the internet"
