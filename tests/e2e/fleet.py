@@ -92,6 +92,9 @@ class Fleet:
             # unfinished. Checksums are computed in software instead, as a NIC's would be.
             sh("ethtool", "-K", up_peer, "tx", "off", ns=o)
             sh("ip", "link", "set", up_peer, "up", ns=o)
+            # Known to the bridge from the start: no flooding of a holder's frames to the
+            # other appliances before it has learnt where each is.
+            sh("bridge", "fdb", "replace", up_mac, "dev", up_peer, "master", "static", ns=o)
             sh("ip", "route", "add", f"{underlay}/32", "dev", "br0", ns=o)
             sh("ip", "neigh", "replace", underlay, "lladdr", up_mac, "dev", "br0", "nud", "permanent", ns=o)
             host_ns = self.hosts[name]
