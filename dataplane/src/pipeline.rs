@@ -918,7 +918,18 @@ impl Pipeline {
                     hash,
                 }
             }
-            _ => FragmentRoute::Host,
+            // The slice moved here in the last reload and the reply landed here directly:
+            // its previous owner may carry the connection, as in 7.5.3.
+            _ => match ctx.table.previous_owner(pool, ends.local_port, ctx.now) {
+                Some(previous) => {
+                    self.counters.replies_second_chance += 1;
+                    FragmentRoute::Encap {
+                        underlay: previous,
+                        hash,
+                    }
+                }
+                None => FragmentRoute::Host,
+            },
         })
     }
 

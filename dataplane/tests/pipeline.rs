@@ -584,6 +584,30 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
         drop_of(DropReason::MisroutedReply)
     );
     assert_eq!(pipeline.counters.replies_second_chance, 1);
+    // The same reply landing here directly from the origin goes on to cdg01-b too (only
+    // within the grace; a port that did not move goes to the host, 7.3.3).
+    let mut direct = |port: u16, now: u32| {
+        let mut buf = VecBuf::new(&ipv4_frame(
+            [93, 184, 216, 34],
+            [198, 51, 100, 1],
+            6,
+            50,
+            0,
+            &tcp(443, port, b"r"),
+        ));
+        let ctx = Context {
+            table: &new,
+            mappings: &mappings,
+            now,
+        };
+        (
+            pipeline.process(&ctx, &mut buf),
+            buf.data()[30..34].to_vec(),
+        )
+    };
+    assert_eq!(direct(moved, 50), (Verdict::Uplink, vec![10, 20, 1, 2]));
+    assert_eq!(direct(stayed, 50).0, Verdict::Host);
+    assert_eq!(direct(moved, 101).0, Verdict::Host);
     // A table that replaced one with the same holders keeps nothing.
     let mut same = ForwardingTable::compile(&before, "lhr01-a").unwrap();
     same.remember_previous(&old, 0, 100);
