@@ -306,9 +306,25 @@ impl MappingOwner {
         let flows = &table.flows;
         let port = ends.local_port;
         let kept = held.is_mine(port);
+        let outbound_key = ends.key(OUTBOUND, origin);
+        let outbound_hash = hash_of(&outbound_key);
+        // A flow translated before a reload gave its own port's slice to this server keeps
+        // its translation (the origin knows it by that port): looked up before a new kept
+        // mapping is made, which only a new flow pays.
+        let translated = |flows: &FlowTable| {
+            flows
+                .lookup(flows.probe(outbound_hash), &outbound_key)
+                .map(|(_, value)| {
+                    let primary = EntryRef {
+                        worker: (value[1] >> 32) as u8,
+                        entry: value[1] as u32,
+                    };
+                    (primary, value[0] as u16)
+                })
+        };
+        let key = ends.external_key();
+        let hash = hash_of(&key);
         if kept {
-            let key = ends.external_key();
-            let hash = hash_of(&key);
             match flows.lookup(flows.probe(hash), &key) {
                 Some((at, value)) if value == external_value(port, origin) => {
                     self.used(at, ends.proto, tcp_flags, now);
@@ -316,6 +332,7 @@ impl MappingOwner {
                 }
                 // The port is another flow's (or another origin's) for that remote end.
                 Some(_) => {}
+                None if translated(flows).is_some() => {}
                 None => {
                     let value = external_value(port, origin);
                     let lifetime = self.lifetime(ends.proto, tcp_flags);
@@ -335,15 +352,19 @@ impl MappingOwner {
                 }
             }
         }
-        let outbound_key = ends.key(OUTBOUND, origin);
-        let outbound_hash = hash_of(&outbound_key);
-        if let Some((_, value)) = flows.lookup(flows.probe(outbound_hash), &outbound_key) {
-            let primary = EntryRef {
-                worker: (value[1] >> 32) as u8,
-                entry: value[1] as u32,
-            };
+        if let Some((primary, translated_port)) = translated(flows) {
             self.used(primary, ends.proto, tcp_flags, now);
-            return Outbound::Port(value[0] as u16);
+            return Outbound::Port(translated_port);
+        }
+        // A flow that kept its port before a reload gave the port's slice to another server
+        // keeps it too: only a new flow outside this server's slices pays this lookup.
+        if !kept {
+            if let Some((at, value)) = flows.lookup(flows.probe(hash), &key) {
+                if value == external_value(port, origin) {
+                    self.used(at, ends.proto, tcp_flags, now);
+                    return Outbound::Port(port);
+                }
+            }
         }
         self.translate(
             table,

@@ -886,3 +886,48 @@ fn a_local_egress_syn_is_clamped_when_its_replies_may_be_steered_through_a_tunne
     assert_eq!(&buf.data()[54..58], &[2, 4, 0x05, 0x98], "MSS 1432");
     assert_eq!(rig.pipeline.counters.mss_clamped, 1);
 }
+
+#[test]
+fn a_flow_keeps_its_port_when_a_reload_moves_the_port_slice() {
+    // acme before: lhr01-a (weight 2) and cdg01-b. After: lhr01-a alone (every slice its
+    // own), or cdg01-b weighing 9 (most of lhr01-a's slices gone).
+    let text = include_str!("../../topology/examples/fleet.toml");
+    let holders = "holders = [{ server = \"lhr01-a\", weight = 2 }, { server = \"cdg01-b\" }]";
+    let compile = |h: &str| {
+        let fleet = topology::parse("fleet.toml", &text.replace(holders, h)).unwrap();
+        ForwardingTable::compile(&fleet, "lhr01-a").unwrap()
+    };
+    let before = table("lhr01-a");
+    let alone = compile("holders = [{ server = \"lhr01-a\", weight = 2 }]");
+    let outweighed =
+        compile("holders = [{ server = \"lhr01-a\" }, { server = \"cdg01-b\", weight = 9 }]");
+    let acme =
+        topology::PoolId(fleet().pools.iter().position(|p| p.name == "acme").unwrap() as u32);
+    let mine = |t: &ForwardingTable, p: u16| t.held_slices(acme).unwrap().is_mine(p);
+    let translated = (1024..u16::MAX).find(|&p| !mine(before, p)).unwrap();
+    let kept = (1024..u16::MAX)
+        .find(|&p| mine(before, p) && !mine(&outweighed, p))
+        .unwrap();
+    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
+    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut sent_from = |table: &ForwardingTable, sport: u16| {
+        let mut frame = ipv4_frame(EGRESS_LOCAL, ORIGIN, 17, 64, 0, &udp(sport, 53, b"q"));
+        frame[0..6].copy_from_slice(&HOST.mac);
+        let mut buf = VecBuf::new(&frame);
+        let ctx = Context {
+            table,
+            mappings: &mappings,
+            now: 0,
+        };
+        assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+        u16::from_be_bytes([buf.data()[34], buf.data()[35]])
+    };
+    // Translated before; its own port's slice is this server's after: still translated.
+    let wire = sent_from(before, translated);
+    assert_ne!(wire, translated);
+    assert_eq!(sent_from(&alone, translated), wire);
+    // Kept before; its slice goes to cdg01-b: still kept (the origin knows it by that port).
+    assert_eq!(sent_from(before, kept), kept);
+    assert_eq!(sent_from(&outweighed, kept), kept);
+    assert_eq!(pipeline.counters.mappings_created, 2);
+}

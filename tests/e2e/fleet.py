@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import EXAMPLE, free_tcp_port, scrape, start, stop, wait_for_metrics, write_config
+from conftest import EXAMPLE, free_tcp_port, metric, scrape, start, stop, wait_for_metrics, write_config
 
 X = "198.51.100.64"
 ORIGIN_ADDRESS = "192.0.2.80"
@@ -64,6 +64,9 @@ class Fleet:
         sh("ip", "link", "set", root_end, "up")
 
     def _build(self):
+        # One topology file for the whole fleet, as in production: a change reaches all.
+        self.topology = self.tmp / "fleet.toml"
+        self.topology.write_text(EXAMPLE.read_text())
         o = self.origin
         sh("ip", "netns", "add", o)
         for ns in self.hosts.values():
@@ -118,12 +121,25 @@ class Fleet:
         config = write_config(self.tmp / f"{name}.toml", [
             ("uplink", f"net_af_packet{len(self.procs) * 2},iface={uplink}", ["uplink"]),
             ("host", f"net_af_packet{len(self.procs) * 2 + 1},iface={host}", ["host"]),
-        ], topology=EXAMPLE, server=name, metrics_port=port, extra_dataplane="idle_sleep_us = 200")
+        ], topology=self.topology, server=name, metrics_port=port, extra_dataplane="idle_sleep_us = 200")
         self.metrics_ports[name] = port
         self.procs[name] = start(["run", "--config", config, "--stats-json", self.tmp / f"{name}.json"])
 
     def metrics(self, name):
         return scrape(self.metrics_ports[name])
+
+    def reload(self, text):
+        """Replaces the fleet's topology file (write and rename) and waits until every
+        appliance has published it."""
+        reloads = "egressfwd_topology_reloads_total"
+        before = {n: metric(self.metrics(n), reloads, result="ok") for n in self.procs}
+        tmp = self.topology.with_name("fleet.toml.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.topology)
+        deadline = time.time() + 15
+        while any(metric(self.metrics(n), reloads, result="ok") <= before[n] for n in self.procs):
+            assert time.time() < deadline, "a reload was not seen"
+            time.sleep(0.1)
 
     def __exit__(self, *exc):
         for name, proc in self.procs.items():
