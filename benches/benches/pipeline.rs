@@ -81,6 +81,23 @@ impl Capture {
 /// Flows egressing here that fill the mapping table, beside the measured working set.
 const FILLER_FLOWS: usize = 960_000;
 
+/// [`FILLER_FLOWS`] distinct TCP flows from egress addresses of the tiers `want` accepts.
+fn filler_flows(table: &ForwardingTable, seed: u64, want: impl Fn(Tier) -> bool) -> Vec<Vec<u8>> {
+    egress_addresses(table, FILLER_FLOWS, seed, want)
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            frames::tcp(
+                a,
+                0x5eb8_0000 | (i as u32 & 0xffff),
+                1024 + (i % 61000) as u16,
+                80,
+                6,
+            )
+        })
+        .collect()
+}
+
 /// The mix of `scripts/gen_bench_traffic.py` (60% forward, 30% local, 10% decapsulated),
 /// with `reply_percent` of replies taken out of it, drawn packet by packet.
 fn mix(workloads: &Workloads, reply_percent: u64) -> Vec<Vec<u8>> {
@@ -158,36 +175,17 @@ fn pipeline(c: &mut Criterion) {
         mappings: &mappings,
         now: 0,
     };
-    let fill: Vec<Vec<u8>> = egress_addresses(&table, FILLER_FLOWS, 9, |t| t == Tier::Local)
-        .iter()
-        .enumerate()
-        .map(|(i, &a)| {
-            frames::tcp(
-                a,
-                0x5eb8_0000 | (i as u32 & 0xffff),
-                1024 + (i % 61000) as u16,
-                80,
-                6,
-            )
-        })
-        .collect();
-    run_once(&mut filler, &ctx, &fill);
-    // And as many forwarded flows from the host, each pinned (contract 7.6).
-    let fill: Vec<Vec<u8>> = egress_addresses(&table, FILLER_FLOWS, 10, |t| t != Tier::Local)
-        .iter()
-        .enumerate()
-        .map(|(i, &a)| {
-            frames::tcp(
-                a,
-                0x5eb8_0000 | (i as u32 & 0xffff),
-                1024 + (i % 61000) as u16,
-                80,
-                6,
-            )
-        })
-        .collect();
-    run_once(&mut filler, &ctx, &fill);
-    drop(fill);
+    // Flows egressing here (mapped), and as many forwarded from the host (pinned, 7.6).
+    run_once(
+        &mut filler,
+        &ctx,
+        &filler_flows(&table, 9, |t| t == Tier::Local),
+    );
+    run_once(
+        &mut filler,
+        &ctx,
+        &filler_flows(&table, 10, |t| t != Tier::Local),
+    );
 
     let config = pipeline_config();
     let mut pipeline = Pipeline::new(config, measured_owner);

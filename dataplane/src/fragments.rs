@@ -9,7 +9,7 @@
 //! This is the one state a packet from the internet creates (a reply's first fragment), and
 //! it is bounded: a fixed number of records, two seconds each, none evicted for a new one.
 
-use crate::flow::{FlowOwner, FlowTable, Key, Lifetime, Value};
+use crate::flow::{hash_key, FlowOwner, FlowTable, Key, Lifetime, Value};
 
 /// How long a first fragment's record lives: the fragments of one datagram arrive within
 /// milliseconds of each other.
@@ -63,10 +63,7 @@ impl Datagram {
     }
 
     fn hash(&self) -> u64 {
-        let key = self.key();
-        let mut h = key[0].wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h = (h ^ key[1] ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 31)
+        hash_key(&self.key())
     }
 }
 

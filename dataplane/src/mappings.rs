@@ -22,7 +22,7 @@
 use topology::hash::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use topology::HeldSlices;
 
-use crate::flow::{EntryRef, FlowOwner, FlowTable, Key, Lifetime, Probe, Refused, Value};
+use crate::flow::{hash_key, EntryRef, FlowOwner, FlowTable, Key, Lifetime, Probe, Refused, Value};
 use crate::fragments::{Datagram, FragmentOwner, FragmentRoute, FragmentTable};
 use crate::pins::{PinOwner, PinTable};
 pub use crate::timeouts::Timeouts;
@@ -89,14 +89,6 @@ impl Ends {
     fn with_port(self, local_port: u16) -> Self {
         Self { local_port, ..self }
     }
-}
-
-fn hash_of(key: &Key) -> u64 {
-    // Three rounds of multiply and fold: the index takes its buckets and tag from all bits.
-    let mut h = key[0].wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    h = (h ^ key[1] ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ key[2] ^ (h >> 32)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
 }
 
 /// The external entry's value: the flow's own port, and its origin.
@@ -217,7 +209,7 @@ impl MappingTable {
     /// Where a reply's lookup reads (to prefetch a burst ahead).
     #[inline]
     pub fn reply_probe(&self, ends: &Ends) -> Probe {
-        self.flows.probe(hash_of(&ends.external_key()))
+        self.flows.probe(hash_key(&ends.external_key()))
     }
 
     /// Where an outbound packet's lookup reads first (to prefetch a burst ahead).
@@ -228,7 +220,7 @@ impl MappingTable {
         } else {
             ends.key(OUTBOUND, origin)
         };
-        self.flows.probe(hash_of(&key))
+        self.flows.probe(hash_key(&key))
     }
 
     /// Starts loading the buckets of a probe.
@@ -251,7 +243,7 @@ impl MappingTable {
     #[inline]
     pub fn reply(&self, ends: &Ends, tcp_flags: Option<u8>) -> Option<Found> {
         let key = ends.external_key();
-        let (at, value) = self.flows.lookup(self.flows.probe(hash_of(&key)), &key)?;
+        let (at, value) = self.flows.lookup(self.flows.probe(hash_key(&key)), &key)?;
         if tcp_flags.is_some_and(|f| f & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0) {
             self.flows.mark_closing(at, &key);
         }
@@ -266,7 +258,7 @@ impl MappingTable {
     /// Whether the mapping a reply found is still the same one (for tests of expiry).
     pub fn is_live(&self, found: &Found) -> bool {
         self.flows
-            .lookup(self.flows.probe(hash_of(&found.key)), &found.key)
+            .lookup(self.flows.probe(hash_key(&found.key)), &found.key)
             .is_some_and(|(at, _)| at == found.at)
     }
 }
@@ -306,24 +298,27 @@ impl MappingOwner {
         let flows = &table.flows;
         let port = ends.local_port;
         let kept = held.is_mine(port);
-        let outbound_key = ends.key(OUTBOUND, origin);
-        let outbound_hash = hash_of(&outbound_key);
+        // The outbound key, hashed only when a lookup needs it: an established kept flow
+        // never does.
+        let outbound = || {
+            let key = ends.key(OUTBOUND, origin);
+            (key, hash_key(&key))
+        };
         // A flow translated before a reload gave its own port's slice to this server keeps
         // its translation (the origin knows it by that port): looked up before a new kept
         // mapping is made, which only a new flow pays.
         let translated = |flows: &FlowTable| {
-            flows
-                .lookup(flows.probe(outbound_hash), &outbound_key)
-                .map(|(_, value)| {
-                    let primary = EntryRef {
-                        worker: (value[1] >> 32) as u8,
-                        entry: value[1] as u32,
-                    };
-                    (primary, value[0] as u16)
-                })
+            let (key, hash) = outbound();
+            flows.lookup(flows.probe(hash), &key).map(|(_, value)| {
+                let primary = EntryRef {
+                    worker: (value[1] >> 32) as u8,
+                    entry: value[1] as u32,
+                };
+                (primary, value[0] as u16)
+            })
         };
         let key = ends.external_key();
-        let hash = hash_of(&key);
+        let hash = hash_key(&key);
         if kept {
             match flows.lookup(flows.probe(hash), &key) {
                 Some((at, value)) if value == external_value(port, origin) => {
@@ -371,7 +366,7 @@ impl MappingOwner {
             held,
             ends,
             origin,
-            (outbound_key, outbound_hash),
+            outbound(),
             tcp_flags,
             now,
             created,
@@ -405,7 +400,7 @@ impl MappingOwner {
             let key = ends.with_port(port).external_key();
             let at = match self
                 .flows
-                .insert(flows, hash_of(&key), &key, &value, now, lifetime)
+                .insert(flows, hash_key(&key), &key, &value, now, lifetime)
             {
                 Ok(at) => at,
                 Err(Refused::Exists(..)) => continue,

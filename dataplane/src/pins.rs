@@ -11,36 +11,18 @@
 //! A pin records its target by underlay, which every table agrees on, and the epoch of the
 //! table that last checked it: while that table is in use, the pin is used without a check.
 
-use topology::{ForwardingTable, ServerId};
+use topology::{FlowKey, ForwardingTable, ServerId};
 
-use crate::flow::{FlowOwner, FlowTable, Key, Probe, Refused, Value};
+use crate::flow::{hash_key, FlowOwner, FlowTable, Key, Probe, Refused, Value};
 use crate::timeouts::Timeouts;
 
-/// A forwarded flow as its host sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PinnedFlow {
-    pub src: u32,
-    pub dst: u32,
-    pub proto: u8,
-    pub sport: u16,
-    pub dport: u16,
-}
-
-impl PinnedFlow {
-    fn key(&self) -> Key {
-        [
-            u64::from(self.src) << 32 | u64::from(self.dst),
-            u64::from(self.proto) << 32 | u64::from(self.sport) << 16 | u64::from(self.dport),
-            0,
-        ]
-    }
-
-    fn hash(&self) -> u64 {
-        let key = self.key();
-        let mut h = key[0].wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        h = (h ^ key[1] ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 31)
-    }
+/// A pin's key: the flow as its host sent it (a TCP or UDP packet, not a fragment).
+fn key_of(flow: &FlowKey) -> Key {
+    [
+        u64::from(flow.src) << 32 | u64::from(flow.dst),
+        u64::from(flow.proto) << 32 | u64::from(flow.sport) << 16 | u64::from(flow.dport),
+        0,
+    ]
 }
 
 /// What a pin did for one packet.
@@ -95,8 +77,8 @@ impl PinTable {
         (Self { flows }, owners)
     }
 
-    pub fn probe(&self, flow: &PinnedFlow) -> Probe {
-        self.flows.probe(flow.hash())
+    pub fn probe(&self, flow: &FlowKey) -> Probe {
+        self.flows.probe(hash_key(&key_of(flow)))
     }
 
     pub fn prefetch(&self, probe: Probe) {
@@ -124,13 +106,13 @@ impl PinOwner {
         &mut self,
         pins: &PinTable,
         table: &ForwardingTable,
-        flow: &PinnedFlow,
+        flow: &FlowKey,
         decided: ServerId,
         tcp_flags: Option<u8>,
         now: u32,
     ) -> Pinned {
-        let key = flow.key();
-        let hash = flow.hash();
+        let key = key_of(flow);
+        let hash = hash_key(&key);
         let epoch = table.epoch();
         if let Some((at, found)) = pins.flows.lookup(pins.flows.probe(hash), &key) {
             self.timeouts
@@ -190,12 +172,12 @@ impl PinOwner {
         &mut self,
         pins: &PinTable,
         table: &ForwardingTable,
-        flow: &PinnedFlow,
+        flow: &FlowKey,
         tcp_flags: Option<u8>,
         now: u32,
     ) -> Option<ServerId> {
-        let key = flow.key();
-        let (at, found) = pins.flows.lookup(pins.flows.probe(flow.hash()), &key)?;
+        let key = key_of(flow);
+        let (at, found) = pins.flows.lookup(pins.flows.probe(hash_key(&key)), &key)?;
         let target = table
             .holder_of(flow.src, found[0] as u32)
             .filter(|&t| t != table.me())?;

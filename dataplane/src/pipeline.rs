@@ -12,7 +12,7 @@ use crate::counters::{tier_index, DropReason, PipelineCounters};
 use crate::flow::Probe;
 use crate::fragments::FragmentRoute;
 use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, Outbound};
-use crate::pins::{Pinned, PinnedFlow};
+use crate::pins::Pinned;
 use crate::reply::{self, Reply};
 use crate::wire::ports::{self, End};
 use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
@@ -273,17 +273,6 @@ fn ip4_mut(frame: &mut [u8]) -> Result<ipv4::Packet<&mut [u8]>, DropReason> {
     ipv4::Packet::new_checked(ip).map_err(malformed)
 }
 
-/// The pin key of a flow from the host (its ports are in the flow key: not a fragment).
-fn pinned_flow_of(flow: &FlowKey) -> PinnedFlow {
-    PinnedFlow {
-        src: flow.src,
-        dst: flow.dst,
-        proto: flow.proto,
-        sport: flow.sport,
-        dport: flow.dport,
-    }
-}
-
 /// The fixed IPv4 header of a frame that [`Pipeline::begin`] (or decapsulation) already checked:
 /// its rewrites need no second validation.
 #[inline]
@@ -520,7 +509,7 @@ impl Pipeline {
                     Decision::Reply { .. } => Some(ctx.mappings.reply_probe(&reply_ends_of(flow))),
                     Decision::Forward { .. } if matches!(kind, Kind::V4) => {
                         let pins = ctx.mappings.pins();
-                        let pin = pins.probe(&pinned_flow_of(flow));
+                        let pin = pins.probe(flow);
                         pins.prefetch(pin);
                         *pin_probe = Some(pin);
                         None
@@ -667,27 +656,19 @@ impl Pipeline {
         ctx: &Context<'_>,
         buf: &mut B,
     ) -> Option<(ServerId, u64)> {
-        let flow = self.pinnable(buf)?;
-        let (pinned, tcp_flags) = flow;
+        let (flow, tcp_flags) = self.pinnable(buf)?;
         let target = self.mappings.pins().pinned_elsewhere(
             ctx.mappings.pins(),
             ctx.table,
-            &pinned,
+            &flow,
             tcp_flags,
             ctx.now,
         )?;
-        let key = FlowKey {
-            src: pinned.src,
-            dst: pinned.dst,
-            proto: pinned.proto,
-            sport: pinned.sport,
-            dport: pinned.dport,
-        };
-        Some((target, key.hash()))
+        Some((target, flow.hash()))
     }
 
     /// The pin key and TCP flags of a TCP or UDP packet that is not a fragment.
-    fn pinnable<B: PacketBuf>(&self, buf: &B) -> Option<(PinnedFlow, Option<u8>)> {
+    fn pinnable<B: PacketBuf>(&self, buf: &B) -> Option<(FlowKey, Option<u8>)> {
         let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
         let proto = ip.protocol();
         if ip.is_fragment() || !matches!(proto, PROTO_TCP | PROTO_UDP) {
@@ -699,7 +680,7 @@ impl Pipeline {
             .then(|| l4.get(tcp::FLAGS).copied())
             .flatten();
         Some((
-            PinnedFlow {
+            FlowKey {
                 src: ip.src(),
                 dst: ip.dst(),
                 proto,

@@ -68,7 +68,11 @@ impl Rig {
     }
 
     fn with(server: &str, config: PipelineConfig) -> Self {
-        let (mappings, mut owners) = MappingTable::new(1, 4096, Timeouts::default(), 0);
+        Self::with_timeouts(server, config, Timeouts::default())
+    }
+
+    fn with_timeouts(server: &str, config: PipelineConfig, timeouts: Timeouts) -> Self {
+        let (mappings, mut owners) = MappingTable::new(1, 4096, timeouts, 0);
         Self {
             table: table(server),
             mappings,
@@ -83,6 +87,19 @@ impl Rig {
             now: 0,
         };
         self.pipeline.process(&ctx, buf)
+    }
+
+    /// `frame` through the pipeline deciding by `table` (another compilation, as a reload
+    /// would swap in) at `now`: its verdict and the frame as it left.
+    fn run_on(&mut self, table: &ForwardingTable, frame: &[u8], now: u32) -> (Verdict, VecBuf) {
+        let ctx = Context {
+            table,
+            mappings: &self.mappings,
+            now,
+        };
+        self.pipeline.expire(&ctx, 64);
+        let mut buf = VecBuf::new(frame);
+        (self.pipeline.process(&ctx, &mut buf), buf)
     }
 
     fn verdict(&mut self, frame: &[u8]) -> Verdict {
@@ -499,13 +516,7 @@ fn a_holder_that_owns_no_slice_lets_its_flows_leave_unmapped() {
         .held_slices(topology::PoolId(tiny as u32))
         .expect("lhr01-a holds the pool");
     assert_eq!(held.count(), 0, "the light holder owns no slice");
-    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
-    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
-    let ctx = Context {
-        table: &table,
-        mappings: &mappings,
-        now: 0,
-    };
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
     let frame = ipv4_frame(
         [192, 0, 2, 20],
         [93, 184, 216, 34],
@@ -514,12 +525,12 @@ fn a_holder_that_owns_no_slice_lets_its_flows_leave_unmapped() {
         0,
         &udp(40000, 53, b"q"),
     );
-    let mut buf = VecBuf::new(&frame);
-    assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+    let (verdict, buf) = rig.run_on(&table, &frame, 0);
+    assert_eq!(verdict, Verdict::Uplink);
     // Left with its own port, and no mapping made (there is no port to give it).
     assert_eq!(&buf.data()[34..36], &40000u16.to_be_bytes());
-    assert_eq!(pipeline.mappings_in_use(), 0);
-    assert_eq!(pipeline.counters.total_drops(), 0);
+    assert_eq!(rig.pipeline.mappings_in_use(), 0);
+    assert_eq!(rig.pipeline.counters.total_drops(), 0);
 }
 
 #[test]
@@ -545,8 +556,7 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
         .find(|&p| old.slice_owner(acme, p) == Some(old.me()))
         .unwrap();
 
-    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
-    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
     let mut run = |from: [u8; 4], port: u16, now: u32| {
         let reply = ipv4_frame(
             [93, 184, 216, 34],
@@ -556,13 +566,7 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
             0,
             &tcp(443, port, b"r"),
         );
-        let mut buf = VecBuf::new(&fou_from(from, &reply[14..]));
-        let ctx = Context {
-            table: &new,
-            mappings: &mappings,
-            now,
-        };
-        let verdict = pipeline.process(&ctx, &mut buf);
+        let (verdict, buf) = rig.run_on(&new, &fou_from(from, &reply[14..]), now);
         (verdict, buf.data()[30..34].to_vec())
     };
     // Steered here by lhr01-b: no mapping here, the slice was cdg01-b's, so on to cdg01-b.
@@ -583,27 +587,23 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
         run([10, 10, 1, 2], moved, 101).0,
         drop_of(DropReason::MisroutedReply)
     );
-    assert_eq!(pipeline.counters.replies_second_chance, 1);
+    assert_eq!(rig.pipeline.counters.replies_second_chance, 1);
     // The same reply landing here directly from the origin goes on to cdg01-b too (only
     // within the grace; a port that did not move goes to the host, 7.3.3).
     let mut direct = |port: u16, now: u32| {
-        let mut buf = VecBuf::new(&ipv4_frame(
-            [93, 184, 216, 34],
-            [198, 51, 100, 1],
-            6,
-            50,
-            0,
-            &tcp(443, port, b"r"),
-        ));
-        let ctx = Context {
-            table: &new,
-            mappings: &mappings,
+        let (verdict, buf) = rig.run_on(
+            &new,
+            &ipv4_frame(
+                [93, 184, 216, 34],
+                [198, 51, 100, 1],
+                6,
+                50,
+                0,
+                &tcp(443, port, b"r"),
+            ),
             now,
-        };
-        (
-            pipeline.process(&ctx, &mut buf),
-            buf.data()[30..34].to_vec(),
-        )
+        );
+        (verdict, buf.data()[30..34].to_vec())
     };
     assert_eq!(direct(moved, 50), (Verdict::Uplink, vec![10, 20, 1, 2]));
     assert_eq!(direct(stayed, 50).0, Verdict::Host);
@@ -751,20 +751,14 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
     let sport = (1024..u16::MAX)
         .find(|&p| target_of(&before, p) == Some(b) && target_of(&reweighed, p) != Some(b))
         .unwrap();
-    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
-    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
     let mut send = |table: &ForwardingTable, sport: u16, flags: u8| {
         let mut segment = tcp(sport, 443, b"x");
         segment[13] = flags;
         let mut frame = ipv4_frame(source, ORIGIN, 6, 64, 0x4000, &segment);
         frame[0..6].copy_from_slice(&HOST.mac);
-        let mut buf = VecBuf::new(&frame);
-        let ctx = Context {
-            table,
-            mappings: &mappings,
-            now: 0,
-        };
-        assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+        let (verdict, buf) = rig.run_on(table, &frame, 0);
+        assert_eq!(verdict, Verdict::Uplink);
         buf.data()[30..34].to_vec()
     };
     let to_b = vec![10, 10, 1, 2];
@@ -784,9 +778,9 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
     // lhr01-b left the pool: decided again, and pinned to the new target from then on.
     assert_eq!(send(&without_b, sport, 0x10), to_c);
     assert_eq!(send(&before, sport, 0x10), to_c, "re-pinned to lhr01-c");
-    let c = &pipeline.counters;
+    let c = &rig.pipeline.counters;
     assert_eq!((c.pins_created, c.pins_redecided), (2, 1));
-    assert_eq!(pipeline.pins_in_use(), 2);
+    assert_eq!(rig.pipeline.pins_in_use(), 2);
 }
 
 #[test]
@@ -796,21 +790,13 @@ fn pins_expire_by_their_protocol_timeout_and_a_returning_flow_is_pinned_again() 
         udp: 5,
         ..Timeouts::default()
     };
-    let (mappings, mut owners) = MappingTable::new(1, 64, timeouts, 0);
-    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut rig = Rig::with_timeouts("lhr01-a", config(Encap::Fou), timeouts);
     let mut frame = ipv4_frame([198, 51, 100, 64], ORIGIN, 17, 64, 0, &udp(41000, 53, b"q"));
     frame[0..6].copy_from_slice(&HOST.mac);
     let mut at = |now: u32| {
-        let ctx = Context {
-            table,
-            mappings: &mappings,
-            now,
-        };
-        pipeline.expire(&ctx, 64);
-        let verdict = pipeline.process(&ctx, &mut VecBuf::new(&frame));
-        assert_eq!(verdict, Verdict::Uplink);
-        let c = &pipeline.counters;
-        (c.pins_created, c.pins_expired, pipeline.pins_in_use())
+        assert_eq!(rig.run_on(table, &frame, now).0, Verdict::Uplink);
+        let c = &rig.pipeline.counters;
+        (c.pins_created, c.pins_expired, rig.pipeline.pins_in_use())
     };
     assert_eq!(at(0), (1, 0, 1));
     assert_eq!(at(4), (1, 0, 1), "used at 4: due at 9");
@@ -831,8 +817,7 @@ fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_o
     let fleet = topology::parse("fleet.toml", &text.replace(holders, with_a)).unwrap();
     let mut after = ForwardingTable::compile(&fleet, "lhr01-a").unwrap();
     after.remember_previous(before, 0, 100);
-    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
-    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
     let mut send = |table: &ForwardingTable, sport: u16, now: u32| {
         let mut frame = ipv4_frame(
             [198, 51, 100, 64],
@@ -843,13 +828,8 @@ fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_o
             &tcp(sport, 443, b"x"),
         );
         frame[0..6].copy_from_slice(&HOST.mac);
-        let mut buf = VecBuf::new(&frame);
-        let ctx = Context {
-            table,
-            mappings: &mappings,
-            now,
-        };
-        assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+        let (verdict, buf) = rig.run_on(table, &frame, now);
+        assert_eq!(verdict, Verdict::Uplink);
         buf.data()[30..34].to_vec()
     };
     let old = send(before, 41000, 0);
@@ -908,18 +888,12 @@ fn a_flow_keeps_its_port_when_a_reload_moves_the_port_slice() {
     let kept = (1024..u16::MAX)
         .find(|&p| mine(before, p) && !mine(&outweighed, p))
         .unwrap();
-    let (mappings, mut owners) = MappingTable::new(1, 64, Timeouts::default(), 0);
-    let mut pipeline = Pipeline::new(config(Encap::Fou), owners.pop().unwrap());
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
     let mut sent_from = |table: &ForwardingTable, sport: u16| {
         let mut frame = ipv4_frame(EGRESS_LOCAL, ORIGIN, 17, 64, 0, &udp(sport, 53, b"q"));
         frame[0..6].copy_from_slice(&HOST.mac);
-        let mut buf = VecBuf::new(&frame);
-        let ctx = Context {
-            table,
-            mappings: &mappings,
-            now: 0,
-        };
-        assert_eq!(pipeline.process(&ctx, &mut buf), Verdict::Uplink);
+        let (verdict, buf) = rig.run_on(table, &frame, 0);
+        assert_eq!(verdict, Verdict::Uplink);
         u16::from_be_bytes([buf.data()[34], buf.data()[35]])
     };
     // Translated before; its own port's slice is this server's after: still translated.
@@ -929,5 +903,5 @@ fn a_flow_keeps_its_port_when_a_reload_moves_the_port_slice() {
     // Kept before; its slice goes to cdg01-b: still kept (the origin knows it by that port).
     assert_eq!(sent_from(before, kept), kept);
     assert_eq!(sent_from(&outweighed, kept), kept);
-    assert_eq!(pipeline.counters.mappings_created, 2);
+    assert_eq!(rig.pipeline.counters.mappings_created, 2);
 }

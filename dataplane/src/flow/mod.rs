@@ -26,6 +26,16 @@ use wheel::Wheel;
 pub type Key = [u64; 3];
 pub type Value = [u64; 2];
 
+/// The hash of a key, for [`FlowTable::probe`]: three rounds of multiply and fold, so that
+/// the index takes its buckets and tag from all of the key's bits. One for every use.
+#[inline]
+pub fn hash_key(key: &Key) -> u64 {
+    let mut h = key[0].wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h = (h ^ key[1] ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ key[2] ^ (h >> 32)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 /// One cache line, so that the lookup that found its slot reads one line more (prefetched a
 /// stage ahead by [`FlowTable::prefetch_entry`]).
 #[repr(align(64))]
