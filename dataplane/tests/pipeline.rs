@@ -608,6 +608,10 @@ fn a_reply_for_a_slice_that_moved_here_gets_one_second_chance_at_its_previous_ow
     assert_eq!(direct(moved, 50), (Verdict::Uplink, vec![10, 20, 1, 2]));
     assert_eq!(direct(stayed, 50).0, Verdict::Host);
     assert_eq!(direct(moved, 101).0, Verdict::Host);
+    // A grace of 0 keeps nothing, not even for the second it was published in.
+    let mut graceless = ForwardingTable::compile(&after, "lhr01-a").unwrap();
+    graceless.remember_previous(&old, 50, 50);
+    assert_eq!(graceless.previous_owner(acme, moved, 50), None);
     // A table that replaced one with the same holders keeps nothing.
     let mut same = ForwardingTable::compile(&before, "lhr01-a").unwrap();
     same.remember_previous(&old, 0, 100);
