@@ -255,6 +255,15 @@ impl MappingTable {
         })
     }
 
+    /// Whether the outbound flow `ends` from `origin` has a mapping here, kept or
+    /// translated: a flow this server carried before it was drained still leaves here (7.6).
+    pub fn carries(&self, ends: &Ends, origin: Origin) -> bool {
+        let found = |key: &Key| self.flows.lookup(self.flows.probe(hash_key(key)), key);
+        let key = ends.external_key();
+        found(&key).is_some_and(|(_, value)| value == external_value(ends.local_port, origin))
+            || found(&ends.key(OUTBOUND, origin)).is_some()
+    }
+
     /// Whether the mapping a reply found is still the same one (for tests of expiry).
     pub fn is_live(&self, found: &Found) -> bool {
         self.flows

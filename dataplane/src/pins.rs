@@ -92,6 +92,16 @@ impl PinTable {
         }
     }
 
+    /// Whether the host's flow `flow` is pinned here: a reply a peer returns for it is this
+    /// server's host's even when this server holds the address (7.5.1: it took the address
+    /// on, or is a drained holder, after the flow was pinned elsewhere).
+    pub fn contains(&self, flow: &FlowKey) -> bool {
+        let key = key_of(flow);
+        self.flows
+            .lookup(self.flows.probe(hash_key(&key)), &key)
+            .is_some()
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.flows.memory_bytes()
     }

@@ -634,6 +634,9 @@ impl Pipeline {
                 target,
                 flow_hash,
             } => {
+                if let Some(pool) = self.drained_but_leaving_here(ctx, buf, origin) {
+                    return self.act_v4(ctx, buf, Decision::LocalEgress { pool }, origin);
+                }
                 self.counters.tiers[tier_index(tier)] += 1;
                 // 7.6: a flow from the host keeps its target across table swaps.
                 let target = match origin {
@@ -665,6 +668,26 @@ impl Pipeline {
             ctx.now,
         )?;
         Some((target, flow.hash()))
+    }
+
+    /// The pool of a packet that the table forwards because this server is a drained holder
+    /// of its source, when it leaves here all the same (7.6): a peer sent it (a peer that
+    /// pinned the flow here, or decided it by an older table; sent on, it would leave from a
+    /// server its replies cannot find), or it is a flow from the host this server already
+    /// carries. Only the host's new flows follow the drain.
+    fn drained_but_leaving_here<B: PacketBuf>(
+        &self,
+        ctx: &Context<'_>,
+        buf: &B,
+        origin: Origin,
+    ) -> Option<PoolId> {
+        let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
+        let pool = ctx.table.drained_pool_of(ip.src())?;
+        if matches!(origin, Origin::Peer(_)) {
+            return Some(pool);
+        }
+        let ends = mappings::outbound_ends(ip.protocol(), ip.src(), ip.dst(), ip.payload())?;
+        ctx.mappings.carries(&ends, origin).then_some(pool)
     }
 
     /// The pin key and TCP flags of a TCP or UDP packet that is not a fragment.
@@ -876,6 +899,10 @@ impl Pipeline {
         }
         let hash = outbound_hash(ends, ends.local_port);
         if let Origin::Peer(from) = origin {
+            // 7.5.1: returned by the holder a flow of this server's host is pinned to.
+            if ctx.mappings.pins().contains(&outbound_flow_of(ends)) {
+                return Ok(FragmentRoute::Host);
+            }
             // 7.5.3: a slice that moved here in the last reload; its previous owner may still
             // carry the connection. Not back to the server that passed it here: it had no
             // mapping either (7.3.1 comes before steering), so it would only drop it.
@@ -1165,6 +1192,18 @@ fn outbound_hash(ends: &Ends, port: u16) -> u64 {
         Some((port, ends.remote_port)),
     )
     .hash()
+}
+
+/// The outbound flow of mapped ends, as its host sent it (the key of its pin).
+#[inline]
+fn outbound_flow_of(ends: &Ends) -> FlowKey {
+    FlowKey {
+        src: ends.local,
+        dst: ends.remote,
+        proto: ends.proto,
+        sport: ends.local_port,
+        dport: ends.remote_port,
+    }
 }
 
 /// The mapped ends of an outbound TCP or UDP flow, from its key (which has its ports).

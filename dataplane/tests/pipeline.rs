@@ -822,7 +822,7 @@ fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_o
     let mut after = ForwardingTable::compile(&fleet, "lhr01-a").unwrap();
     after.remember_previous(before, 0, 100);
     let mut rig = Rig::new("lhr01-a", Encap::Fou);
-    let mut send = |table: &ForwardingTable, sport: u16, now: u32| {
+    let from_host = |sport: u16| {
         let mut frame = ipv4_frame(
             [198, 51, 100, 64],
             ORIGIN,
@@ -832,20 +832,42 @@ fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_o
             &tcp(sport, 443, b"x"),
         );
         frame[0..6].copy_from_slice(&HOST.mac);
-        let (verdict, buf) = rig.run_on(table, &frame, now);
-        assert_eq!(verdict, Verdict::Uplink);
-        buf.data()[30..34].to_vec()
+        frame
     };
-    let old = send(before, 41000, 0);
+    // The verdict, and where an uplink packet leaves for (origin or tunnel underlay).
+    let mut run = |table: &ForwardingTable, frame: &[u8], now: u32| {
+        let (verdict, buf) = rig.run_on(table, frame, now);
+        (verdict, buf.data()[30..34].to_vec())
+    };
+    let (verdict, old) = run(before, &from_host(41000), 0);
+    assert_eq!(verdict, Verdict::Uplink);
     assert!(
         old == [10, 10, 1, 2] || old == [10, 10, 1, 3],
         "forwarded: {old:?}"
     );
+    let uplink = |to: &[u8]| (Verdict::Uplink, to.to_vec());
     // lhr01-a now holds globex: the old flow stays with its holder, a new one leaves here.
-    assert_eq!(send(&after, 41000, 50), old);
-    assert_eq!(send(&after, 41001, 50), ORIGIN.to_vec(), "local egress");
+    assert_eq!(run(&after, &from_host(41000), 50), uplink(&old));
+    assert_eq!(
+        run(&after, &from_host(41001), 50),
+        uplink(&ORIGIN),
+        "local egress"
+    );
+    // Its replies, restored and returned by that holder, are still this host's (7.5.1),
+    // though lhr01-a holds the address now and does not own the port's slice.
+    let reply = ipv4_frame(
+        ORIGIN,
+        [198, 51, 100, 64],
+        6,
+        64,
+        0x4000,
+        &tcp(443, 41000, b"y"),
+    );
+    let holder: [u8; 4] = old.clone().try_into().unwrap();
+    let returned = ipv4_frame(holder, ME, 17, 64, 0x4000, &udp(51000, 6080, &reply[14..]));
+    assert_eq!(run(&after, &returned, 50).0, Verdict::Host);
     // Past the grace period, the old flow leaves here too.
-    assert_eq!(send(&after, 41000, 101), ORIGIN.to_vec());
+    assert_eq!(run(&after, &from_host(41000), 101), uplink(&ORIGIN));
 }
 
 #[test]
@@ -908,4 +930,95 @@ fn a_flow_keeps_its_port_when_a_reload_moves_the_port_slice() {
     assert_eq!(sent_from(before, kept), kept);
     assert_eq!(sent_from(&outweighed, kept), kept);
     assert_eq!(rig.pipeline.counters.mappings_created, 2);
+}
+
+#[test]
+fn a_drained_holder_carries_its_flows_and_what_peers_send_it_and_only_new_flows_move() {
+    // globex is held by lhr01-b and lhr01-c (lhr01), and fra01-a; here lhr01-b drains, then
+    // its drain is lifted.
+    let text = include_str!("../../topology/examples/fleet.toml");
+    let holders = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
+    let compile = |h: &str| {
+        let fleet = topology::parse("fleet.toml", &text.replace(holders, h)).unwrap();
+        ForwardingTable::compile(&fleet, "lhr01-b").unwrap()
+    };
+    let before = table("lhr01-b");
+    let mut drained = compile(
+        "holders = [{ server = \"lhr01-b\", weight = 2, drain = true }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]",
+    );
+    drained.remember_previous(before, 10, 100);
+    let mut lifted = compile(holders);
+    lifted.remember_previous(&drained, 20, 100);
+    let x = [198, 51, 100, 64];
+    let mut rig = Rig::new("lhr01-b", Encap::Fou);
+    // Where a packet leaves for: the origin (local egress), the underlay it is tunnelled to,
+    // or the host.
+    let mut sent = |table: &ForwardingTable, frame: &[u8], now: u32| {
+        let (verdict, buf) = rig.run_on(table, frame, now);
+        match verdict {
+            Verdict::Uplink => buf.data()[30..34].to_vec(),
+            other => format!("{other:?}").into_bytes(),
+        }
+    };
+    let from_host = |sport: u16| {
+        let mut frame = ipv4_frame(x, ORIGIN, 6, 64, 0x4000, &tcp(sport, 443, b"x"));
+        frame[0..6].copy_from_slice(&HOST.mac);
+        frame
+    };
+    // As lhr01-a encapsulates a flow of its host to lhr01-b.
+    let from_peer = |sport: u16| {
+        let inner = ipv4_frame(x, ORIGIN, 6, 64, 0x4000, &tcp(sport, 443, b"x"));
+        ipv4_frame(
+            ME,
+            [10, 10, 1, 2],
+            17,
+            64,
+            0x4000,
+            &udp(51000, 6080, &inner[14..]),
+        )
+    };
+    let (origin, to_c) = (ORIGIN.to_vec(), vec![10, 10, 1, 3]);
+    assert_eq!(sent(before, &from_host(41000), 0), origin);
+    assert_eq!(sent(before, &from_peer(42000), 0), origin);
+    // Drained: both flows still leave here, and so does a new flow a peer sends (a peer
+    // with an older table, or one that pinned it here); a new flow of the host moves.
+    assert_eq!(
+        sent(&drained, &from_host(41000), 11),
+        origin,
+        "the host's flow stays"
+    );
+    assert_eq!(
+        sent(&drained, &from_peer(42000), 11),
+        origin,
+        "the peer's flow stays"
+    );
+    assert_eq!(
+        sent(&drained, &from_peer(42001), 11),
+        origin,
+        "not sent on to lhr01-c"
+    );
+    assert_eq!(
+        sent(&drained, &from_host(41001), 11),
+        to_c,
+        "a new flow follows the drain"
+    );
+    // Its replies, restored by lhr01-c and returned here, are this host's (7.5.1).
+    let reply = ipv4_frame(ORIGIN, x, 6, 64, 0x4000, &tcp(443, 41001, b"y"));
+    let returned = ipv4_frame(
+        [10, 10, 1, 3],
+        [10, 10, 1, 2],
+        17,
+        64,
+        0x4000,
+        &udp(51000, 6080, &reply[14..]),
+    );
+    assert_eq!(sent(&drained, &returned, 11), b"Host");
+    // The drain is lifted: the flow that moved stays with lhr01-c; new flows leave here.
+    assert_eq!(sent(&lifted, &from_host(41001), 21), to_c);
+    assert_eq!(sent(&lifted, &from_host(41002), 21), origin);
+    let c = &rig.pipeline.counters;
+    assert_eq!(
+        (c.mappings_created, c.pins_created, c.pins_elsewhere),
+        (4, 1, 1)
+    );
 }

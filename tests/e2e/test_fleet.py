@@ -1,4 +1,4 @@
-"""Issue 19, scenarios 1, 2, 3, 5 and 6: real TCP and UDP through three appliances in
+"""Issue 19, its six scenarios: real TCP and UDP through three appliances in
 network namespaces (see fleet.py), with unmodified clients in a server's host namespace
 bound to the egress address X (held by lhr01-b and lhr01-c, not by lhr01-a):
 1. from lhr01-a's host, 20 parallel downloads from an ordinary HTTP server at the origin:
@@ -6,6 +6,8 @@ bound to the egress address X (held by lhr01-b and lhr01-c, not by lhr01-a):
    the flow's owner), then to A and its host;
 2. a UDP exchange from lhr01-a's host the same way;
 3. local egress from lhr01-b's host: replies that land on lhr01-c are steered to lhr01-b;
+4. a long download survives five topology changes (a holder added, a weight changed, B
+   drained, A made a holder) and new connections follow each new table;
 5. a stranger on the fabric gets nothing through and creates no state;
 6. a capture on the fabric, decoded by tshark, shows every tunnel frame as the contract says.
 Each prints what it sent, what arrived, and the counters that show the path."""
@@ -225,3 +227,129 @@ def test_a_capture_on_the_fabric_shows_every_tunnel_frame_as_the_contract_says(f
     print(f"\n{len(out)} tunnel frames from lhr01-a checked by tshark; {compared} compared byte for byte "
           "with the client's own packets")
     assert compared > 5
+
+
+GLOBEX = 'holders = [{ server = "lhr01-b", weight = 2 }, { server = "lhr01-c" }, { server = "fra01-a" }]'
+# Scenario 4's topologies, in order: globex's holders as the fleet's file names them.
+CHANGES = [
+    ("B holds X alone in lhr01", '{ server = "lhr01-b" }, { server = "fra01-a" }'),
+    ("a holder is added: lhr01-c", '{ server = "lhr01-b" }, { server = "lhr01-c" }, { server = "fra01-a" }'),
+    ("a weight changes: lhr01-c 1 -> 3", '{ server = "lhr01-b" }, { server = "lhr01-c", weight = 3 }, { server = "fra01-a" }'),
+    ("B is drained", '{ server = "lhr01-b", drain = true }, { server = "lhr01-c", weight = 3 }, { server = "fra01-a" }'),
+    ("A becomes a holder", '{ server = "lhr01-a" }, { server = "lhr01-b", drain = true }, { server = "lhr01-c", weight = 3 }, '
+                           '{ server = "fra01-a" }'),
+]
+SLOW_PORT = 8080
+SLOW_MB = 8
+# The origin's slow server: HTTP/1.0, the body paced at about 400 KB/s whatever the client's
+# window (a client's rate limit alone would not do: its kernel takes megabytes at once).
+SLOW_SERVER = f"""
+import socket, sys, threading, time
+blob = open(sys.argv[1], 'rb').read()
+def serve(c):
+    with c:
+        c.recv(4096)
+        c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(blob))
+        for i in range(0, len(blob), 32768):
+            c.sendall(blob[i:i + 32768])
+            time.sleep(0.08)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('{ORIGIN_ADDRESS}', {SLOW_PORT}))
+s.listen()
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+
+def test_a_long_download_survives_topology_changes_and_new_connections_follow_them(fleet):
+    """Scenario 4: a slow download from lhr01-a's host runs while the fleet's one topology
+    file changes five times under it. lhr01-a pins it to lhr01-b (7.6), and its port is in
+    a slice lhr01-b owns in every table (a slice that moved twice would outlive its second
+    chance, 7.5.3: a documented limit), so its replies reach lhr01-b whichever holder ECMP
+    gives them to (steered by lhr01-c), and come back to lhr01-a even once lhr01-a holds X
+    itself (7.5.1: the flow is pinned there). After each change, six new connections with chosen ports go where
+    the independent model of the new file says, and are translated exactly when their port
+    is in another holder's slice: shown by each appliance's mapping counters. When lhr01-a
+    takes X on, new connections leave from it directly, and the old one still finishes
+    through lhr01-b."""
+    from golden_model import Model
+    from conftest import EXAMPLE
+    example = EXAMPLE.read_text()
+    assert GLOBEX in example
+    steps = []
+    for i, (what, holders) in enumerate(CHANGES):
+        path = fleet.tmp / f"scenario4-{i}.toml"
+        path.write_text(example.replace(GLOBEX, f"holders = [{holders}]"))
+        steps.append((what, path, Model(path, "lhr01-a")))
+    # The download's port: in lhr01-b's slices in every table (found with the model).
+    port = next(p for p in range(20000, 30000) if all(m.slice_owner("globex", p) == "lhr01-b" for _, _, m in steps))
+    blob = os.urandom(SLOW_MB << 20)
+    (fleet.tmp / "slow").write_bytes(blob)
+    (fleet.tmp / "www" / "short").write_bytes(os.urandom(64 << 10))
+    server = subprocess.Popen(["ip", "netns", "exec", fleet.origin, "/usr/bin/python3", "-c", SLOW_SERVER,
+                               str(fleet.tmp / "slow")])
+
+    def figures():
+        out = {}
+        for name in fleet.procs:
+            text = fleet.metrics(name)
+            out[name] = {k: metric(text, f"egressfwd_{k}_total") for k in
+                         ("mappings_created", "mappings_translated", "pins_elsewhere", "pins_redecided")}
+            out[name]["steered"] = metric(text, "egressfwd_replies_total", to="steered")
+            out[name]["reloads"] = metric(text, "egressfwd_topology_reloads_total", result="ok")
+            out[name]["local"] = metric(text, "egressfwd_decisions_total", tier="local")
+        return out
+
+    try:
+        start = figures()
+        fleet.reload(steps[0][1].read_text())
+        download = subprocess.Popen(["ip", "netns", "exec", fleet.hosts["lhr01-a"], "curl", "-sS", "--max-time", "120",
+                                     "--interface", X, "--local-port", str(port), "-o", str(fleet.tmp / "slow.out"),
+                                     f"http://{ORIGIN_ADDRESS}:{SLOW_PORT}/"], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        print(f"\nthe download from {X}:{port} runs (lhr01-a pins it to lhr01-b; its slice is lhr01-b's in every table)")
+        for i, (what, path, model) in enumerate(steps):
+            if i:
+                fleet.reload(path.read_text())
+            assert download.poll() is None, f"the download ended before '{what}': {download.stderr.read()}"
+            ports = range(21000 + 100 * i, 21006 + 100 * i)
+            expected = {name: {"mappings_created": 0, "mappings_translated": 0} for name in fleet.procs}
+            for p in ports:
+                decision = model.decide(6, X, p, ORIGIN_ADDRESS, 80)
+                carrier = "lhr01-a" if decision["action"] == "local" else decision["target_server"]
+                expected[carrier]["mappings_created"] += 1
+                expected[carrier]["mappings_translated"] += model.slice_owner("globex", p) != carrier
+            before = figures()
+            curls = [subprocess.run(["ip", "netns", "exec", fleet.hosts["lhr01-a"], "curl", "-sS", "--max-time", "30",
+                                     "--interface", X, "--local-port", str(p), "-o", "/dev/null", "-w", "%{size_download}",
+                                     f"http://{ORIGIN_ADDRESS}/short"], capture_output=True, text=True) for p in ports]
+            assert all(c.returncode == 0 and c.stdout == str(64 << 10) for c in curls), [c.stderr for c in curls]
+            after = figures()
+            got = {name: {k: after[name][k] - before[name][k] for k in ("mappings_created", "mappings_translated")}
+                   for name in fleet.procs}
+            print(f"{what}: 6 new connections complete; mappings made (translated) by "
+                  + ", ".join(f"{n} {g['mappings_created']:.0f} ({g['mappings_translated']:.0f})" for n, g in got.items()))
+            assert got == expected, f"after '{what}' the new connections did not follow the table: {got} != {expected}"
+            if what == "A becomes a holder":
+                assert after["lhr01-a"]["local"] > before["lhr01-a"]["local"], "new connections leave from lhr01-a"
+        assert download.poll() is None, "the download ended before the last change: make it slower"
+        rc = download.wait()
+        assert rc == 0, download.stderr.read()
+        assert hashlib.sha256((fleet.tmp / "slow.out").read_bytes()).hexdigest() == hashlib.sha256(blob).hexdigest()
+        end = figures()
+        fleet.reload(example)
+    finally:
+        server.terminate()
+        server.wait()
+    reloads = {n: figures()[n]["reloads"] - start[n]["reloads"] for n in fleet.procs}
+    elsewhere = end["lhr01-a"]["pins_elsewhere"] - start["lhr01-a"]["pins_elsewhere"]
+    redecided = {n: end[n]["pins_redecided"] - start[n]["pins_redecided"] for n in fleet.procs}
+    steered = end["lhr01-c"]["steered"] - start["lhr01-c"]["steered"]
+    print(f"the download finished, sha256 equal; after lhr01-a took X on, {elsewhere:.0f} of its packets still "
+          f"went to lhr01-b (pins_elsewhere); replies steered by lhr01-c (this download's and the new "
+          f"connections'): {steered:.0f}; pins re-decided: {redecided}; reloads seen by each appliance "
+          f"(the last restores the file): {reloads}")
+    assert elsewhere > 0
+    assert all(r == 0 for r in redecided.values())
+    assert all(r == len(CHANGES) + 1 for r in reloads.values()), reloads

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use crate::model::PoolId;
 use crate::slices::FIRST_PORT;
-use crate::table::ForwardingTable;
+use crate::table::{ForwardingTable, Tier};
 
 /// No previous owner to pass a reply on to (the same owner before, or not this server's
 /// slice now).
@@ -103,15 +103,18 @@ impl PreviousOwners {
                 })
             })
             .collect();
+        // New flows leave from here now but were forwarded before: the pool was taken on,
+        // or this server's drain was lifted.
+        let egresses = |table: &ForwardingTable, pool: PoolId| {
+            table.routes()[pool.index()].tier == Tier::Local
+        };
         let newly_held = (0..next.routes().len())
             .map(|i| {
                 let pool = PoolId(i as u32);
-                next.held_slices(pool).is_some()
+                egresses(next, pool)
                     && match old_pools.get(next.pool_name(pool)) {
                         None => true,
-                        Some(&old) => {
-                            previous.held_slices(old).is_none() || previous.newly_held(old, now)
-                        }
+                        Some(&old) => !egresses(previous, old) || previous.newly_held(old, now),
                     }
             })
             .collect();

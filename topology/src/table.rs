@@ -298,6 +298,9 @@ pub struct ForwardingTable {
     /// Which compilation this is, unique in the process: a pinned flow that recorded it
     /// needs no check that its target is still a holder while this table is in use.
     epoch: u32,
+    /// Whether this server is a drained holder of some pool: only then do forwarded packets
+    /// ask [`ForwardingTable::drained_pool_of`].
+    drains_here: bool,
 }
 
 /// Compilations so far in this process (see [`ForwardingTable::epoch`]).
@@ -457,6 +460,10 @@ impl ForwardingTable {
             held_of_pool,
             previous: PreviousOwners::default(),
             epoch: EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+            drains_here: topology
+                .pools
+                .iter()
+                .any(|p| p.holders.iter().any(|h| h.server == me && h.drain)),
         })
     }
 
@@ -464,6 +471,18 @@ impl ForwardingTable {
     #[inline]
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// The pool of `addr` when this server is one of its drained holders: the table sends
+    /// the pool's new flows elsewhere, but the flows this server carries, and whatever peers
+    /// still send it, leave here (7.6).
+    #[inline]
+    pub fn drained_pool_of(&self, addr: u32) -> Option<PoolId> {
+        if !self.drains_here {
+            return None;
+        }
+        let route = self.route_v4(addr)?;
+        (route.tier != Tier::Local && self.held_slices(route.pool).is_some()).then_some(route.pool)
     }
 
     /// The server whose underlay is `underlay`, if it holds the egress address `addr` (drained
