@@ -2,7 +2,9 @@
 host and origin sides (issue 19's harness).
 
 - `lhr01-a`, `lhr01-b` and `lhr01-c` of the example fleet, each an `egressfwd run` process
-  whose two ports are `net_af_packet` on veth ends in the root namespace. Pool globex
+  whose two ports are `net_af_packet` on veth ends in the root namespace, or (`ports="tap"`)
+  `net_tap` ports whose kernel interfaces are moved into the namespaces once the appliance
+  has made them, each with a MAC distinct from its port's. Pool globex
   (address X = 198.51.100.64) is held by lhr01-b and lhr01-c (one data center), not by
   lhr01-a.
 - Each server's host side is a namespace (`<tag>-ha`, `-hb`, `-hc`) behind the veth's other
@@ -14,7 +16,7 @@ host and origin sides (issue 19's harness).
   hashed on ports (`fib_multipath_hash_policy=1`), so replies land on either holder.
 - Every interface keeps an MTU of 1500.
 
-Everything is removed on exit, even on failure: namespaces (and the veths in them),
+Everything is removed on exit, even on failure: namespaces (and the veths or taps in them),
 processes, and the appliances' EAL leftovers (each run cleans its own).
 """
 import os
@@ -38,7 +40,9 @@ def sh(*args, ns=None, check=True, **kw):
 
 
 class Fleet:
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, ports="af_packet"):
+        assert ports in ("af_packet", "tap")
+        self.ports = ports
         self.tmp = tmp_path
         self.tag = uuid.uuid4().hex[:5]
         self.origin = f"efo{self.tag}"
@@ -86,30 +90,44 @@ class Fleet:
                            ("net.ipv4.conf.br0.rp_filter", 0)):
             sh("sysctl", "-qw", f"{key}={value}", ns=o)
         for i, (name, (underlay, letter)) in enumerate(SERVERS.items()):
-            up_mac = f"02:00:00:0a:00:0{i + 1}"
-            up, up_peer = f"efu{letter}{self.tag}", f"efU{letter}{self.tag}"
-            self._veth(up, up_peer, o, up_mac, f"02:00:00:0b:00:0{i + 1}")
-            sh("ip", "link", "set", up_peer, "master", "br0", ns=o)
+            up_mac, fabric_mac = f"02:00:00:0a:00:0{i + 1}", f"02:00:00:0b:00:0{i + 1}"
+            host_port_mac = f"02:00:00:0c:00:0{i + 1}"
+            up, host, host_ns = f"efu{letter}{self.tag}", f"efd{letter}{self.tag}", self.hosts[name]
+            if self.ports == "tap":
+                # The appliance makes its tap interfaces; their kernel sides then move into
+                # the namespaces (the PMD keeps its queues' file descriptors), with MACs of
+                # their own, distinct from the ports'.
+                self._start(name, f"net_tap{2 * i},iface={up},mac={up_mac}",
+                            f"net_tap{2 * i + 1},iface={host},mac={host_port_mac}")
+                wait_for_metrics(self.metrics_ports[name], self.procs[name], timeout=60)
+                sh("ip", "link", "set", up, "netns", o)
+                sh("ip", "link", "set", up, "address", fabric_mac, ns=o)
+                sh("ip", "link", "set", host, "netns", host_ns)
+                sh("ip", "link", "set", host, "name", "eth0", ns=host_ns)
+                sh("ip", "link", "set", "eth0", "address", HOST_MAC, ns=host_ns)
+                fabric_end = up
+            else:
+                fabric_end = f"efU{letter}{self.tag}"
+                self._veth(up, fabric_end, o, up_mac, fabric_mac)
+                self._veth(host, "eth0", host_ns, host_port_mac, HOST_MAC)
+                self._start(name, f"net_af_packet{2 * i},iface={up}", f"net_af_packet{2 * i + 1},iface={host}")
+            sh("ip", "link", "set", fabric_end, "master", "br0", ns=o)
             # Kernels hand veths their packets with the L4 checksum left to the "hardware":
             # on a wire to a NIC it would be filled in, here the appliance would read it
             # unfinished. Checksums are computed in software instead, as a NIC's would be.
-            sh("ethtool", "-K", up_peer, "tx", "off", ns=o)
-            sh("ip", "link", "set", up_peer, "up", ns=o)
+            sh("ethtool", "-K", fabric_end, "tx", "off", ns=o, check=self.ports != "tap")
+            sh("ip", "link", "set", fabric_end, "up", ns=o)
             # Known to the bridge from the start: no flooding of a holder's frames to the
             # other appliances before it has learnt where each is.
-            sh("bridge", "fdb", "replace", up_mac, "dev", up_peer, "master", "static", ns=o)
+            sh("bridge", "fdb", "replace", up_mac, "dev", fabric_end, "master", "static", ns=o)
             sh("ip", "route", "add", f"{underlay}/32", "dev", "br0", ns=o)
             sh("ip", "neigh", "replace", underlay, "lladdr", up_mac, "dev", "br0", "nud", "permanent", ns=o)
-            host_ns = self.hosts[name]
-            host, host_peer = f"efd{letter}{self.tag}", "eth0"
-            self._veth(host, host_peer, host_ns, f"02:00:00:0c:00:0{i + 1}", HOST_MAC)
-            sh("ethtool", "-K", "eth0", "tx", "off", ns=host_ns)
+            sh("ethtool", "-K", "eth0", "tx", "off", ns=host_ns, check=self.ports != "tap")
             sh("ip", "addr", "add", f"{X}/32", "dev", "eth0", ns=host_ns)
             sh("ip", "link", "set", "eth0", "up", ns=host_ns)
             sh("ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0", "onlink", "src", X, ns=host_ns)
-            sh("ip", "neigh", "replace", "169.254.1.1", "lladdr", f"02:00:00:0c:00:0{i + 1}", "dev", "eth0",
+            sh("ip", "neigh", "replace", "169.254.1.1", "lladdr", host_port_mac, "dev", "eth0",
                "nud", "permanent", ns=host_ns)
-            self._start(name, up, host)
         # Replies to X: ECMP over the two holders, by ports.
         sh("ip", "route", "add", f"{X}/32", "nexthop", "via", "10.10.1.2", "dev", "br0",
            "nexthop", "via", "10.10.1.3", "dev", "br0", ns=o)
@@ -119,8 +137,7 @@ class Fleet:
     def _start(self, name, uplink, host):
         port = free_tcp_port()
         config = write_config(self.tmp / f"{name}.toml", [
-            ("uplink", f"net_af_packet{len(self.procs) * 2},iface={uplink}", ["uplink"]),
-            ("host", f"net_af_packet{len(self.procs) * 2 + 1},iface={host}", ["host"]),
+            ("uplink", uplink, ["uplink"]), ("host", host, ["host"]),
         ], topology=self.topology, server=name, metrics_port=port, extra_dataplane="idle_sleep_us = 200")
         self.metrics_ports[name] = port
         self.procs[name] = start(["run", "--config", config, "--stats-json", self.tmp / f"{name}.json"])

@@ -36,14 +36,16 @@ COUNTERS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fleet")
+@pytest.fixture(scope="module", params=["af_packet", "tap"])
+def fleet(request, tmp_path_factory):
+    """The fleet on veths (`net_af_packet`), then on `net_tap` ports whose kernel sides were
+    moved into the namespaces after the appliances made them."""
+    tmp = tmp_path_factory.mktemp(f"fleet-{request.param}")
     www = tmp / "www"
     www.mkdir()
     blob = os.urandom(FILE_MB << 20)
     (www / "file").write_bytes(blob)
-    with Fleet(tmp) as fleet:
+    with Fleet(tmp, ports=request.param) as fleet:
         server = subprocess.Popen(["ip", "netns", "exec", fleet.origin, "/usr/bin/python3", "-m", "http.server",
                                    "--bind", ORIGIN_ADDRESS, "80"], cwd=www,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
