@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import metric
@@ -62,10 +63,16 @@ def fleet(request, tmp_path_factory):
             for p in (server, echo):
                 p.terminate()
                 p.wait()
-    # Nothing left behind: namespaces, interfaces, processes.
+    # Nothing left behind: namespaces, interfaces, processes, hugepage files and EAL's
+    # runtime directories (with their sockets).
     assert not {fleet.origin, *fleet.hosts.values()} & set(sh("ip", "netns", "list").stdout.split())
     assert fleet.tag not in sh("ip", "-o", "link").stdout
     assert all(p.poll() is not None for p in fleet.procs.values())
+    prefixes = [f"egressfwd-{name}" for name in fleet.procs]
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()[2] == "hugetlbfs"]
+    left = [f for m in mounts for f in os.listdir(m) if any(f.startswith(p) for p in prefixes)]
+    left += [p for p in prefixes if Path("/var/run/dpdk", p).exists()]
+    assert not left, f"left behind: {left}"
 
 
 def counters(fleet):
