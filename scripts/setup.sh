@@ -10,7 +10,7 @@ APT_PACKAGES=(
   dpdk-dev tshark prometheus python3-scapy python3-matplotlib python3-pytest
   # network-namespace tests (the metrics listener, the fleet: veth offloads, real clients);
   # profiling
-  iproute2 ethtool curl tcpdump valgrind
+  iproute2 iputils-ping ethtool curl tcpdump valgrind
   # the packaged service: the unit's check (systemd-analyze), the package (objcopy, dpkg-deb),
   # the man page's rendering
   systemd binutils man-db

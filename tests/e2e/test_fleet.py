@@ -4,7 +4,7 @@ bound to the egress address X (held by lhr01-b and lhr01-c, not by lhr01-a):
 1. from lhr01-a's host, 20 parallel downloads from an ordinary HTTP server at the origin:
    A -> B or C -> origin, the replies back through whichever holder ECMP picks (steered to
    the flow's owner), then to A and its host;
-2. a UDP exchange from lhr01-a's host the same way;
+2. a UDP exchange and an ICMP echo from lhr01-a's host the same way;
 3. local egress from lhr01-b's host: replies that land on lhr01-c are steered to lhr01-b;
 4. a long download survives five topology changes (a holder added, a weight changed, B
    drained, A made a holder) and new connections follow each new table;
@@ -125,6 +125,16 @@ def test_a_udp_exchange_from_a_server_that_does_not_hold_the_address(fleet):
     print(f"\n50 UDP datagrams from lhr01-a's host to the origin's echo: {got} echoed back; counters: {d}")
     assert got == "50"
     assert d["lhr01-a"]["forwarded"] == 50 and d["lhr01-a"]["to_host"] == 50
+    # An ICMP echo from X: its identifier is the port of its mapping at the holder (7.2).
+    before = counters(fleet)
+    ping = sh("ping", "-n", "-c", "10", "-i", "0.2", "-W", "2", "-I", X, ORIGIN_ADDRESS, ns=fleet.hosts["lhr01-a"],
+              check=False)
+    d = delta(counters(fleet), before)
+    summary = next((line for line in ping.stdout.splitlines() if "received" in line), ping.stdout + ping.stderr)
+    print(f"ping from lhr01-a's host bound to {X}: {summary}; counters: {d}")
+    assert ping.returncode == 0 and " 10 received" in summary
+    assert d["lhr01-a"]["forwarded"] == 10 and d["lhr01-a"]["to_host"] == 10
+    assert d["lhr01-b"]["to_peer"] + d["lhr01-c"]["to_peer"] == 10, "restored by the holder that mapped it"
 
 
 def test_local_egress_from_a_holder_with_replies_landing_on_the_other(fleet):
