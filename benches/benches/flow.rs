@@ -27,6 +27,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("flow_lookup");
     for entries in [1_000usize, 1_000_000] {
         let (table, mut owners) = FlowTable::new(1, entries, 0);
+        // On transparent huge pages, as the appliance places its flow tables.
+        for region in table.regions().into_iter().chain(owners[0].regions()) {
+            dpdk_sys::advise_huge_pages(region.start, region.bytes);
+        }
         let present = keys(entries, 0);
         for key in &present {
             owners[0]

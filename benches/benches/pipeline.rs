@@ -168,6 +168,13 @@ fn pipeline(c: &mut Criterion) {
     let table =
         ForwardingTable::compile(&topology::load(&fleet_1m()).unwrap(), BENCH_SERVER).unwrap();
     let (mappings, mut owners) = MappingTable::new(2, 2 << 20, Timeouts::default(), 0);
+    // As the appliance does at start (control/src/run/mod.rs): the flow-state tables on
+    // transparent huge pages. The forwarding table stays where the earlier benches had it,
+    // so that before/after comparisons measure the flow state alone.
+    let regions = mappings.regions().into_iter();
+    for region in regions.chain(owners.iter().flat_map(|o| o.regions())) {
+        dpdk_sys::advise_huge_pages(region.start, region.bytes);
+    }
     let measured_owner = owners.pop().expect("two owners");
     let mut filler = Pipeline::new(pipeline_config(), owners.pop().expect("two owners"));
     let ctx = Context {

@@ -206,6 +206,14 @@ impl MappingTable {
         self.flows.memory_bytes() + self.fragments.memory_bytes() + self.pins.memory_bytes()
     }
 
+    /// The arrays of the mappings and pins that lookups read at random, for the caller to
+    /// place on huge pages (the fragment records are a few megabytes read rarely).
+    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
+        let mut regions = self.flows.regions();
+        regions.extend(self.pins.regions());
+        regions
+    }
+
     /// Where a reply's lookup reads (to prefetch a burst ahead).
     #[inline]
     pub fn reply_probe(&self, ends: &Ends) -> Probe {
@@ -229,13 +237,11 @@ impl MappingTable {
         self.flows.prefetch(probe);
     }
 
-    /// Starts loading the entry the probe points to, and `owner`'s record of it if it is
-    /// the owner's: once the buckets are in cache (a stage after [`MappingTable::prefetch`]).
+    /// Starts loading the entry the probe points to (which holds its clock too): once the
+    /// buckets are in cache (a stage after [`MappingTable::prefetch`]).
     #[inline]
-    pub fn prefetch_entry(&self, owner: &MappingOwner, probe: Probe) {
-        if let Some(at) = self.flows.prefetch_entry(probe) {
-            owner.flows.prefetch(at);
-        }
+    pub fn prefetch_entry(&self, probe: Probe) {
+        self.flows.prefetch_entry(probe);
     }
 
     /// The mapping of the flow a reply (or a quoted header, turned around) belongs to. A TCP
@@ -273,6 +279,13 @@ impl MappingTable {
 }
 
 impl MappingOwner {
+    /// This worker's arrays of its mappings and pins (see [`MappingTable::regions`]).
+    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
+        let mut regions = self.flows.regions();
+        regions.extend(self.pins.regions());
+        regions
+    }
+
     /// Mappings of this worker in use (a translated one counts once).
     pub fn len(&self) -> usize {
         self.flows.len()
@@ -331,7 +344,7 @@ impl MappingOwner {
         if kept {
             match flows.lookup(flows.probe(hash), &key) {
                 Some((at, value)) if value == external_value(port, origin) => {
-                    self.used(at, ends.proto, tcp_flags, now);
+                    self.used(flows, at, ends.proto, tcp_flags, now);
                     return Outbound::Port(port);
                 }
                 // The port is another flow's (or another origin's) for that remote end.
@@ -347,7 +360,7 @@ impl MappingOwner {
                         }
                         // Another worker claimed it for this very flow a moment ago.
                         Err(Refused::Exists(at, v)) if v == value => {
-                            self.used(at, ends.proto, tcp_flags, now);
+                            self.used(flows, at, ends.proto, tcp_flags, now);
                             return Outbound::Port(port);
                         }
                         Err(Refused::Exists(..)) => {}
@@ -357,7 +370,7 @@ impl MappingOwner {
             }
         }
         if let Some((primary, translated_port)) = translated(flows) {
-            self.used(primary, ends.proto, tcp_flags, now);
+            self.used(flows, primary, ends.proto, tcp_flags, now);
             return Outbound::Port(translated_port);
         }
         // A flow that kept its port before a reload gave the port's slice to another server
@@ -365,7 +378,7 @@ impl MappingOwner {
         if !kept {
             if let Some((at, value)) = flows.lookup(flows.probe(hash), &key) {
                 if value == external_value(port, origin) {
-                    self.used(at, ends.proto, tcp_flags, now);
+                    self.used(flows, at, ends.proto, tcp_flags, now);
                     return Outbound::Port(port);
                 }
             }
@@ -447,9 +460,16 @@ impl MappingOwner {
     /// An outbound packet used the mapping at `at`: its clock, and the TCP state it shows.
     /// A mapping of another worker (the flow moved queue) is left to its owner's clock.
     #[inline]
-    fn used(&mut self, at: EntryRef, proto: u8, tcp_flags: Option<u8>, now: u32) {
+    fn used(
+        &mut self,
+        table: &FlowTable,
+        at: EntryRef,
+        proto: u8,
+        tcp_flags: Option<u8>,
+        now: u32,
+    ) {
         self.timeouts
-            .refresh(&mut self.flows, at, proto, tcp_flags, now);
+            .refresh(&mut self.flows, table, at, proto, tcp_flags, now);
     }
 
     /// Removes the mappings idle past their time, at most `budget` a call (and as many

@@ -85,11 +85,13 @@ impl PinTable {
         self.flows.prefetch(probe);
     }
 
-    /// Starts loading the pin the probe points to and `owner`'s record of it.
-    pub fn prefetch_entry(&self, owner: &PinOwner, probe: Probe) {
-        if let Some(at) = self.flows.prefetch_entry(probe) {
-            owner.flows.prefetch(at);
-        }
+    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
+        self.flows.regions()
+    }
+
+    /// Starts loading the pin the probe points to (which holds its clock too).
+    pub fn prefetch_entry(&self, probe: Probe) {
+        self.flows.prefetch_entry(probe);
     }
 
     /// Whether the host's flow `flow` is pinned here: a reply a peer returns for it is this
@@ -126,7 +128,7 @@ impl PinOwner {
         let epoch = table.epoch();
         if let Some((at, found)) = pins.flows.lookup(pins.flows.probe(hash), &key) {
             self.timeouts
-                .refresh(&mut self.flows, at, flow.proto, tcp_flags, now);
+                .refresh(&mut self.flows, &pins.flows, at, flow.proto, tcp_flags, now);
             if (found[0] >> 32) as u32 == epoch {
                 return Pinned::Kept(ServerId(found[1] as u32));
             }
@@ -192,7 +194,7 @@ impl PinOwner {
             .holder_of(flow.src, found[0] as u32)
             .filter(|&t| t != table.me())?;
         self.timeouts
-            .refresh(&mut self.flows, at, flow.proto, tcp_flags, now);
+            .refresh(&mut self.flows, &pins.flows, at, flow.proto, tcp_flags, now);
         Some(target)
     }
 
@@ -201,6 +203,10 @@ impl PinOwner {
         self.flows
             .expire_into(&pins.flows, now, budget, &mut self.due);
         self.due.len()
+    }
+
+    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
+        self.flows.regions()
     }
 
     /// Pins of this worker in use.

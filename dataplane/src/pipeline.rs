@@ -525,16 +525,14 @@ impl Pipeline {
     }
 
     /// Stage 2b: once the mapping buckets of the burst are on their way, starts loading the
-    /// entry each key's tag points to and this worker's record of it, so that stage 3 finds
-    /// an established flow's mapping in cache (at 1M mappings, each is a miss otherwise).
+    /// entry each key's tag points to (with its clock), so that stage 3 finds an established
+    /// flow's mapping in cache (at 1M mappings, each is a miss otherwise).
     fn locate_mappings(&self, ctx: &Context<'_>, state: &BurstState) {
         for probe in state.mapping_probes[..state.len].iter().flatten() {
-            ctx.mappings.prefetch_entry(&self.mappings, *probe);
+            ctx.mappings.prefetch_entry(*probe);
         }
         for probe in state.pin_probes[..state.len].iter().flatten() {
-            ctx.mappings
-                .pins()
-                .prefetch_entry(self.mappings.pins_ref(), *probe);
+            ctx.mappings.pins().prefetch_entry(*probe);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use topology::hash::{PROTO_TCP, PROTO_UDP};
 
-use crate::flow::{EntryRef, FlowOwner, Lifetime};
+use crate::flow::{EntryRef, FlowOwner, FlowTable, Lifetime};
 use crate::wire::tcp;
 
 /// Idle timeouts, in seconds (contract 7.6, `[connections]`).
@@ -49,6 +49,7 @@ impl Timeouts {
     pub fn refresh(
         &self,
         owner: &mut FlowOwner,
+        table: &FlowTable,
         at: EntryRef,
         proto: u8,
         tcp_flags: Option<u8>,
@@ -57,15 +58,16 @@ impl Timeouts {
         if at.worker != owner.worker() {
             return;
         }
-        owner.touch(at.entry, now);
+        owner.touch(table, at.entry, now);
         if proto != PROTO_TCP {
             return;
         }
         let Some(flags) = tcp_flags else { return };
         if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
-            owner.set_closing(at.entry, now);
-        } else if !is_opening(flags) && owner.lifetime(at.entry).idle != self.tcp_established {
-            owner.set_lifetime(at.entry, self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK)), now);
+            owner.set_closing(table, at.entry, now);
+        } else if !is_opening(flags) && owner.lifetime(table, at.entry).idle != self.tcp_established {
+            let established = self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK));
+            owner.set_lifetime(table, at.entry, established, now);
         }
     }
 }

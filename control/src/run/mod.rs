@@ -209,6 +209,10 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         mib = mappings.memory_bytes() >> 20,
         "mappings allocated"
     );
+    place_on_huge_pages(mappings.regions());
+    for owner in &mapping_owners {
+        place_on_huge_pages(owner.regions());
+    }
     let mut mapping_owners = mapping_owners.into_iter();
     let cells: Vec<StatsCell> = (0..workers).map(|_| StatsCell::new(ports.len())).collect();
     let stop = AtomicBool::new(false);

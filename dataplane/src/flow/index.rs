@@ -64,6 +64,10 @@ impl Index {
         std::mem::size_of_val(&self.buckets[..])
     }
 
+    pub fn region(&self) -> topology::MemoryRegion {
+        topology::MemoryRegion::of("flow index", &self.buckets)
+    }
+
     #[inline]
     pub fn probe(&self, hash: u64) -> Probe {
         let first = (hash as usize) & self.mask;

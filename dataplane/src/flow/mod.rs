@@ -17,7 +17,7 @@
 mod index;
 mod wheel;
 
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use index::Index;
 pub use index::{EntryRef, Probe, MAX_ENTRIES_PER_WORKER, MAX_WORKERS};
@@ -37,19 +37,29 @@ pub fn hash_key(key: &Key) -> u64 {
 }
 
 /// One cache line, so that the lookup that found its slot reads one line more (prefetched a
-/// stage ahead by [`FlowTable::prefetch_entry`]).
+/// stage ahead by [`FlowTable::prefetch_entry`]), and the packet that found it refreshes its
+/// clock in that same line: an established flow's packet reads no owner record.
 #[repr(align(64))]
 #[derive(Default)]
 struct SharedEntry {
-    /// Odd while the owner writes the entry.
+    /// Odd while the owner writes the key and value.
     version: AtomicU64,
     key: [AtomicU64; 3],
     value: [AtomicU64; 2],
     /// Set by any worker that sees the flow end from the other side (a TCP FIN or RST in a
     /// reply, which may reach any queue): the owner then expires the entry after its closing
     /// time. The only field a non-owner writes, and only once per flow.
-    closing: AtomicU64,
+    closing: AtomicU32,
+    /// The owner's clock of the entry (outside the version: readers never look at it).
+    /// Written at most once a second per flow, when the second changes, so that other cores
+    /// reading the line lose it that rarely.
+    last_seen: AtomicU32,
+    /// The entry's [`Lifetime`], written by its owner.
+    idle: AtomicU32,
+    closing_time: AtomicU32,
 }
+
+const _: () = assert!(std::mem::size_of::<SharedEntry>() == 64);
 
 /// The part of a flow table every worker reads.
 pub struct FlowTable {
@@ -108,6 +118,19 @@ impl FlowTable {
                 .iter()
                 .map(|e| std::mem::size_of_val(&e[..]))
                 .sum::<usize>()
+    }
+
+    /// The arrays lookups read at random (the index and every worker's entries), for the
+    /// caller to place on huge pages: at a million entries a lookup otherwise pays a
+    /// page-table walk for each line it reads.
+    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
+        std::iter::once(self.index.region())
+            .chain(
+                self.entries
+                    .iter()
+                    .map(|e| topology::MemoryRegion::of("flow entries", e)),
+            )
+            .collect()
     }
 
     #[inline]
@@ -174,8 +197,13 @@ impl FlowTable {
         None
     }
 
+    #[inline]
+    fn entry(&self, at: EntryRef) -> &SharedEntry {
+        &self.entries[usize::from(at.worker)][at.entry as usize]
+    }
+
     fn write(&self, at: EntryRef, key: &Key, value: &Value) {
-        let entry = &self.entries[usize::from(at.worker)][at.entry as usize];
+        let entry = self.entry(at);
         let version = entry.version.load(Ordering::Relaxed);
         entry.version.store(version + 1, Ordering::Relaxed);
         fence(Ordering::Release);
@@ -194,17 +222,14 @@ impl FlowTable {
     /// if the entry was recycled between the check and the store: that flow then expires
     /// after its closing time of idleness, not its full timeout.
     pub fn mark_closing(&self, at: EntryRef, key: &Key) {
-        let entry = &self.entries[usize::from(at.worker)][at.entry as usize];
+        let entry = self.entry(at);
         if entry.closing.load(Ordering::Relaxed) == 0 && self.read(at, key).is_some() {
             entry.closing.store(1, Ordering::Relaxed);
         }
     }
 
     fn is_closing(&self, at: EntryRef) -> bool {
-        self.entries[usize::from(at.worker)][at.entry as usize]
-            .closing
-            .load(Ordering::Relaxed)
-            != 0
+        self.entry(at).closing.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -231,13 +256,11 @@ impl Lifetime {
     }
 }
 
-/// What the owner alone keeps of one of its entries: one record, so that refreshing an
-/// established flow's clock (its last use, its lifetime) touches one line.
+/// What the owner alone keeps of one of its entries, beside the clock and lifetime it keeps
+/// in the entry itself: what only creation, closing and expiry need.
 #[derive(Debug, Clone, Copy)]
 struct Record {
     hash: u64,
-    last_seen: u32,
-    lifetime: Lifetime,
     /// A second entry that lives and dies with this one (a translated mapping's outbound
     /// key), or [`NO_PARTNER`]. Partners are never in the wheel.
     partner: u32,
@@ -249,8 +272,6 @@ impl Default for Record {
     fn default() -> Self {
         Self {
             hash: 0,
-            last_seen: 0,
-            lifetime: Lifetime::fixed(0),
             partner: NO_PARTNER,
             closed: false,
         }
@@ -284,13 +305,15 @@ impl FlowOwner {
         self.records.len()
     }
 
-    /// Starts loading this owner's record of `at`, if it is one of its entries (the second
-    /// stage of a burst's lookups, with [`FlowTable::prefetch_entry`]).
-    #[inline]
-    pub fn prefetch(&self, at: EntryRef) {
-        if at.worker == self.worker && (at.entry as usize) < self.records.len() {
-            prefetch_index::prefetch_index(&self.records, at.entry as usize);
-        }
+    /// This owner's per-entry arrays, for placing on huge pages (see
+    /// [`FlowTable::regions`]).
+    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
+        let mut regions = vec![
+            topology::MemoryRegion::of("flow records", &self.records),
+            topology::MemoryRegion::of("flow free list", &self.free[..]),
+        ];
+        regions.extend(self.wheel.regions());
+        regions
     }
 
     /// Free entries.
@@ -311,10 +334,9 @@ impl FlowOwner {
     ) -> Result<EntryRef, Refused> {
         let at = self.publish(table, hash, key, value)?;
         let record = &mut self.records[at.entry as usize];
-        record.last_seen = now;
-        record.lifetime = lifetime;
         record.closed = false;
         record.partner = NO_PARTNER;
+        self.set_lifetime(table, at.entry, lifetime, now);
         self.wheel.link(
             at.entry,
             now.saturating_add(lifetime.idle.min(lifetime.closing)),
@@ -397,33 +419,52 @@ impl FlowOwner {
         );
     }
 
-    /// The entry was used at `now`: its deadline moves on (found by the wheel when it visits).
+    /// One of this owner's entries, in the shared table.
     #[inline]
-    pub fn touch(&mut self, entry: u32, now: u32) {
-        self.records[entry as usize].last_seen = now;
+    fn own<'t>(&self, table: &'t FlowTable, entry: u32) -> &'t SharedEntry {
+        table.entry(EntryRef {
+            worker: self.worker,
+            entry,
+        })
+    }
+
+    /// The entry was used at `now`: its deadline moves on (found by the wheel when it visits).
+    /// A store only when the second changed.
+    #[inline]
+    pub fn touch(&mut self, table: &FlowTable, entry: u32, now: u32) {
+        let last_seen = &self.own(table, entry).last_seen;
+        if last_seen.load(Ordering::Relaxed) != now {
+            last_seen.store(now, Ordering::Relaxed);
+        }
     }
 
     /// The owner has seen the flow end: the entry expires after its closing time from `now`.
-    pub fn set_closing(&mut self, entry: u32, now: u32) {
+    pub fn set_closing(&mut self, table: &FlowTable, entry: u32, now: u32) {
+        self.touch(table, entry, now);
         let record = &mut self.records[entry as usize];
-        record.last_seen = now;
         if !record.closed {
             record.closed = true;
-            let closing = record.lifetime.closing;
+            let closing = self.lifetime(table, entry).closing;
             self.wheel.unlink(entry);
             self.wheel.link(entry, now.saturating_add(closing));
         }
     }
 
-    pub fn lifetime(&self, entry: u32) -> Lifetime {
-        self.records[entry as usize].lifetime
+    #[inline]
+    pub fn lifetime(&self, table: &FlowTable, entry: u32) -> Lifetime {
+        let shared = self.own(table, entry);
+        Lifetime {
+            idle: shared.idle.load(Ordering::Relaxed),
+            closing: shared.closing_time.load(Ordering::Relaxed),
+        }
     }
 
     /// A new lifetime from `now` on (a TCP connection that was opening is established).
-    pub fn set_lifetime(&mut self, entry: u32, lifetime: Lifetime, now: u32) {
-        let record = &mut self.records[entry as usize];
-        record.last_seen = now;
-        record.lifetime = lifetime;
+    pub fn set_lifetime(&mut self, table: &FlowTable, entry: u32, lifetime: Lifetime, now: u32) {
+        let shared = self.own(table, entry);
+        shared.last_seen.store(now, Ordering::Relaxed);
+        shared.idle.store(lifetime.idle, Ordering::Relaxed);
+        shared.closing_time.store(lifetime.closing, Ordering::Relaxed);
     }
 
     /// Whether the entry (one of this owner's, created by [`FlowOwner::insert`]) has been
@@ -452,12 +493,15 @@ impl FlowOwner {
         let records = &self.records;
         let worker = self.worker;
         self.wheel.advance(now, budget, |entry| {
-            let record = &records[entry as usize];
             let at = EntryRef { worker, entry };
-            let life = record.lifetime;
-            let closing = record.closed || table.is_closing(at);
+            let shared = table.entry(at);
+            let life = Lifetime {
+                idle: shared.idle.load(Ordering::Relaxed),
+                closing: shared.closing_time.load(Ordering::Relaxed),
+            };
+            let closing = records[entry as usize].closed || table.is_closing(at);
             let idle = if closing { life.closing } else { life.idle };
-            let deadline = record.last_seen.saturating_add(idle);
+            let deadline = shared.last_seen.load(Ordering::Relaxed).saturating_add(idle);
             if deadline > now {
                 // Not due: back at its deadline, or sooner to look for a closing mark.
                 let recheck = if closing {

@@ -48,7 +48,7 @@ fn entries_are_found_by_every_worker_and_expire_after_their_timeout() {
         0,
         "not idle for 30 s yet"
     );
-    owners[0].touch(at.entry, 120);
+    owners[0].touch(&table, at.entry, 120);
     assert_eq!(
         owners[0].expire(&table, 130, 64),
         0,
@@ -77,7 +77,7 @@ fn a_closing_flow_expires_after_the_transitory_time() {
             },
         )
         .unwrap();
-    owners[0].set_closing(at.entry, 10);
+    owners[0].set_closing(&table, at.entry, 10);
     assert_eq!(owners[0].expire(&table, 249, 64), 0);
     assert_eq!(owners[0].expire(&table, 250, 64), 1);
 }
@@ -117,8 +117,8 @@ fn a_full_table_refuses_new_flows_and_evicts_nothing() {
         );
     }
     // Once one expires, there is room again.
-    owners[0].touch(0, 30);
-    owners[0].touch(1, 30);
+    owners[0].touch(&table, 0, 30);
+    owners[0].touch(&table, 1, 30);
     assert_eq!(owners[0].expire(&table, 60, 64), 1);
     assert!(owners[0]
         .insert(
@@ -211,13 +211,13 @@ proptest! {
                 }
                 Op::Touch(k) => {
                     if let Some(e) = model.get_mut(&k) {
-                        owners[e.1].touch(e.4.entry, now);
+                        owners[e.1].touch(&table, e.4.entry, now);
                         e.2 = now;
                     }
                 }
                 Op::Close(k) => {
                     if let Some(e) = model.get_mut(&k) {
-                        owners[e.1].set_closing(e.4.entry, now);
+                        owners[e.1].set_closing(&table, e.4.entry, now);
                         e.2 = now;
                         e.3 = 2;
                     }
@@ -319,7 +319,7 @@ fn a_partner_lives_and_dies_with_its_primary() {
     assert!(table
         .lookup(table.probe(hash_of(&partner_key)), &partner_key)
         .is_some());
-    owners[0].touch(primary.entry, 5);
+    owners[0].touch(&table, primary.entry, 5);
     assert_eq!(owners[0].expire(&table, 10, 64), 0, "used at 5: due at 15");
     assert_eq!(owners[0].expire(&table, 15, 64), 1);
     assert!(owners[0].is_empty());
@@ -348,7 +348,7 @@ fn a_closing_mark_from_another_worker_shortens_the_life() {
         .unwrap();
     // Checked every closing time while open.
     assert_eq!(owners[0].expire(&table, 30, 64), 0);
-    owners[0].touch(at.entry, 40);
+    owners[0].touch(&table, at.entry, 40);
     // Another worker sees the other side's FIN: the mark needs the key to match.
     table.mark_closing(at, &[9, 9, 9]);
     assert!(!owners[0].is_closing(&table, at.entry));

@@ -30,6 +30,15 @@ impl Wheel {
         }
     }
 
+    /// The per-entry arrays, for placing on huge pages.
+    pub fn regions(&self) -> [topology::MemoryRegion; 3] {
+        [
+            topology::MemoryRegion::of("flow wheel next", &self.next),
+            topology::MemoryRegion::of("flow wheel previous", &self.prev),
+            topology::MemoryRegion::of("flow wheel slot", &self.slot),
+        ]
+    }
+
     pub fn link(&mut self, entry: u32, deadline: u32) {
         debug_assert_eq!(self.slot[entry as usize], NONE, "linked once");
         // A deadline already past is visited at the cursor's slot, the next one visited.
