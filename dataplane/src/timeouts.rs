@@ -65,7 +65,8 @@ impl Timeouts {
         let Some(flags) = tcp_flags else { return };
         if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
             owner.set_closing(table, at.entry, now);
-        } else if !is_opening(flags) && owner.lifetime(table, at.entry).idle != self.tcp_established {
+        } else if !is_opening(flags) && owner.lifetime(table, at.entry).idle != self.tcp_established
+        {
             let established = self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK));
             owner.set_lifetime(table, at.entry, established, now);
         }

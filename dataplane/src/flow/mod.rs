@@ -146,17 +146,20 @@ impl FlowTable {
     /// Starts loading the entry the probe's tag points to in its first bucket (a key almost
     /// always has one candidate), or else the second bucket, once the first is in cache: the
     /// second stage of a burst's lookups, between [`FlowTable::prefetch`] and
-    /// [`FlowTable::lookup`]. Returns where the entry is, for the owner to prefetch its own
-    /// record ([`FlowOwner::prefetch`]).
+    /// [`FlowTable::lookup`]. The entry holds the flow's clock too, so nothing else of an
+    /// established flow's state is read.
     #[inline]
-    pub fn prefetch_entry(&self, probe: Probe) -> Option<EntryRef> {
-        let at = self.index.locate(probe)?;
-        let entry = self
+    pub fn prefetch_entry(&self, probe: Probe) {
+        let Some(at) = self.index.locate(probe) else {
+            return;
+        };
+        if let Some(entry) = self
             .entries
-            .get(usize::from(at.worker))?
-            .get(at.entry as usize)?;
-        prefetch_index::prefetch_index(std::slice::from_ref(entry), 0);
-        Some(at)
+            .get(usize::from(at.worker))
+            .and_then(|e| e.get(at.entry as usize))
+        {
+            prefetch_index::prefetch_index(std::slice::from_ref(entry), 0);
+        }
     }
 
     /// The entry of `key`, if there is one. No lock, no write.
@@ -464,7 +467,9 @@ impl FlowOwner {
         let shared = self.own(table, entry);
         shared.last_seen.store(now, Ordering::Relaxed);
         shared.idle.store(lifetime.idle, Ordering::Relaxed);
-        shared.closing_time.store(lifetime.closing, Ordering::Relaxed);
+        shared
+            .closing_time
+            .store(lifetime.closing, Ordering::Relaxed);
     }
 
     /// Whether the entry (one of this owner's, created by [`FlowOwner::insert`]) has been
@@ -501,7 +506,10 @@ impl FlowOwner {
             };
             let closing = records[entry as usize].closed || table.is_closing(at);
             let idle = if closing { life.closing } else { life.idle };
-            let deadline = shared.last_seen.load(Ordering::Relaxed).saturating_add(idle);
+            let deadline = shared
+                .last_seen
+                .load(Ordering::Relaxed)
+                .saturating_add(idle);
             if deadline > now {
                 // Not due: back at its deadline, or sooner to look for a closing mark.
                 let recheck = if closing {
