@@ -66,22 +66,7 @@ pub fn fleet_slash32(addresses: usize) -> PathBuf {
 
 /// The pipeline configuration every benchmark runs with: FOU on port 6080, a 1500-byte MTU.
 pub fn pipeline_config() -> dataplane::PipelineConfig {
-    use dataplane::{Encap, PipelineConfig, PortAddrs};
-    PipelineConfig {
-        encap: Encap::Fou,
-        encap_port: 6080,
-        mtu: 1500,
-        underlay_mtu: 1500,
-        mss_clamp: Some(1432),
-        uplink: PortAddrs {
-            mac: [2, 0, 0, 0, 0, 0x0a],
-            next_hop: [2, 0, 0, 0, 0, 0xfe],
-        },
-        host: PortAddrs {
-            mac: [2, 0, 0, 0, 0, 0x0b],
-            next_hop: [2, 0, 0, 0, 0, 0x01],
-        },
-    }
+    dataplane::PipelineConfig::example()
 }
 
 /// One burst through the pipeline, out of line: under callgrind

@@ -22,6 +22,7 @@ pub mod publish;
 pub mod reply;
 pub mod stats;
 pub mod timeouts;
+pub mod trace;
 pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod worker;

@@ -61,6 +61,27 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// FOU on port 6080, 1500-byte MTUs on both sides, the MSS clamp they derive, and
+    /// placeholder MACs (ports `…:0a` uplink and `…:0b` host, next hops `…:fe` and `…:01`):
+    /// what benchmarks and tests run with.
+    pub fn example() -> Self {
+        Self {
+            encap: Encap::Fou,
+            encap_port: 6080,
+            mtu: 1500,
+            underlay_mtu: 1500,
+            mss_clamp: Some(Self::derived_mss_clamp(1500, 1500, Encap::Fou)),
+            uplink: PortAddrs {
+                mac: [2, 0, 0, 0, 0, 0x0a],
+                next_hop: [2, 0, 0, 0, 0, 0xfe],
+            },
+            host: PortAddrs {
+                mac: [2, 0, 0, 0, 0, 0x0b],
+                next_hop: [2, 0, 0, 0, 0, 0x01],
+            },
+        }
+    }
+
     /// The MSS that makes a TCP segment without options fit both the tunnel and the internet
     /// path beyond it: `min(mtu, underlay_mtu - overhead)` less the 40 bytes of IPv4 and TCP
     /// headers.

@@ -7,7 +7,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use dataplane::{Context, Encap, MappingTable, Pipeline, PipelineConfig, PortAddrs, Timeouts, VecBuf};
+use dataplane::{Context, Encap, MappingTable, PacketBuf, Pipeline, PipelineConfig, PortAddrs, Timeouts, VecBuf};
 use libfuzzer_sys::fuzz_target;
 use topology::ForwardingTable;
 
@@ -63,6 +63,9 @@ fuzz_target!(|data: &[u8]| {
     // made any mapping the packet needs; the second finds it).
     let mut single = VecBuf::with_headroom(frame, headroom);
     let verdict = pipeline.process(&ctx, &mut single);
+    // `explain --trace` reads back what left, and whatever arrived.
+    let _ = dataplane::trace::describe(&rig.table, single.data(), 6080);
+    let _ = dataplane::trace::describe(&rig.table, frame, 6080);
     let mut burst = vec![VecBuf::with_headroom(frame, headroom), VecBuf::with_headroom(&frame[..frame.len() / 2], headroom)];
     let mut verdicts = [dataplane::Verdict::Pass; 2];
     pipeline.process_burst(&ctx, &mut burst, &mut verdicts);

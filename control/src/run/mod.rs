@@ -171,23 +171,17 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         .collect::<Result<_, _>>()
         .map_err(|err| Failure::Other(err.to_string()))?;
     let (uplink, host) = (config.uplink(), config.host());
-    let pipeline_config = PipelineConfig {
-        encap: pipeline_encap(dp.encap),
-        encap_port: dp.encap_port,
-        mtu: dp.mtu,
-        underlay_mtu: dp.underlay_mtu,
-        mss_clamp: dp.mss_clamp.then(|| {
-            PipelineConfig::derived_mss_clamp(dp.mtu, dp.underlay_mtu, pipeline_encap(dp.encap))
-        }),
-        uplink: PortAddrs {
+    let pipeline_config = pipeline_config_of(
+        dp,
+        PortAddrs {
             mac: macs[uplink],
             next_hop: config.ports[uplink].next_hop_mac,
         },
-        host: PortAddrs {
+        PortAddrs {
             mac: macs[host],
             next_hop: config.ports[host].next_hop_mac,
         },
-    };
+    );
 
     let local_addresses = table.local_addresses();
     let tables = Published::new(Arc::new(table));
@@ -422,6 +416,26 @@ fn worker_cores(config: &Config) -> Cores {
         config.dataplane.cores.clone()
     };
     Cores { control, workers }
+}
+
+/// The pipeline's configuration from the config's `[dataplane]` and the two ports' addresses
+/// (the running appliance's, and `explain --trace`'s).
+pub(crate) fn pipeline_config_of(
+    dp: &egressfwd::config::DataplaneConfig,
+    uplink: PortAddrs,
+    host: PortAddrs,
+) -> PipelineConfig {
+    PipelineConfig {
+        encap: pipeline_encap(dp.encap),
+        encap_port: dp.encap_port,
+        mtu: dp.mtu,
+        underlay_mtu: dp.underlay_mtu,
+        mss_clamp: dp.mss_clamp.then(|| {
+            PipelineConfig::derived_mss_clamp(dp.mtu, dp.underlay_mtu, pipeline_encap(dp.encap))
+        }),
+        uplink,
+        host,
+    }
 }
 
 fn pipeline_encap(encap: Encap) -> dataplane::Encap {
