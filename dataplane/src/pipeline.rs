@@ -608,6 +608,15 @@ impl Pipeline {
             Origin::Host => Sender::Host,
             Origin::Peer(_) => Sender::Elsewhere,
         };
+        // A packet that dies here leaves no state behind (a traceroute from the host would
+        // otherwise fill the tables with a mapping or pin per probe).
+        if matches!(
+            decision,
+            Decision::LocalEgress { .. } | Decision::Forward { .. }
+        ) && ip4_header_mut(buf.data_mut()).is_some_and(|ip| ip.ttl() <= 1)
+        {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
         match decision {
             Decision::Pass => Verdict::Pass,
             Decision::UnknownPeer => Verdict::Drop(DropReason::UnknownPeer),

@@ -163,7 +163,18 @@ fn ttl_and_mtu_cases_show_the_drop_or_the_icmp_error() {
     let mut big = packet("198.51.100.64", 40002, "93.184.216.34", 443);
     big.size = 1500;
     big.tcp_flags = 0x10;
-    let traces = traced(&[(expiring, Arrival::Host), (big, Arrival::Host)]);
+    let mut expiring_here = packet("198.51.100.1", 40003, "93.184.216.34", 443);
+    expiring_here.ttl = 1;
+    let traces = traced(&[
+        (expiring, Arrival::Host),
+        (big, Arrival::Host),
+        (expiring_here, Arrival::Host),
+    ]);
+    assert_eq!(
+        traces[2].counted,
+        vec!["drop ttl_exceeded".to_owned()],
+        "no mapping either"
+    );
     assert_eq!(traces[0].verdict, Verdict::Drop(DropReason::TtlExceeded));
     assert!(
         traces[0].counted.contains(&"drop ttl_exceeded".to_owned()),
@@ -171,6 +182,14 @@ fn ttl_and_mtu_cases_show_the_drop_or_the_icmp_error() {
         traces[0].counted
     );
     assert!(traces[0].output.is_empty() && traces[0].sent.is_none());
+    assert!(
+        !traces[0]
+            .counted
+            .iter()
+            .any(|c| c.starts_with("pins") || c.starts_with("tier")),
+        "a packet that dies here leaves no state: {:?}",
+        traces[0].counted
+    );
     // 1500 bytes and the tunnel's 28 exceed the fabric's 1500: the host hears why.
     assert_eq!(traces[1].verdict, Verdict::Host);
     assert!(
