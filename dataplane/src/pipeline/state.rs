@@ -1,0 +1,176 @@
+//! A packet's flow state: its mapping when it egresses here (7.2), its pin when it is
+//! forwarded from the host (7.6), a drained holder's flows, and the MSS clamp of SYNs.
+
+use super::*;
+
+impl Pipeline {
+    /// The holder a flow from the host is still pinned to, with its flow hash, when it is
+    /// pinned to another server than this one (see [`PinOwner::pinned_elsewhere`]).
+    pub(super) fn pinned_elsewhere<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+    ) -> Option<(ServerId, u64)> {
+        let (flow, tcp_flags) = self.pinnable(buf)?;
+        let target = self.mappings.pins().pinned_elsewhere(
+            ctx.mappings.pins(),
+            ctx.table,
+            &flow,
+            tcp_flags,
+            ctx.now,
+        )?;
+        Some((target, flow.hash()))
+    }
+
+    /// The pool of a packet that the table forwards because this server is a drained holder
+    /// of its source, when it leaves here all the same (7.6): a peer sent it (a peer that
+    /// pinned the flow here, or decided it by an older table; sent on, it would leave from a
+    /// server its replies cannot find), or it is a flow from the host this server already
+    /// carries. Only the host's new flows follow the drain.
+    pub(super) fn drained_but_leaving_here<B: PacketBuf>(
+        &self,
+        ctx: &Context<'_>,
+        buf: &B,
+        origin: Origin,
+    ) -> Option<PoolId> {
+        let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
+        let pool = ctx.table.drained_pool_of(ip.src())?;
+        if matches!(origin, Origin::Peer(_)) {
+            return Some(pool);
+        }
+        let ends = mappings::outbound_ends(ip.protocol(), ip.src(), ip.dst(), ip.payload())?;
+        ctx.mappings.carries(&ends, origin).then_some(pool)
+    }
+
+    /// The pin key and TCP flags of a TCP or UDP packet that is not a fragment.
+    pub(super) fn pinnable<B: PacketBuf>(&self, buf: &B) -> Option<(FlowKey, Option<u8>)> {
+        let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
+        let proto = ip.protocol();
+        if ip.is_fragment() || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+            return None;
+        }
+        let l4 = ip.payload();
+        let (sport, dport) = udp::ports(l4)?;
+        let tcp_flags = (proto == PROTO_TCP)
+            .then(|| l4.get(tcp::FLAGS).copied())
+            .flatten();
+        Some((
+            FlowKey {
+                src: ip.src(),
+                dst: ip.dst(),
+                proto,
+                sport,
+                dport,
+            },
+            tcp_flags,
+        ))
+    }
+
+    /// Contract 7.6: the target of a TCP or UDP flow from the host that the table sends to
+    /// `decided`: its pinned target while that one still holds the address. Fragments and
+    /// other protocols are not pinned.
+    pub(super) fn pinned_target<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        decided: ServerId,
+    ) -> Result<ServerId, DropReason> {
+        let Some((flow, tcp_flags)) = self.pinnable(buf) else {
+            return Ok(decided);
+        };
+        match self.mappings.pins().target(
+            ctx.mappings.pins(),
+            ctx.table,
+            &flow,
+            decided,
+            tcp_flags,
+            ctx.now,
+        ) {
+            Pinned::Kept(target) => Ok(target),
+            Pinned::Created => {
+                self.counters.pins_created += 1;
+                Ok(decided)
+            }
+            Pinned::Redecided => {
+                self.counters.pins_redecided += 1;
+                Ok(decided)
+            }
+            Pinned::Full => Err(DropReason::ConnectionsFull),
+        }
+    }
+
+    /// Contract 7.2: the mapping of a flow egressing here from `origin`, found or created,
+    /// and its source port translated if the mapping says so. Flows without ports (other
+    /// protocols, fragments) have none.
+    pub(super) fn map_outbound<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        pool: PoolId,
+        origin: Origin,
+    ) -> Result<(), DropReason> {
+        // A holder whose weight wins it no slice (a tiny weight among heavy ones) has no
+        // port to give: its flows leave unmapped, and their replies find their owner by
+        // slice, rather than being dropped here.
+        let Some(held) = ctx.table.held_slices(pool).filter(|h| h.count() > 0) else {
+            return Ok(());
+        };
+        let ip = ip4_mut(buf.data_mut())?;
+        // A later fragment carries no port: it leaves as it came (its first fragment, with
+        // the ports, was mapped and translated; the L4 checksum it carries covers all).
+        if ip.is_later_fragment() {
+            return Ok(());
+        }
+        let (proto, src, dst, header_len) = (ip.protocol(), ip.src(), ip.dst(), ip.header_len());
+        let l4 = buf
+            .data_mut()
+            .get_mut(ethernet::HEADER_LEN + header_len..)
+            .ok_or(DropReason::Truncated)?;
+        let Some(ends) = mappings::outbound_ends(proto, src, dst, l4) else {
+            return Ok(());
+        };
+        let tcp_flags = (proto == PROTO_TCP)
+            .then(|| l4.get(tcp::FLAGS).copied())
+            .flatten();
+        let mut created = Created::default();
+        let outcome = self.mappings.outbound(
+            ctx.mappings,
+            held,
+            &ends,
+            origin,
+            tcp_flags,
+            ctx.now,
+            &mut created,
+        );
+        self.counters.mappings_created += u64::from(created.created);
+        self.counters.mappings_translated += u64::from(created.translated);
+        match outcome {
+            Outbound::Port(port) => {
+                if port != ends.local_port {
+                    ports::set(proto, l4, End::Source, port).ok_or(DropReason::Truncated)?;
+                }
+                Ok(())
+            }
+            Outbound::Full => Err(DropReason::ConnectionsFull),
+            Outbound::NoPort => Err(DropReason::PortsExhausted),
+        }
+    }
+
+    /// Lowers the MSS of a TCP SYN or SYN-ACK in `buf` (an Ethernet frame with a checked
+    /// IPv4 header) to `mss`, its checksum updated, and counts it.
+    pub(super) fn clamp_syn<B: PacketBuf>(&mut self, buf: &mut B, mss: u16) {
+        let Some(ip) = ip4_header_mut(buf.data_mut()) else {
+            return;
+        };
+        // A TCP header to look at (clamp_mss itself checks for a SYN).
+        if ip.protocol() != PROTO_TCP || ip.is_later_fragment() {
+            return;
+        }
+        let segment = ethernet::HEADER_LEN + ip.header_len()..ethernet::HEADER_LEN + ip.total_len();
+        if let Some(segment) = buf.data_mut().get_mut(segment) {
+            if tcp::clamp_mss(segment, mss) {
+                self.counters.mss_clamped += 1;
+            }
+        }
+    }
+}
