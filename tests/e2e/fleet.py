@@ -110,7 +110,17 @@ class Fleet:
                 fabric_end = f"efU{letter}{self.tag}"
                 self._veth(up, fabric_end, o, up_mac, fabric_mac)
                 self._veth(host, "eth0", host_ns, host_port_mac, HOST_MAC)
-                self._start(name, f"net_af_packet{2 * i},iface={up}", f"net_af_packet{2 * i + 1},iface={host}")
+                # DPDK's af_packet driver names its socket's fanout group `pid ^ ifindex`:
+                # two appliances can draw the same group for different interfaces, and the
+                # second is refused (EINVAL). Started again, it has another pid.
+                for attempt in range(3):
+                    self._start(name, f"net_af_packet{2 * i},iface={up}", f"net_af_packet{2 * i + 1},iface={host}")
+                    try:
+                        wait_for_metrics(self.metrics_ports[name], self.procs[name], timeout=60)
+                        break
+                    except AssertionError as err:
+                        if "PACKET_FANOUT" not in str(err) or attempt == 2:
+                            raise
             sh("ip", "link", "set", fabric_end, "master", "br0", ns=o)
             # Kernels hand veths their packets with the L4 checksum left to the "hardware":
             # on a wire to a NIC it would be filled in, here the appliance would read it

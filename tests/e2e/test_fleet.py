@@ -37,6 +37,24 @@ COUNTERS = {
 }
 
 
+_capture = None
+
+
+@pytest.fixture(autouse=True)
+def _uncaptured(capsys):
+    global _capture
+    _capture = capsys
+    yield
+    _capture = None
+
+
+def say(text):
+    """Prints a scenario's account (what was sent, what arrived, the counters that show the
+    path) in the test command's output too, not only when a test fails."""
+    with _capture.disabled():
+        print(text)
+
+
 @pytest.fixture(scope="module", params=["af_packet", "tap"])
 def fleet(request, tmp_path_factory):
     """The fleet on veths (`net_af_packet`), then on `net_tap` ports whose kernel sides were
@@ -103,7 +121,7 @@ def test_twenty_parallel_downloads_from_a_server_that_does_not_hold_the_address(
     before = counters(fleet)
     elapsed = downloads(fleet, "lhr01-a", CLIENTS)
     d = delta(counters(fleet), before)
-    print(f"\n{CLIENTS} downloads of {FILE_MB} MB from lhr01-a's host bound to {X}: all complete, "
+    say(f"\n{CLIENTS} downloads of {FILE_MB} MB from lhr01-a's host bound to {X}: all complete, "
           f"sha256 equal, in {elapsed:.1f} s; counters: {d}")
     a, b, c = d["lhr01-a"], d["lhr01-b"], d["lhr01-c"]
     assert a["forwarded"] > 0 and a["to_host"] > 0 and a["mss_clamped"] >= CLIENTS
@@ -122,7 +140,7 @@ def test_a_udp_exchange_from_a_server_that_does_not_hold_the_address(fleet):
               "    ok += s.recv(100) == b'ping %d' % i\nprint(ok)\n")
     got = sh("/usr/bin/python3", "-c", script, ns=fleet.hosts["lhr01-a"]).stdout.strip()
     d = delta(counters(fleet), before)
-    print(f"\n50 UDP datagrams from lhr01-a's host to the origin's echo: {got} echoed back; counters: {d}")
+    say(f"\n50 UDP datagrams from lhr01-a's host to the origin's echo: {got} echoed back; counters: {d}")
     assert got == "50"
     assert d["lhr01-a"]["forwarded"] == 50 and d["lhr01-a"]["to_host"] == 50
     # An ICMP echo from X: its identifier is the port of its mapping at the holder (7.2).
@@ -131,7 +149,7 @@ def test_a_udp_exchange_from_a_server_that_does_not_hold_the_address(fleet):
               check=False)
     d = delta(counters(fleet), before)
     summary = next((line for line in ping.stdout.splitlines() if "received" in line), ping.stdout + ping.stderr)
-    print(f"ping from lhr01-a's host bound to {X}: {summary}; counters: {d}")
+    say(f"ping from lhr01-a's host bound to {X}: {summary}; counters: {d}")
     assert ping.returncode == 0 and " 10 received" in summary
     assert d["lhr01-a"]["forwarded"] == 10 and d["lhr01-a"]["to_host"] == 10
     assert d["lhr01-b"]["to_peer"] + d["lhr01-c"]["to_peer"] == 10, "restored by the holder that mapped it"
@@ -141,7 +159,7 @@ def test_local_egress_from_a_holder_with_replies_landing_on_the_other(fleet):
     before = counters(fleet)
     elapsed = downloads(fleet, "lhr01-b", 8)
     d = delta(counters(fleet), before)
-    print(f"\n8 downloads from lhr01-b's host (local egress): complete in {elapsed:.1f} s; counters: {d}")
+    say(f"\n8 downloads from lhr01-b's host (local egress): complete in {elapsed:.1f} s; counters: {d}")
     b, c = d["lhr01-b"], d["lhr01-c"]
     assert b["local"] > 0 and b["to_host"] > 0
     # Replies that ECMP gives lhr01-c for lhr01-b's ports are steered to it.
@@ -182,7 +200,7 @@ def test_a_stranger_on_the_fabric_gets_nothing_through_and_creates_no_state(flee
     time.sleep(0.5)
     after = figures()
     d = {k: after[k] - before[k] for k in after}
-    print(f"\na stranger sent lhr01-b 100 fake fleet packets and 100 replies for unknown flows: {d}")
+    say(f"\na stranger sent lhr01-b 100 fake fleet packets and 100 replies for unknown flows: {d}")
     assert d["unknown_peer"] == 100, "every fake fleet packet dropped as unknown_peer"
     assert d["local"] == 0, "none of them left as egress"
     assert d["replies"] == 100
@@ -243,7 +261,7 @@ def test_a_capture_on_the_fabric_shows_every_tunnel_frame_as_the_contract_says(f
             continue
         assert bytes(packet) == bytes(IP(bytes(expected))), packet.summary()
         compared += 1
-    print(f"\n{len(out)} tunnel frames from lhr01-a checked by tshark; {compared} compared byte for byte "
+    say(f"\n{len(out)} tunnel frames from lhr01-a checked by tshark; {compared} compared byte for byte "
           "with the client's own packets")
     assert compared > 5
 
@@ -327,7 +345,7 @@ def test_a_long_download_survives_topology_changes_and_new_connections_follow_th
                                      "--interface", X, "--local-port", str(port), "-o", str(fleet.tmp / "slow.out"),
                                      f"http://{ORIGIN_ADDRESS}:{SLOW_PORT}/"], stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
-        print(f"\nthe download from {X}:{port} runs (lhr01-a pins it to lhr01-b; its slice is lhr01-b's in every table)")
+        say(f"\nthe download from {X}:{port} runs (lhr01-a pins it to lhr01-b; its slice is lhr01-b's in every table)")
         for i, (what, path, model) in enumerate(steps):
             if i:
                 fleet.reload(path.read_text())
@@ -347,7 +365,7 @@ def test_a_long_download_survives_topology_changes_and_new_connections_follow_th
             after = figures()
             got = {name: {k: after[name][k] - before[name][k] for k in ("mappings_created", "mappings_translated")}
                    for name in fleet.procs}
-            print(f"{what}: 6 new connections complete; mappings made (translated) by "
+            say(f"{what}: 6 new connections complete; mappings made (translated) by "
                   + ", ".join(f"{n} {g['mappings_created']:.0f} ({g['mappings_translated']:.0f})" for n, g in got.items()))
             assert got == expected, f"after '{what}' the new connections did not follow the table: {got} != {expected}"
             if what == "A becomes a holder":
@@ -365,7 +383,7 @@ def test_a_long_download_survives_topology_changes_and_new_connections_follow_th
     elsewhere = end["lhr01-a"]["pins_elsewhere"] - start["lhr01-a"]["pins_elsewhere"]
     redecided = {n: end[n]["pins_redecided"] - start[n]["pins_redecided"] for n in fleet.procs}
     steered = end["lhr01-c"]["steered"] - start["lhr01-c"]["steered"]
-    print(f"the download finished, sha256 equal; after lhr01-a took X on, {elsewhere:.0f} of its packets still "
+    say(f"the download finished, sha256 equal; after lhr01-a took X on, {elsewhere:.0f} of its packets still "
           f"went to lhr01-b (pins_elsewhere); replies steered by lhr01-c (this download's and the new "
           f"connections'): {steered:.0f}; pins re-decided: {redecided}; reloads seen by each appliance "
           f"(the last restores the file): {reloads}")
