@@ -64,11 +64,6 @@ pub struct ExplainArgs {
     tcp_flags: String,
 }
 
-/// Port addresses for a traced pipeline: the config's next hops, and placeholders for the
-/// ports' own MACs (the NIC's, known only to a running appliance).
-const TRACE_UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
-const TRACE_HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
-
 /// One pipeline that every traced packet of a run goes through, as a worker's would.
 struct Tracer<'a> {
     table: &'a ForwardingTable,
@@ -83,6 +78,9 @@ struct Tracer<'a> {
 
 impl<'a> Tracer<'a> {
     fn new(args: &ExplainArgs, table: &'a ForwardingTable) -> Result<Self, Failure> {
+        // The ports' own MACs are the NIC's, known only to a running appliance: the
+        // example's placeholders stand in; next hops are the config's when given.
+        let example = PipelineConfig::example();
         let (dataplane, next_hops) = match &args.config {
             Some(path) => {
                 let config = Config::load(path).map_err(|diagnostics| {
@@ -100,17 +98,17 @@ impl<'a> Tracer<'a> {
                     encap_port: args.encap_port,
                     ..DataplaneConfig::default()
                 },
-                ([2, 0, 0, 0, 0, 0xfe], [2, 0, 0, 0, 0, 0x01]),
+                (example.uplink.next_hop, example.host.next_hop),
             ),
         };
         let config = crate::run::pipeline_config_of(
             &dataplane,
             PortAddrs {
-                mac: TRACE_UPLINK_MAC,
+                mac: example.uplink.mac,
                 next_hop: next_hops.0,
             },
             PortAddrs {
-                mac: TRACE_HOST_MAC,
+                mac: example.host.mac,
                 next_hop: next_hops.1,
             },
         );
