@@ -15,7 +15,7 @@ use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, O
 use crate::pins::Pinned;
 use crate::reply::{self, Reply};
 use crate::wire::ports::{self, End};
-use crate::wire::{checksum, ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
+use crate::wire::{ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
 
 // The stages' and actions' own rooms; this file keeps the types, the burst's stages and the
 // dispatch from a decision to its action.
@@ -25,8 +25,8 @@ mod returns;
 mod state;
 mod tunnel;
 
+use crate::wire::tunnel::TunnelTemplate;
 use classify::*;
-use tunnel::*;
 
 /// The tunnel forwarded packets travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,8 +180,6 @@ impl Default for BurstState {
     }
 }
 
-/// Outer TTL of encapsulated packets, as Linux tunnels default to.
-const OUTER_TTL: u8 = 64;
 /// TTL and TOS of ICMP errors we originate (Linux: precedence "internetwork control").
 const ICMP_TTL: u8 = 64;
 const ICMP_TOS: u8 = 0xc0;
@@ -261,7 +259,12 @@ impl Pipeline {
     pub fn new(config: PipelineConfig, mappings: MappingOwner) -> Self {
         Self {
             mappings,
-            tunnel: TunnelTemplate::new(&config),
+            tunnel: TunnelTemplate::new(
+                config.uplink.mac,
+                config.uplink.next_hop,
+                config.encap == Encap::Fou,
+                config.encap_port,
+            ),
             ethernet: EthernetHeaders::new(&config),
             config,
             scratch: Some(Box::default()),

@@ -6,7 +6,8 @@ pub const HEADER_LEN: usize = 14;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
-mod field {
+/// Where each field of the header lies (for headers written whole, as templates).
+pub(crate) mod field {
     use super::Field;
     pub const DST: Field = 0..6;
     pub const SRC: Field = 6..12;

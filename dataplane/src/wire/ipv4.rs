@@ -8,7 +8,8 @@ pub const FLAG_DONT_FRAGMENT: u16 = 0x4000;
 const FLAG_MORE_FRAGMENTS: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-mod field {
+/// Where each field of the header lies (for headers written whole, as templates).
+pub(crate) mod field {
     use super::Field;
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;

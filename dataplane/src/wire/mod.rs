@@ -18,6 +18,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod ports;
 pub mod tcp;
+pub mod tunnel;
 pub mod udp;
 
 /// Why bytes are not a well-formed header.

@@ -6,7 +6,8 @@ pub const HEADER_LEN: usize = 8;
 /// Bytes needed to read the ports of a TCP or UDP header.
 pub const PORTS_LEN: usize = 4;
 
-mod field {
+/// Where each field of the header lies (for headers written whole, as templates).
+pub(crate) mod field {
     use super::Field;
     pub const SRC_PORT: Field = 0..2;
     pub const DST_PORT: Field = 2..4;
