@@ -13,6 +13,7 @@ bound to the egress address X (held by lhr01-b and lhr01-c, not by lhr01-a):
 Each prints what it sent, what arrived, and the counters that show the path."""
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import time
@@ -218,15 +219,18 @@ def test_a_capture_on_the_fabric_shows_every_tunnel_frame_as_the_contract_says(f
     small.write_bytes(os.urandom(256 << 10))
     fabric, host = fleet.tmp / "fabric.pcap", fleet.tmp / "host.pcap"
     dumps = [subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-U", "-B", "16384", "-ni", iface, "-w", str(path), "tcp or udp"],
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.PIPE, text=True)
              for ns, iface, path in ((fleet.origin, "br0", fabric), (fleet.hosts["lhr01-a"], "eth0", host))]
     time.sleep(1.0)
     sh("curl", "-sS", "--max-time", "60", "--interface", X, "-o", "/dev/null", f"http://{ORIGIN_ADDRESS}/small",
        ns=fleet.hosts["lhr01-a"])
     time.sleep(0.5)
+    lost = []
     for d in dumps:
         d.terminate()
-        d.wait()
+        _, err = d.communicate()
+        # What the capture itself lost ("N packets dropped by kernel", "... by interface").
+        lost.append(sum(int(n) for n in re.findall(r"(\d+) packets? dropped by", err)))
     fields = ["ip.src", "ip.dst", "ip.checksum.status", "ip.ttl", "tcp.checksum.status", "tcp.srcport"]
     out = subprocess.run(["tshark", "-r", str(fabric), "-d", "udp.port==6080,ip", "-o", "ip.check_checksum:TRUE",
                           "-o", "tcp.check_checksum:TRUE", "-Y", f"udp.dstport == 6080 && eth.src == 02:00:00:0a:00:01 && ip.src == {X}",
@@ -250,9 +254,14 @@ def test_a_capture_on_the_fabric_shows_every_tunnel_frame_as_the_contract_says(f
     assert len(inner) == len(out)
     inner = [p for p in inner if p[TCP].sport in ports]
     compared = 0
+    unseen = 0
     for packet in inner:
         original = sent.get((packet.id, packet[TCP].seq))
-        assert original is not None, f"not sent by the client: {packet.summary()}"
+        if original is None:
+            # Only a packet the host-side capture itself dropped may be missing from it.
+            unseen += 1
+            assert unseen <= lost[1], f"not sent by the client: {packet.summary()} (the capture lost {lost[1]})"
+            continue
         expected = original.copy()
         expected.ttl -= 1
         del expected.chksum
@@ -262,7 +271,7 @@ def test_a_capture_on_the_fabric_shows_every_tunnel_frame_as_the_contract_says(f
         assert bytes(packet) == bytes(IP(bytes(expected))), packet.summary()
         compared += 1
     say(f"\n{len(out)} tunnel frames from lhr01-a checked by tshark; {compared} compared byte for byte "
-          "with the client's own packets")
+        f"with the client's own packets ({unseen} not in the host's capture, which lost {lost[1]})")
     assert compared > 5
 
 
