@@ -296,64 +296,51 @@ fn ip_packet(packet: &Packet) -> Vec<u8> {
         }
         _ => {}
     }
-    match (packet.src, packet.dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            let at = match packet.proto {
-                PROTO_TCP => Some(16),
-                PROTO_UDP => Some(6),
-                _ => None,
-            };
-            if let Some(at) = at {
-                let mut pseudo = Vec::with_capacity(12);
-                pseudo.extend_from_slice(&src.octets());
-                pseudo.extend_from_slice(&dst.octets());
-                pseudo.extend_from_slice(&[0, packet.proto]);
-                pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
-                set_checksum(&mut l4, at, &pseudo);
-            } else if packet.proto == PROTO_ICMP {
-                set_checksum(&mut l4, 2, &[]);
-            }
-            ipv4_packet(
-                src,
-                dst,
-                packet.proto,
-                packet.ttl,
-                packet.dont_fragment,
-                &l4,
-            )
-        }
-        (src, dst) => {
-            let (IpAddr::V6(src), IpAddr::V6(dst)) = (to_v6(src), to_v6(dst)) else {
-                unreachable!("mapped to IPv6")
-            };
-            if let Some(at) = match packet.proto {
-                PROTO_TCP => Some(16),
-                PROTO_UDP => Some(6),
-                _ => None,
-            } {
-                let mut pseudo = Vec::with_capacity(40);
-                pseudo.extend_from_slice(&src.octets());
-                pseudo.extend_from_slice(&dst.octets());
-                pseudo.extend_from_slice(&(l4_len as u32).to_be_bytes());
-                pseudo.extend_from_slice(&[0, 0, 0, packet.proto]);
-                set_checksum(&mut l4, at, &pseudo);
-            }
-            let mut ip = Vec::with_capacity(40 + l4.len());
-            ip.extend_from_slice(&[0x60, 0, 0, 0]);
-            ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-            ip.extend_from_slice(&[packet.proto, packet.ttl]);
-            ip.extend_from_slice(&src.octets());
-            ip.extend_from_slice(&dst.octets());
-            ip.extend_from_slice(&l4);
-            ip
-        }
+    // An IPv4 source with an IPv6 destination (or the reverse) is traced as IPv6, the IPv4
+    // address mapped.
+    let (src, dst) = match (packet.src, packet.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => (src.octets().to_vec(), dst.octets().to_vec()),
+        (src, dst) => (v6_octets(src).to_vec(), v6_octets(dst).to_vec()),
+    };
+    // The pseudo-header: IPv4's (zero, protocol, 16-bit length) and IPv6's (32-bit length,
+    // zeros, next header) sum alike for lengths under 64 KiB.
+    let at = match packet.proto {
+        PROTO_TCP => Some(16),
+        PROTO_UDP => Some(6),
+        _ => None,
+    };
+    if let Some(at) = at {
+        let mut pseudo = [&src[..], &dst[..], &[0, packet.proto]].concat();
+        pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        set_checksum(&mut l4, at, &pseudo);
+    } else if packet.proto == PROTO_ICMP {
+        set_checksum(&mut l4, 2, &[]);
     }
+    if src.len() == 4 {
+        let address = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+        return ipv4_packet(
+            address(&src),
+            address(&dst),
+            packet.proto,
+            packet.ttl,
+            packet.dont_fragment,
+            &l4,
+        );
+    }
+    let mut ip = Vec::with_capacity(40 + l4.len());
+    ip.extend_from_slice(&[0x60, 0, 0, 0]);
+    ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[packet.proto, packet.ttl]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(&l4);
+    ip
 }
 
-fn to_v6(address: IpAddr) -> IpAddr {
+fn v6_octets(address: IpAddr) -> [u8; 16] {
     match address {
-        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
-        v6 => v6,
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 

@@ -298,8 +298,8 @@ pub struct ForwardingTable {
     /// Which compilation this is, unique in the process: a pinned flow that recorded it
     /// needs no check that its target is still a holder while this table is in use.
     epoch: u32,
-    /// Whether this server is a drained holder of some pool: only then do forwarded packets
-    /// ask [`ForwardingTable::drained_pool_of`].
+    /// Whether this server is a drained holder of some pool (see
+    /// [`ForwardingTable::drains_here`]).
     drains_here: bool,
 }
 
@@ -473,14 +473,17 @@ impl ForwardingTable {
         self.epoch
     }
 
+    /// Whether this server is a drained holder of some pool: the one question a forwarded
+    /// packet asks before [`ForwardingTable::drained_pool_of`].
+    #[inline]
+    pub fn drains_here(&self) -> bool {
+        self.drains_here
+    }
+
     /// The pool of `addr` when this server is one of its drained holders: the table sends
     /// the pool's new flows elsewhere, but the flows this server carries, and whatever peers
     /// still send it, leave here (7.6).
-    #[inline]
     pub fn drained_pool_of(&self, addr: u32) -> Option<PoolId> {
-        if !self.drains_here {
-            return None;
-        }
         let route = self.route_v4(addr)?;
         (route.tier != Tier::Local && self.held_slices(route.pool).is_some()).then_some(route.pool)
     }

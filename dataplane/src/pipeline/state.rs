@@ -33,6 +33,10 @@ impl Pipeline {
         buf: &B,
         origin: Origin,
     ) -> Option<PoolId> {
+        // Every forwarded packet asks: one branch unless this server drains a pool.
+        if !ctx.table.drains_here() {
+            return None;
+        }
         let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
         let pool = ctx.table.drained_pool_of(ip.src())?;
         if matches!(origin, Origin::Peer(_)) {

@@ -241,3 +241,18 @@ proptest::proptest! {
         let _ = describe(&table, &frame, 6080);
     }
 }
+
+#[test]
+fn ipv6_frames_carry_a_valid_l4_checksum() {
+    let mut p = packet("2001:db8:1::5", 40000, "2001:db8:ff::1", 443);
+    p.size = 100;
+    let f = frame(&p, Arrival::Host, &config(), Ipv4Addr::new(10, 10, 1, 1));
+    let ip = &f[14..];
+    assert_eq!((ip[0] >> 4, ip.len()), (6, 100));
+    let l4 = &ip[40..];
+    let mut pseudo = ip[8..40].to_vec();
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, PROTO_TCP]);
+    pseudo.extend_from_slice(l4);
+    assert_eq!(checksum::sum(&pseudo), 0xffff);
+}
