@@ -128,8 +128,10 @@ def test_twenty_parallel_downloads_from_a_server_that_does_not_hold_the_address(
     assert a["forwarded"] > 0 and a["to_host"] > 0 and a["mss_clamped"] >= CLIENTS
     assert b["decapsulated"] > 0 and c["decapsulated"] > 0, "both holders carry some"
     assert b["to_peer"] > 0 and c["to_peer"] > 0
-    # ECMP delivers replies to the holder that does not carry the connection: steered.
-    assert b["steered"] > 0 and c["steered"] > 0
+    # ECMP delivers replies to the holder that does not carry the connection: steered. (Which
+    # holder steers depends on how ECMP hashes the clients' random ports: one full run saw
+    # every reply steered by lhr01-c, none by lhr01-b; all twenty hashing home is 1 in 2^20.)
+    assert b["steered"] + c["steered"] > 0
 
 
 def test_a_udp_exchange_from_a_server_that_does_not_hold_the_address(fleet):
