@@ -2,6 +2,9 @@
 //! instruction counting under `valgrind --tool=callgrind` (deterministic, unlike timings on a
 //! shared machine):
 //!   valgrind --tool=callgrind target/release/examples/instructions encap
+//! Kinds: `local` (held here), `encap` (forwarded to a weighted candidate), `decap` (a fleet
+//! packet from lhr01-b whose inner packet leaves here), `pass` (not egress), `mix` (the bench
+//! mix of `scripts/gen_bench_traffic.py`: 60% encap, 30% local, 10% decap, packet by packet).
 //! `baseline` does everything but the pipeline: subtract it to get the pipeline's share.
 use dataplane::{Context, MappingTable, Pipeline, Timeouts, VecBuf, Verdict};
 use egressfwd_benches::{frames, pipeline_config, run_burst};
@@ -20,12 +23,12 @@ fn main() {
         now: 0,
     };
     let mut pipeline = Pipeline::new(pipeline_config(), mapping_owners.pop().unwrap());
-    let src = match kind.as_str() {
-        "local" => 0xc633_6401, // 198.51.100.1, held here
-        "encap" => 0xcb00_7180, // 203.0.113.128/25, two weighted candidates
-        _ => 0x0101_0101,       // not egress: pass
-    };
-    let frame = |i: u32| {
+    const LOCAL: u32 = 0xc633_6401; // 198.51.100.1, held here
+    const ENCAP: u32 = 0xcb00_7180; // 203.0.113.128/25, two weighted candidates
+    const PASS: u32 = 0x0101_0101; // not egress
+    const PEER: u32 = 0x0a0a_0102; // lhr01-b's underlay
+    let me = table.my_underlay();
+    let packet = |src: u32, i: u32| {
         frames::tcp(
             src + (i & 3),
             0x5db8_0000 + i,
@@ -33,6 +36,17 @@ fn main() {
             443,
             6,
         )
+    };
+    let frame = |i: u32| match kind.as_str() {
+        "local" => packet(LOCAL, i),
+        "encap" => packet(ENCAP, i),
+        "decap" => frames::fou(PEER, me, &packet(LOCAL, i)),
+        "mix" => match i % 10 {
+            0..6 => packet(ENCAP, i),
+            6..9 => packet(LOCAL, i),
+            _ => frames::fou(PEER, me, &packet(LOCAL, i)),
+        },
+        _ => packet(PASS, i),
     };
     let mut bufs: Vec<VecBuf> = (0..32).map(|_| VecBuf::new(&[0; 128])).collect();
     let mut verdicts = [Verdict::Pass; 32];
