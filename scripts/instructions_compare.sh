@@ -6,8 +6,9 @@
 #
 #   scripts/instructions_compare.sh BASE_COMMIT [KIND...]     # kinds: local encap decap pass mix
 #
-# Prints a markdown table: the pipeline's instructions per packet (the run's count less the
-# `baseline` kind's, which does everything but the pipeline) before and after, and the change.
+# Prints a markdown table: the pipeline's instructions per packet (only those inside
+# `egressfwd_benches::run_burst`, which the harness calls per burst) before and after, and the
+# change. Both sides must say the same of where the packets went, or the script fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,20 +31,23 @@ build() { # tree side -> path of the example
 before=$(build "$tree" before)
 after=$(build "$root" after)
 
-count() { # binary kind -> instructions
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$1" "$2" 2>&1 |
-    grep -o 'Collected : [0-9]*' | grep -o '[0-9]*$'
+count() { # binary kind -> "instructions verdicts"
+  local out
+  out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
+    --toggle-collect='egressfwd_benches::run_burst' "$1" "$2" 2>&1)
+  echo "$(grep -o 'Collected : [0-9]*' <<<"$out" | grep -o '[0-9]*$') $(grep -o "^$2: .*" <<<"$out")"
 }
 packets=65536
-base_before=$(count "$before" baseline)
-base_after=$(count "$after" baseline)
 echo "| kind | before | after | change |"
 echo "|---|---:|---:|---:|"
 for kind in "${kinds[@]}"; do
-  b=$(count "$before" "$kind")
-  a=$(count "$after" "$kind")
-  awk -v k="$kind" -v b="$b" -v a="$a" -v bb="$base_before" -v ba="$base_after" -v n="$packets" 'BEGIN {
-    pb = (b - bb) / n; pa = (a - ba) / n
-    printf "| %s | %.1f | %.1f | %+.2f%% |\n", k, pb, pa, (pa - pb) / pb * 100
+  read -r b said_before <<<"$(count "$before" "$kind")"
+  read -r a said_after <<<"$(count "$after" "$kind")"
+  if [ "$said_before" != "$said_after" ]; then
+    echo "$kind: before says \"$said_before\", after \"$said_after\"" >&2
+    exit 1
+  fi
+  awk -v k="$kind" -v b="$b" -v a="$a" -v n="$packets" 'BEGIN {
+    printf "| %s | %.1f | %.1f | %+.2f%% |\n", k, b / n, a / n, (a - b) / b * 100
   }'
 done

@@ -12,7 +12,7 @@ use egressfwd_benches::{
     egress_addresses, fleet_1m, fleet_1m_slash32, fleet_customer_scale, fleet_slash32, BENCH_SERVER,
 };
 use topology::hash::PROTO_TCP;
-use topology::{Decision, FlowKey, ForwardingTable};
+use topology::{Classified, Decision, FlowKey, ForwardingTable};
 
 fn load_and_compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("topology_1m_addresses_10k_servers");
@@ -82,7 +82,7 @@ fn lookup(c: &mut Criterion) {
             BenchmarkId::new("decide_v4_burst32", label),
             &flows,
             |b, flows| {
-                let mut out = [Decision::Pass; BURST];
+                let mut out = [Classified::Decided(Decision::Pass); BURST];
                 b.iter(|| {
                     for chunk in flows.chunks(BURST) {
                         table.decide_v4_burst(chunk, 6080, &mut out[..chunk.len()]);

@@ -7,7 +7,7 @@
 //! The first pass over the flows warms the caches; the second is what is collected.
 use egressfwd_benches::{egress_addresses, BENCH_SERVER};
 use topology::hash::PROTO_TCP;
-use topology::{Decision, FlowKey, ForwardingTable};
+use topology::{Classified, Decision, FlowKey, ForwardingTable};
 
 const WORKING_SET: usize = 1 << 16;
 
@@ -27,29 +27,29 @@ fn main() {
         .enumerate()
         .map(|(i, &a)| FlowKey::new(a, 0x5db8_d822 ^ i as u32, PROTO_TCP, Some((40000, 443))))
         .collect();
-    let mut out = vec![Decision::Pass; flows.len()];
+    let mut out = vec![Classified::Decided(Decision::Pass); flows.len()];
     warm(&table, &flows, &mut out);
     decide_all(&table, &flows, &mut out);
     let forwarded = out
         .iter()
-        .filter(|d| matches!(d, Decision::Forward { .. }))
+        .filter(|d| matches!(d, Classified::Decided(Decision::Forward { .. })))
         .count();
     println!("{fleet}: {forwarded} of {} flows forwarded", flows.len());
 }
 
 #[inline(never)]
-fn warm(table: &ForwardingTable, flows: &[FlowKey], out: &mut [Decision]) {
+fn warm(table: &ForwardingTable, flows: &[FlowKey], out: &mut [Classified]) {
     decide_in_bursts(table, flows, out);
 }
 
 /// Out of line, so that callgrind collects exactly this (`--toggle-collect`).
 #[inline(never)]
-fn decide_all(table: &ForwardingTable, flows: &[FlowKey], out: &mut [Decision]) {
+fn decide_all(table: &ForwardingTable, flows: &[FlowKey], out: &mut [Classified]) {
     decide_in_bursts(table, flows, out);
 }
 
 #[inline(always)]
-fn decide_in_bursts(table: &ForwardingTable, flows: &[FlowKey], out: &mut [Decision]) {
+fn decide_in_bursts(table: &ForwardingTable, flows: &[FlowKey], out: &mut [Classified]) {
     for (flows, out) in flows.chunks(32).zip(out.chunks_mut(32)) {
         table.decide_v4_burst(flows, 6080, out);
     }

@@ -4,7 +4,8 @@
 
 use topology::hash::{outer_source_port, PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP};
 use topology::{
-    Continued, Decision, DecisionV6, FlowKey, ForwardingTable, PoolId, ServerId, Started, Tier,
+    Continued, Decision, DecisionV6, FleetPacket, FlowKey, ForwardingTable, Lookup, PoolId,
+    ServerId, Started, Tier,
 };
 
 use crate::buf::PacketBuf;
@@ -149,34 +150,61 @@ enum Kind {
     },
 }
 
-/// One burst between the stages of the pipeline: what [`Pipeline::begin`] learned of each
-/// packet and [`Pipeline::advance`] added.
-#[derive(Debug, Clone)]
-struct BurstState {
-    len: usize,
-    kinds: [Kind; CHUNK],
-    /// The flow each IPv4 packet is decided by: its own, or for a fleet packet the inner one.
-    flows: [FlowKey; CHUNK],
-    started: [Started; CHUNK],
-    continued: [Continued; CHUNK],
-    /// The mapping lookup of a TCP or UDP flow egressing here or of a reply, whose buckets
-    /// stage 2 started loading.
-    mapping_probes: [Option<Probe>; CHUNK],
-    /// The pin lookup of a TCP or UDP flow from the host that the table forwards.
-    pin_probes: [Option<Probe>; CHUNK],
+/// The flow-state lookup whose buckets stage 2 started loading: at most one per packet.
+#[derive(Debug, Clone, Copy)]
+enum StateProbe {
+    None,
+    /// The mapping of a TCP or UDP flow egressing here, or of a reply.
+    Mapping(Probe),
+    /// The pin of a TCP or UDP flow from the host that the table forwards.
+    Pin(Probe),
 }
 
-impl Default for BurstState {
+/// One packet between the stages of the pipeline: what [`Pipeline::begin`] learned of it
+/// and [`Pipeline::advance`] added.
+#[derive(Debug, Clone, Copy)]
+struct PacketRecord {
+    kind: Kind,
+    /// The flow an IPv4 packet is decided by: its own, or for a fleet packet the inner one.
+    flow: FlowKey,
+    /// Stage 1's lookups of the flow's routes (for [`Kind::V4`] and [`Kind::Fleet`]).
+    lookup: Lookup,
+    /// Stage 2's decision, complete but for a spread flow's target.
+    continued: Continued,
+    state: StateProbe,
+}
+
+impl Default for PacketRecord {
+    fn default() -> Self {
+        Self {
+            kind: Kind::V6,
+            flow: FlowKey::default(),
+            lookup: Lookup::default(),
+            continued: Continued::default(),
+            state: StateProbe::None,
+        }
+    }
+}
+
+/// The records of the burst the stages are working on.
+#[derive(Debug, Clone)]
+struct Burst {
+    len: usize,
+    packets: [PacketRecord; CHUNK],
+}
+
+impl Default for Burst {
     fn default() -> Self {
         Self {
             len: 0,
-            kinds: [Kind::V6; CHUNK],
-            flows: [FlowKey::default(); CHUNK],
-            started: [Started::default(); CHUNK],
-            continued: [Continued::default(); CHUNK],
-            mapping_probes: [None; CHUNK],
-            pin_probes: [None; CHUNK],
+            packets: [PacketRecord::default(); CHUNK],
         }
+    }
+}
+
+impl Burst {
+    fn packets(&self) -> &[PacketRecord] {
+        &self.packets[..self.len]
     }
 }
 
@@ -247,10 +275,10 @@ pub struct Pipeline {
     mappings: MappingOwner,
     tunnel: TunnelTemplate,
     ethernet: EthernetHeaders,
-    /// The state of the burst [`Pipeline::process_burst`] is processing: kept here rather
-    /// than on the stack, so that its 2 KiB are not initialised per burst. (Taken out while
-    /// in use, so that the stages can borrow the pipeline.)
-    scratch: Option<Box<BurstState>>,
+    /// The records of the burst [`Pipeline::process_burst`] is processing: kept here rather
+    /// than on the stack, so that their few KiB are not initialised per burst. (Taken out
+    /// while in use, so that the stages can borrow the pipeline.)
+    scratch: Option<Box<Burst>>,
     pub counters: PipelineCounters,
 }
 
@@ -296,47 +324,55 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         assert_eq!(bufs.len(), verdicts.len(), "one verdict per packet");
-        let mut state = self.scratch.take().unwrap_or_default();
+        let mut burst = self.scratch.take().unwrap_or_default();
         for (bufs, verdicts) in bufs.chunks_mut(CHUNK).zip(verdicts.chunks_mut(CHUNK)) {
-            self.begin(ctx, bufs, &mut state);
-            Self::advance(ctx, &mut state);
-            self.locate_mappings(ctx, &state);
-            self.finish(ctx, bufs, &state, verdicts);
+            self.begin(ctx, bufs, &mut burst);
+            Self::advance(ctx, &mut burst);
+            Self::locate_flow_state(ctx, &burst);
+            self.finish(ctx, bufs, &burst, verdicts);
         }
-        self.scratch = Some(state);
+        self.scratch = Some(burst);
     }
 
     /// Stage 1 of a burst of at most [`CHUNK`] packets (contract section 5 steps 1 to 3):
     /// classifies and validates each packet, takes the inner packet out of a fleet packet,
     /// and starts the table lookups of the flow to decide. Nothing is changed or counted yet.
-    fn begin<B: PacketBuf>(&self, ctx: &Context<'_>, bufs: &[B], state: &mut BurstState) {
+    fn begin<B: PacketBuf>(&self, ctx: &Context<'_>, bufs: &[B], burst: &mut Burst) {
         assert!(bufs.len() <= CHUNK, "a burst has at most {CHUNK} packets");
-        state.len = bufs.len();
+        burst.len = bufs.len();
         let encap_port = self.config.encap_port;
-        for (i, buf) in bufs.iter().enumerate() {
+        for (buf, record) in bufs.iter().zip(&mut burst.packets) {
             let frame = buf.data();
             let Ok(eth) = ethernet::Frame::new_checked(frame) else {
-                state.kinds[i] = Kind::Done(Verdict::Drop(DropReason::Truncated));
+                record.kind = Kind::Done(Verdict::Drop(DropReason::Truncated));
                 continue;
             };
-            state.kinds[i] = match eth.ethertype() {
+            record.kind = match eth.ethertype() {
                 ethernet::ETHERTYPE_IPV4 => match flow_of(eth.payload()) {
                     Ok(flow) => match ctx.table.start_v4(&flow, encap_port) {
-                        Started::Decided(Decision::Decapsulate { peer }) => match inner_of(frame) {
-                            Ok((strip, inner)) => {
-                                state.flows[i] = inner;
-                                state.started[i] = ctx.table.start_v4(&inner, encap_port);
-                                Kind::Fleet {
-                                    peer,
-                                    strip: strip as u16,
+                        Started::Fleet(FleetPacket::From(peer)) => match inner_of(frame) {
+                            Ok((strip, inner)) => match ctx.table.start_v4(&inner, encap_port) {
+                                Started::Lookup(lookup) => {
+                                    record.flow = inner;
+                                    record.lookup = lookup;
+                                    Kind::Fleet {
+                                        peer,
+                                        strip: strip as u16,
+                                    }
                                 }
-                            }
+                                // Itself a tunnel to us: nothing a peer may send.
+                                Started::Fleet(_) => {
+                                    Kind::Done(Verdict::Drop(DropReason::BadInner))
+                                }
+                            },
                             Err(reason) => Kind::Done(Verdict::Drop(reason)),
                         },
-                        Started::Decided(_) => Kind::Done(Verdict::Drop(DropReason::UnknownPeer)),
-                        started => {
-                            state.flows[i] = flow;
-                            state.started[i] = started;
+                        Started::Fleet(FleetPacket::UnknownPeer) => {
+                            Kind::Done(Verdict::Drop(DropReason::UnknownPeer))
+                        }
+                        Started::Lookup(lookup) => {
+                            record.flow = flow;
+                            record.lookup = lookup;
                             Kind::V4
                         }
                     },
@@ -353,85 +389,91 @@ impl Pipeline {
 
     /// Stage 2: the routes of each flow, as far as they decide it; starts loading the
     /// rendezvous bucket of a flow spread over several servers, and the mapping buckets of a
-    /// TCP or UDP flow egressing here or of a reply.
-    fn advance(ctx: &Context<'_>, state: &mut BurstState) {
-        let n = state.len;
-        let per_packet = state.kinds[..n]
-            .iter()
-            .zip(&state.flows[..n])
-            .zip(&state.started[..n])
-            .zip(&mut state.continued[..n])
-            .zip(&mut state.mapping_probes[..n])
-            .zip(&mut state.pin_probes[..n]);
-        for (((((kind, flow), &started), continued), probe), pin_probe) in per_packet {
-            *probe = None;
-            *pin_probe = None;
-            let origin = match *kind {
+    /// TCP or UDP flow egressing here or of a reply, or the pin buckets of one forwarded.
+    fn advance(ctx: &Context<'_>, burst: &mut Burst) {
+        for record in &mut burst.packets[..burst.len] {
+            record.state = StateProbe::None;
+            let origin = match record.kind {
                 Kind::V4 => Origin::Host,
                 Kind::Fleet { peer, .. } => Origin::Peer(ctx.table.underlay_of(peer)),
                 Kind::Done(_) | Kind::V6 => continue,
             };
-            let c = ctx.table.continue_v4(flow, started);
+            let flow = &record.flow;
+            let continued = ctx.table.continue_v4(flow, record.lookup);
             // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
             if matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0 {
-                *probe = match c.decision() {
-                    Decision::LocalEgress { pool } => ctx.table.held_slices(pool).map(|held| {
-                        ctx.mappings
-                            .outbound_probe(&outbound_ends_of(flow), origin, held)
-                    }),
-                    Decision::Reply { .. } => Some(ctx.mappings.reply_probe(&reply_ends_of(flow))),
-                    Decision::Forward { .. } if matches!(kind, Kind::V4) => {
-                        let pins = ctx.mappings.pins();
-                        let pin = pins.probe(flow);
-                        pins.prefetch(pin);
-                        *pin_probe = Some(pin);
-                        None
+                record.state = match continued {
+                    Continued::Decided(Decision::LocalEgress { pool }) => ctx
+                        .table
+                        .held_slices(pool)
+                        .map(|held| {
+                            let probe =
+                                ctx.mappings
+                                    .outbound_probe(&outbound_ends_of(flow), origin, held);
+                            ctx.mappings.prefetch(probe);
+                            StateProbe::Mapping(probe)
+                        })
+                        .unwrap_or(StateProbe::None),
+                    Continued::Decided(Decision::Reply { .. }) => {
+                        let probe = ctx.mappings.reply_probe(&reply_ends_of(flow));
+                        ctx.mappings.prefetch(probe);
+                        StateProbe::Mapping(probe)
                     }
-                    _ => None,
+                    Continued::Decided(Decision::Forward { .. }) | Continued::Spreading(_)
+                        if matches!(record.kind, Kind::V4) =>
+                    {
+                        let pins = ctx.mappings.pins();
+                        let probe = pins.probe(flow);
+                        pins.prefetch(probe);
+                        StateProbe::Pin(probe)
+                    }
+                    _ => StateProbe::None,
                 };
-                if let Some(probe) = *probe {
-                    ctx.mappings.prefetch(probe);
-                }
             }
-            *continued = c;
+            record.continued = continued;
         }
     }
 
-    /// Stage 2b: once the mapping buckets of the burst are on their way, starts loading the
-    /// entry each key's tag points to (with its clock), so that stage 3 finds an established
-    /// flow's mapping in cache (at 1M mappings, each is a miss otherwise).
-    fn locate_mappings(&self, ctx: &Context<'_>, state: &BurstState) {
-        for probe in state.mapping_probes[..state.len].iter().flatten() {
-            ctx.mappings.prefetch_entry(*probe);
-        }
-        for probe in state.pin_probes[..state.len].iter().flatten() {
-            ctx.mappings.pins().prefetch_entry(*probe);
+    /// Stage 2b: once the flow-state buckets of the burst are on their way, starts loading
+    /// the entry each key's tag points to (with its clock), so that stage 3 finds an
+    /// established flow's mapping or pin in cache (at 1M flows, each is a miss otherwise).
+    fn locate_flow_state(ctx: &Context<'_>, burst: &Burst) {
+        for record in burst.packets() {
+            match record.state {
+                StateProbe::Mapping(probe) => ctx.mappings.prefetch_entry(probe),
+                StateProbe::Pin(probe) => ctx.mappings.pins().prefetch_entry(probe),
+                StateProbe::None => {}
+            }
         }
     }
 
     /// Stage 3: decides each packet, rewrites it and counts drops and passes. `bufs` and
-    /// `verdicts` are the burst [`Pipeline::begin`] saw, with the state it and
+    /// `verdicts` are the burst [`Pipeline::begin`] saw, with the records it and
     /// [`Pipeline::advance`] left.
     fn finish<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         bufs: &mut [B],
-        state: &BurstState,
+        burst: &Burst,
         verdicts: &mut [Verdict],
     ) {
         assert!(
-            bufs.len() == state.len && verdicts.len() == state.len,
+            bufs.len() == burst.len && verdicts.len() == burst.len,
             "finish sees the burst begin saw"
         );
-        for (i, (buf, verdict)) in bufs.iter_mut().zip(verdicts.iter_mut()).enumerate() {
-            *verdict = match state.kinds[i] {
+        let per_packet = bufs
+            .iter_mut()
+            .zip(verdicts.iter_mut())
+            .zip(burst.packets());
+        for ((buf, verdict), record) in per_packet {
+            *verdict = match record.kind {
                 Kind::Done(v) => v,
                 Kind::V4 => {
-                    let decision = ctx.table.finish_v4(state.continued[i]);
+                    let decision = ctx.table.finish_v4(record.continued);
                     self.act_v4(ctx, buf, decision, Origin::Host)
                 }
                 Kind::Fleet { peer, strip } => {
-                    let decision = ctx.table.finish_v4(state.continued[i]);
+                    let decision = ctx.table.finish_v4(record.continued);
                     let peer = ctx.table.underlay_of(peer);
                     self.decapsulate(ctx, buf, peer, strip, decision)
                 }
@@ -471,10 +513,6 @@ impl Pipeline {
         }
         match decision {
             Decision::Pass => Verdict::Pass,
-            Decision::UnknownPeer => Verdict::Drop(DropReason::UnknownPeer),
-            // Fleet packets are decapsulated before this; an inner packet that is itself a
-            // tunnel to us never gets here (it is a bad inner packet).
-            Decision::Decapsulate { .. } => Verdict::Drop(DropReason::BadInner),
             Decision::LocalEgress { pool } => {
                 // 7.6: a flow pinned to another holder before this server took the address
                 // on keeps going there.

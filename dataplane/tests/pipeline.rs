@@ -747,7 +747,9 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
             dport: 443,
         };
         match table.decide_v4(&key, 6080) {
-            topology::Decision::Forward { target, .. } => Some(target),
+            topology::Classified::Decided(topology::Decision::Forward { target, .. }) => {
+                Some(target)
+            }
             _ => None,
         }
     };

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::hash::{outer_source_port, FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use crate::table::{Decision, DecisionV6, ForwardingTable, Tier};
+use crate::table::{Classified, Decision, DecisionV6, FleetPacket, ForwardingTable, Tier};
 
 /// One flow as `explain` reads it: `PROTO SRC SPORT DST DPORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ pub fn explain_flows<'t>(
         .iter()
         .map(|f| f.key_v4().unwrap_or_default())
         .collect();
-    let mut decisions = vec![Decision::Pass; flows.len()];
+    let mut decisions = vec![Classified::Decided(Decision::Pass); flows.len()];
     table.decide_v4_burst(&keys, encap_port, &mut decisions);
     flows
         .iter()
@@ -175,7 +175,7 @@ pub fn explain_flows<'t>(
 fn explain_one<'t>(
     table: &'t ForwardingTable,
     flow: &FlowSpec,
-    decision: Decision,
+    classified: Classified,
 ) -> Explanation<'t> {
     if let (IpAddr::V6(src), IpAddr::V6(dst)) = (flow.src, flow.dst) {
         return match table.decide_v6(u128::from(src), u128::from(dst)) {
@@ -186,9 +186,16 @@ fn explain_one<'t>(
             DecisionV6::Pass => Explanation::base(flow, "pass", None, "not_egress"),
         };
     }
+    let decision = match classified {
+        Classified::Fleet(FleetPacket::From(_)) => {
+            return Explanation::base(flow, "local", None, "decapsulate")
+        }
+        Classified::Fleet(FleetPacket::UnknownPeer) => {
+            return Explanation::base(flow, "drop", None, "unknown_peer")
+        }
+        Classified::Decided(decision) => decision,
+    };
     match decision {
-        Decision::Decapsulate { .. } => Explanation::base(flow, "local", None, "decapsulate"),
-        Decision::UnknownPeer => Explanation::base(flow, "drop", None, "unknown_peer"),
         Decision::LocalEgress { .. } => {
             Explanation::base(flow, "local", Some(Tier::Local), "egress")
         }

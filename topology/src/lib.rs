@@ -33,7 +33,7 @@ pub use hash::FlowKey;
 pub use lookup::{MemoryRegion, Probe};
 pub use slices::HeldSlices;
 pub use table::{
-    CompileError, Continued, Decision, DecisionV6, ForwardingTable, Route, ServerInfo, Started,
-    Tier,
+    Classified, CompileError, Continued, Decision, DecisionV6, FleetPacket, ForwardingTable,
+    Lookup, Route, ServerInfo, Spreading, Started, Tier,
 };
 pub mod explain;

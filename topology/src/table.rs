@@ -48,13 +48,29 @@ impl Tier {
     }
 }
 
-/// What the table decides for one IPv4 packet (before any packet-level check such as TTL).
+/// What the table says of one IPv4 packet: a fleet packet, known by its outer header alone,
+/// or a packet whose way out it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified {
+    /// Encapsulated to this server's underlay address.
+    Fleet(FleetPacket),
+    /// Anything else.
+    Decided(Decision),
+}
+
+/// A packet encapsulated to this server's underlay address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetPacket {
+    /// From a fleet server: decapsulate it, then decide the inner packet.
+    From(ServerId),
+    /// From someone who is not a fleet server (or from our own address: a spoofer or a loop).
+    UnknownPeer,
+}
+
+/// Where an IPv4 packet that is not a fleet packet goes (before any packet-level check such
+/// as TTL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Encapsulated to this server by a fleet server: decapsulate, then decide the inner packet.
-    Decapsulate { peer: ServerId },
-    /// Encapsulated to this server by someone who is not a fleet server.
-    UnknownPeer,
     /// The source is an egress address of `pool`, which this server holds: send it out.
     LocalEgress { pool: PoolId },
     /// The source is an egress address held elsewhere: encapsulate to `target`.
@@ -69,75 +85,46 @@ pub enum Decision {
     Pass,
 }
 
-/// An IPv4 decision after its first step ([`ForwardingTable::start_v4`]).
+/// An IPv4 packet after the first step of its decision ([`ForwardingTable::start_v4`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Started {
-    /// A fleet packet: decided by its outer header alone.
-    Decided(Decision),
-    /// The routes of the source and the destination, on their way from memory.
-    Lookup { src: Probe, dst: Probe },
+    /// A fleet packet: nothing more to look up.
+    Fleet(FleetPacket),
+    /// Any other packet: the routes of its source and destination are on their way.
+    Lookup(Lookup),
 }
 
-impl Default for Started {
-    fn default() -> Self {
-        Started::Decided(Decision::Pass)
-    }
+/// The routes of a packet's source and destination, on their way from memory: what
+/// [`ForwardingTable::continue_v4`] resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lookup {
+    src: Probe,
+    dst: Probe,
 }
 
-/// An IPv4 decision after its second step ([`ForwardingTable::continue_v4`]): complete but
-/// for the target of a flow spread over several candidates, which
-/// [`ForwardingTable::finish_v4`] reads from the rendezvous bucket, or computes from the
-/// members, that this step started loading.
+/// An IPv4 decision after its second step ([`ForwardingTable::continue_v4`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Continued {
-    decision: Decision,
-    /// The spread and bucket the target is still to be read from.
-    pending: Option<(Spread, u16)>,
+pub enum Continued {
+    /// Complete.
+    Decided(Decision),
+    /// A forwarded flow spread over several candidates: its target is still to be read from
+    /// the rendezvous bucket (or computed from the members) that the step started loading,
+    /// by [`ForwardingTable::finish_v4`].
+    Spreading(Spreading),
+}
+
+/// A forwarded flow whose target [`ForwardingTable::finish_v4`] is still to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spreading {
+    tier: Tier,
+    flow_hash: u64,
+    spread: Spread,
+    bucket: u16,
 }
 
 impl Default for Continued {
     fn default() -> Self {
-        Self::done(Decision::Pass)
-    }
-}
-
-impl Continued {
-    fn done(decision: Decision) -> Self {
-        Self {
-            decision,
-            pending: None,
-        }
-    }
-
-    /// The decision so far: complete but for the target of a flow still to be read from its
-    /// rendezvous bucket.
-    #[inline]
-    pub fn decision(&self) -> Decision {
-        self.decision
-    }
-
-    /// A reply from an origin (the destination is an egress address).
-    #[inline]
-    pub fn is_reply(&self) -> bool {
-        matches!(self.decision, Decision::Reply { .. })
-    }
-
-    /// Egress traffic: leaves here or is forwarded.
-    #[inline]
-    pub fn is_egress(&self) -> bool {
-        matches!(
-            self.decision,
-            Decision::LocalEgress { .. } | Decision::Forward { .. }
-        )
-    }
-
-    /// The flow's hash, when the decision needed it (a forwarded flow).
-    #[inline]
-    pub fn flow_hash(&self) -> Option<u64> {
-        match self.decision {
-            Decision::Forward { flow_hash, .. } => Some(flow_hash),
-            _ => None,
-        }
+        Continued::Decided(Decision::Pass)
     }
 }
 
@@ -684,8 +671,8 @@ impl ForwardingTable {
 
     /// The decision for one IPv4 packet, contract section 5 steps 3 to 6. `encap_port` is the
     /// UDP port fleet packets arrive on. A burst of one: the rule has one implementation.
-    pub fn decide_v4(&self, flow: &FlowKey, encap_port: u16) -> Decision {
-        let mut out = [Decision::Pass];
+    pub fn decide_v4(&self, flow: &FlowKey, encap_port: u16) -> Classified {
+        let mut out = [Classified::Decided(Decision::Pass)];
         self.decide_v4_burst(std::slice::from_ref(flow), encap_port, &mut out);
         out[0]
     }
@@ -697,24 +684,29 @@ impl ForwardingTable {
     /// instead of queueing behind one another packet by packet. The data plane's pipeline
     /// runs the same steps over each received burst, between its own.
     #[inline]
-    pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Decision]) {
+    pub fn decide_v4_burst(&self, flows: &[FlowKey], encap_port: u16, out: &mut [Classified]) {
         const CHUNK: usize = 32;
         for (flows, out) in flows.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut steps = [Continued::default(); CHUNK];
-            let mut started = [Started::default(); CHUNK];
+            let mut started = [Started::Fleet(FleetPacket::UnknownPeer); CHUNK];
             for (s, f) in started.iter_mut().zip(flows) {
                 *s = self.start_v4(f, encap_port);
             }
-            for ((c, f), s) in steps.iter_mut().zip(flows).zip(started) {
-                *c = self.continue_v4(f, s);
+            let mut steps = [Continued::default(); CHUNK];
+            for ((c, f), s) in steps.iter_mut().zip(flows).zip(&started) {
+                if let Started::Lookup(lookup) = *s {
+                    *c = self.continue_v4(f, lookup);
+                }
             }
-            for (o, c) in out.iter_mut().zip(steps) {
-                *o = self.finish_v4(c);
+            for ((o, c), s) in out.iter_mut().zip(steps).zip(started) {
+                *o = match s {
+                    Started::Fleet(fleet) => Classified::Fleet(fleet),
+                    Started::Lookup(_) => Classified::Decided(self.finish_v4(c)),
+                };
             }
         }
     }
 
-    /// Step 1 of a decision: a fleet packet is decided by its addresses and protocol alone
+    /// Step 1 of a decision: a fleet packet is classified by its addresses and protocol alone
     /// (the peers' map is small and stays in cache); any other packet starts the lookups of
     /// its source and destination, whose last level may not be in cache.
     #[inline]
@@ -722,58 +714,54 @@ impl ForwardingTable {
         if self.is_fleet_packet(flow, encap_port) {
             // Our own underlay is no peer: a tunnel "from us to us" comes from a spoofer (or
             // a loop), and decapsulating it would let a stranger inject inner packets.
-            return Started::Decided(match self.peers.get(flow.src) {
-                Some(peer) if flow.src != self.my_underlay => Decision::Decapsulate {
-                    peer: ServerId(peer),
-                },
-                _ => Decision::UnknownPeer,
+            return Started::Fleet(match self.peers.get(flow.src) {
+                Some(peer) if flow.src != self.my_underlay => FleetPacket::From(ServerId(peer)),
+                _ => FleetPacket::UnknownPeer,
             });
         }
-        Started::Lookup {
+        Started::Lookup(Lookup {
             src: self.v4.probe(flow.src),
             dst: self.v4.probe(flow.dst),
-        }
+        })
     }
 
     /// Step 2: the source's route decides egress (locally, or to which candidates); else the
     /// destination's decides whether this is a reply. A flow spread over several candidates
     /// starts loading its rendezvous bucket.
     #[inline]
-    pub fn continue_v4(&self, flow: &FlowKey, started: Started) -> Continued {
-        let (src, dst) = match started {
-            Started::Decided(decision) => return Continued::done(decision),
-            Started::Lookup { src, dst } => (src, dst),
-        };
-        if let Some(r) = self.v4.resolve(flow.src, src) {
+    pub fn continue_v4(&self, flow: &FlowKey, lookup: Lookup) -> Continued {
+        if let Some(r) = self.v4.resolve(flow.src, lookup.src) {
             let route = self.hot_routes[r as usize];
             if route.tier == Tier::Local {
-                return Continued::done(Decision::LocalEgress { pool: PoolId(r) });
+                return Continued::Decided(Decision::LocalEgress { pool: PoolId(r) });
             }
             let flow_hash = flow.hash();
             let bucket = bucket_of(flow_hash);
-            let (target, pending) = match route.spread {
-                Spread::One(only) => (only, None),
+            match route.spread {
+                Spread::One(target) => {
+                    return Continued::Decided(Decision::Forward {
+                        tier: route.tier,
+                        target,
+                        flow_hash,
+                    })
+                }
                 Spread::Buckets(base) => {
                     prefetch_index(&self.buckets, base as usize + bucket);
-                    (ServerId(0), Some((route.spread, bucket as u16)))
                 }
                 Spread::Computed { start, len, .. } => {
                     // The first and the last of its (at most a few) cache lines.
                     prefetch_index(&self.members, start as usize);
                     prefetch_index(&self.members, start as usize + usize::from(len) - 1);
-                    (ServerId(0), Some((route.spread, bucket as u16)))
                 }
-            };
-            return Continued {
-                decision: Decision::Forward {
-                    tier: route.tier,
-                    target,
-                    flow_hash,
-                },
-                pending,
-            };
+            }
+            return Continued::Spreading(Spreading {
+                tier: route.tier,
+                flow_hash,
+                spread: route.spread,
+                bucket: bucket as u16,
+            });
         }
-        Continued::done(match self.v4.resolve(flow.dst, dst) {
+        Continued::Decided(match self.v4.resolve(flow.dst, lookup.dst) {
             Some(pool) => Decision::Reply { pool: PoolId(pool) },
             None => Decision::Pass,
         })
@@ -782,13 +770,14 @@ impl ForwardingTable {
     /// Step 3: the target of a flow spread over several candidates, from its bucket.
     #[inline]
     pub fn finish_v4(&self, continued: Continued) -> Decision {
-        let mut decision = continued.decision;
-        if let Some((spread, bucket)) = continued.pending {
-            if let Decision::Forward { target, .. } = &mut decision {
-                *target = self.bucket_target(spread, usize::from(bucket));
-            }
+        match continued {
+            Continued::Decided(decision) => decision,
+            Continued::Spreading(s) => Decision::Forward {
+                tier: s.tier,
+                target: self.bucket_target(s.spread, usize::from(s.bucket)),
+                flow_hash: s.flow_hash,
+            },
         }
-        decision
     }
 
     #[inline]

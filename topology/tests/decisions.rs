@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 
 use topology::explain::{explain_flows, FlowSpec};
 use topology::hash::{PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP};
-use topology::{parse, Decision, DecisionV6, FlowKey, ForwardingTable, Tier, Topology};
+use topology::{
+    parse, Classified, Decision, DecisionV6, FleetPacket, FlowKey, ForwardingTable, Tier, Topology,
+};
 
 fn example() -> Topology {
     topology::load(std::path::Path::new(concat!(
@@ -158,7 +160,11 @@ pool = "p"
 #[test]
 fn decisions_for_each_kind_of_packet() {
     let table = ForwardingTable::compile(&example(), "lhr01-a").unwrap();
-    let d = |f: FlowKey| table.decide_v4(&f, 6080);
+    let classified = |f: FlowKey| table.decide_v4(&f, 6080);
+    let d = |f: FlowKey| match classified(f) {
+        Classified::Decided(decision) => decision,
+        fleet => panic!("{fleet:?} is not decided"),
+    };
 
     let acme = table.route_v4(ip("198.51.100.1")).unwrap().pool;
     assert_eq!(
@@ -206,23 +212,30 @@ fn decisions_for_each_kind_of_packet() {
         Some((50000, 6080)),
     );
     assert_eq!(
-        d(fou),
-        Decision::Decapsulate {
-            peer: table.peer(ip("10.20.1.1")).unwrap()
-        }
+        classified(fou),
+        Classified::Fleet(FleetPacket::From(table.peer(ip("10.20.1.1")).unwrap()))
     );
     let ipip = FlowKey::new(ip("10.10.1.2"), ip("10.10.1.1"), PROTO_IPIP, None);
-    assert!(matches!(d(ipip), Decision::Decapsulate { .. }));
+    assert!(matches!(
+        classified(ipip),
+        Classified::Fleet(FleetPacket::From(_))
+    ));
     let stranger = FlowKey::new(
         ip("192.0.2.99"),
         ip("10.10.1.1"),
         PROTO_UDP,
         Some((50000, 6080)),
     );
-    assert_eq!(d(stranger), Decision::UnknownPeer);
+    assert_eq!(
+        classified(stranger),
+        Classified::Fleet(FleetPacket::UnknownPeer)
+    );
     // Our own underlay as the outer source is no peer either (hardening).
     let from_ourselves = FlowKey::new(ip("10.10.1.1"), ip("10.10.1.1"), PROTO_IPIP, None);
-    assert_eq!(d(from_ourselves), Decision::UnknownPeer);
+    assert_eq!(
+        classified(from_ourselves),
+        Classified::Fleet(FleetPacket::UnknownPeer)
+    );
     // Other traffic to our underlay (SSH, another UDP port) is not a fleet packet.
     assert_eq!(d(tcp("10.20.1.1", 50000, "10.10.1.1", 22)), Decision::Pass);
     assert_eq!(
@@ -236,7 +249,7 @@ fn decisions_for_each_kind_of_packet() {
     );
     assert_eq!(
         table.decide_v4(&fou, 7777),
-        Decision::Pass,
+        Classified::Decided(Decision::Pass),
         "the encap port is configurable"
     );
     assert_eq!(
@@ -282,7 +295,7 @@ fn burst_and_single_decisions_agree() {
             )
         })
         .collect();
-    let mut burst = vec![Decision::Pass; flows.len()];
+    let mut burst = vec![Classified::Decided(Decision::Pass); flows.len()];
     table.decide_v4_burst(&flows, 6080, &mut burst);
     for (f, b) in flows.iter().zip(&burst) {
         assert_eq!(table.decide_v4(f, 6080), *b);
@@ -413,11 +426,11 @@ fn a_drained_server_does_not_egress_its_own_new_flows() {
     );
     assert_eq!(
         table.decide_v4(&tcp("198.51.100.1", 40000, "93.184.216.34", 443), 6080),
-        Decision::Forward {
+        Classified::Decided(Decision::Forward {
             tier: Tier::NearestLocation,
             target: topology.server_by_name("cdg01-b").unwrap(),
             flow_hash: tcp("198.51.100.1", 40000, "93.184.216.34", 443).hash(),
-        }
+        })
     );
 }
 

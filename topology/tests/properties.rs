@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use topology::hash::{mix64, PROTO_TCP};
 use topology::parse::parse_in_sections;
-use topology::{parse, Decision, FlowKey, ForwardingTable, Tier};
+use topology::{parse, Classified, Decision, FlowKey, ForwardingTable, Tier};
 
 /// Small deterministic generator, so a failing fleet is reproducible from its seed.
 struct Rng(u64);
@@ -180,7 +180,9 @@ fn random_flow(rng: &mut Rng, pool: usize) -> FlowKey {
 /// The target server's name, or None when not forwarded.
 fn target(table: &ForwardingTable, flow: &FlowKey) -> Option<String> {
     match table.decide_v4(flow, 6080) {
-        Decision::Forward { target, .. } => Some(table.server(target).name.clone()),
+        Classified::Decided(Decision::Forward { target, .. }) => {
+            Some(table.server(target).name.clone())
+        }
         _ => None,
     }
 }

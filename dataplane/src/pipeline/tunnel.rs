@@ -61,11 +61,9 @@ impl Pipeline {
         strip: u16,
         decision: Decision,
     ) -> Verdict {
-        // Not egress traffic, or itself a tunnel to us: nothing a peer may send.
-        if matches!(
-            decision,
-            Decision::Pass | Decision::Decapsulate { .. } | Decision::UnknownPeer
-        ) {
+        // Not egress traffic: nothing a peer may send (nor a tunnel to us, which stage 1
+        // dropped).
+        if decision == Decision::Pass {
             return Verdict::Drop(DropReason::BadInner);
         }
         // [eth][outer headers: strip bytes][inner ...]  ->  [eth][inner ...]
