@@ -11,6 +11,9 @@
 #   FLOOR_ROUNDS=0 scripts/bench.sh          # without the worker-floor phase
 #   REPEATS=0 FLOOR_ROUNDS=0 SWEEP_ROUNDS=12 SIZES="1000 1000000" scripts/bench.sh
 #                                            # the paired table-size sweep alone
+#   BEFORE=COMMIT PAIRED_ROUNDS=6 REPEATS=0 FLOOR_ROUNDS=0 SWEEP_ROUNDS=0 scripts/bench.sh
+#                                            # an earlier commit's egressfwd beside this one's,
+#                                            # alternated on the mix at 1M addresses
 #
 # Writes bench-out/results.csv (every run), bench-out/results.md (medians and ratios) and
 # bench-out/throughput.png, bench-out/sweep.png.
@@ -22,6 +25,8 @@ DURATION=${DURATION:-10}
 SIZES=${SIZES:-"1000 100000 1000000 4000000"}
 SWEEP_ROUNDS=${SWEEP_ROUNDS:-5}
 FLOOR_ROUNDS=${FLOOR_ROUNDS:-3}
+BEFORE=${BEFORE:-}
+PAIRED_ROUNDS=${PAIRED_ROUNDS:-6}
 OUT=${OUT:-bench-out}
 
 scripts/setup.sh
@@ -33,6 +38,17 @@ FLOOR_BIN="$OUT/egressfwd-bench-floor"
 if [ "$FLOOR_ROUNDS" -gt 0 ]; then
   cargo build --release -p egressfwd --features bench-floor
   cp target/release/egressfwd "$FLOOR_BIN"
+fi
+# The earlier commit's binary, built in a worktree of its own with its own target directory.
+BEFORE_BIN="$OUT/egressfwd-before"
+if [ -n "$BEFORE" ]; then
+  tree=/tmp/egressfwd-bench-before
+  git worktree remove --force "$tree" >/dev/null 2>&1 || rm -rf "$tree"
+  git worktree prune
+  git worktree add --detach "$tree" "$BEFORE" >&2
+  (cd "$tree" && CARGO_TARGET_DIR=/tmp/egressfwd-bench-before-target cargo build --release -p egressfwd)
+  cp /tmp/egressfwd-bench-before-target/release/egressfwd "$BEFORE_BIN"
+  git worktree remove --force "$tree"
 fi
 cargo build --release -p egressfwd
 BIN=target/release/egressfwd
@@ -134,4 +150,21 @@ for round in $(seq 1 "$FLOOR_ROUNDS"); do
   done
 done
 
-/usr/bin/python3 scripts/bench_report.py "$CSV" "$OUT"
+# Before and after a change: the earlier commit's egressfwd and this one's, back to back in
+# each round (order alternating) on the mix at 1M addresses.
+if [ -n "$BEFORE" ]; then
+  pcap=$(workload mix 1000000)
+  fleet_file=$(fleet 1000000)
+  for round in $(seq 1 "$PAIRED_ROUNDS"); do
+    for side in $( ((round % 2)) && echo "before after" || echo "after before"); do
+      if [ "$side" = before ]; then
+        pps=$(run_egressfwd "$pcap" "$fleet_file" 0 "$BEFORE_BIN")
+      else
+        pps=$(run_egressfwd "$pcap" "$fleet_file")
+      fi
+      record mix 1000000 "paired:$side" "$round" "$pps"
+    done
+  done
+fi
+
+BEFORE="$BEFORE" /usr/bin/python3 scripts/bench_report.py "$CSV" "$OUT"

@@ -9,6 +9,7 @@ The paired table-size sweep rounds of EARLIER files (runs of the same code) are 
 this run's for one more estimate of the table-size cost.
 """
 import csv
+import os
 import random
 import statistics
 import sys
@@ -144,7 +145,21 @@ if floor:
                  + "; 0.8x macswap leaves the pipeline "
                  + listed(per_round(lambda t: 1e3 / (0.8 * t["macswap"]) - 1e3 / t["egressfwd-no-pipeline"]),
                           nanoseconds))
-runs = len({r["run"] for r in rows if r["tool"] != "egressfwd-sweep" and not r["tool"].startswith("floor:")})
+# Before and after a change (BEFORE=COMMIT): per round, this build's egressfwd over the earlier one's.
+paired = defaultdict(dict)
+for r in rows:
+    if r["tool"].startswith("paired:"):
+        paired[r["run"]][r["tool"][len("paired:"):]] = float(r["mpps"])
+rounds = [t for t in paired.values() if t.get("before") and t.get("after")]
+if rounds:
+    before_commit = os.environ.get("BEFORE") or "an earlier commit"
+    change = [t["after"] / t["before"] for t in rounds]
+    notes.append(f"- this build against {before_commit} (mix, 1,000,000 addresses, {len(rounds)} rounds of two runs "
+                 f"back to back): after / before {median(change):.3f} "
+                 f"({', '.join(f'{c:.3f}' for c in change)}); before "
+                 f"{median([t['before'] for t in rounds]):.2f} Mpps, after {median([t['after'] for t in rounds]):.2f} Mpps")
+runs = len({r["run"] for r in rows
+            if r["tool"] != "egressfwd-sweep" and not r["tool"].startswith(("floor:", "paired:"))})
 text = ""
 if cases:
     text = ("Median of %d runs; ratios are per run (tools run back to back on the same input), "

@@ -257,14 +257,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
                 let launched = lcores.launch(lcore, move || {
                     tracing::info!(worker = w, lcore, "worker polling queue {w} of every port");
                     // The worker's final counters are in its cell; the returned copy is not needed.
-                    let _ = dataplane::worker::run(
-                        worker_config,
-                        pipeline,
-                        tables,
-                        mappings,
-                        cell,
-                        stop,
-                    );
+                    let _ = dataplane::worker::Worker::new(worker_config, pipeline, mappings, cell)
+                        .run(tables, stop);
                 });
                 if let Err(err) = launched {
                     // The workers launched so far stop, and the appliance with them.
