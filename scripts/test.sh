@@ -17,6 +17,8 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The benchmark-only build (scripts/bench.sh) must keep compiling too.
 cargo clippy -p egressfwd --features bench-floor -- -D warnings
+# No two modules use each other (docs/architecture.md).
+/usr/bin/python3 scripts/module_cycles.py
 
 step "unit, property and integration tests"
 cargo test --workspace

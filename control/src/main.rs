@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod load;
 mod metrics;
 mod run;
+mod totals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

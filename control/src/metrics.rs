@@ -4,8 +4,8 @@
 //! figures live in [`Shared`]. One thread serves scrapes, concurrently (see [`MetricsServer`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dataplane::{DropReason, PipelineCounters, Published, StatsCell};
@@ -18,127 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use topology::{ForwardingTable, Tier};
 
-use crate::run::report::Totals;
-use egressfwd::config::Config;
-
-/// Control-plane figures, written by the control thread, read by scrapes and reports.
-#[derive(Debug)]
-pub struct Shared {
-    pub port_names: Vec<String>,
-    pub port_devices: Vec<String>,
-    pub port_macs: Vec<[u8; 6]>,
-    pub mbufs_capacity: u32,
-    reloads_ok: AtomicU64,
-    reloads_error: AtomicU64,
-    reloads_refused: AtomicU64,
-    last_success_unix_ms: AtomicU64,
-    local_addresses: AtomicU64,
-    retired_pending: AtomicU64,
-    /// SHA-256 of the published topology file, hex; written on start and reload only.
-    topology_digest: std::sync::Mutex<String>,
-    /// Ports started, a table published and workers polling: what `/healthz` answers.
-    ready: std::sync::atomic::AtomicBool,
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl Shared {
-    pub fn new(
-        config: &Config,
-        port_macs: Vec<[u8; 6]>,
-        local_addresses: u64,
-        mbufs_capacity: u32,
-    ) -> Self {
-        Self {
-            port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
-            port_devices: config.ports.iter().map(|p| p.device.clone()).collect(),
-            port_macs,
-            mbufs_capacity,
-            reloads_ok: AtomicU64::new(0),
-            reloads_error: AtomicU64::new(0),
-            reloads_refused: AtomicU64::new(0),
-            // The table loaded at start counts as the first successful load.
-            last_success_unix_ms: AtomicU64::new(now_unix_ms()),
-            local_addresses: AtomicU64::new(local_addresses),
-            retired_pending: AtomicU64::new(0),
-            topology_digest: std::sync::Mutex::new(String::new()),
-            ready: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Set once the workers poll started ports with a published table; cleared on stopping.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    pub fn set_topology_digest(&self, digest: String) {
-        *self
-            .topology_digest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = digest;
-    }
-
-    pub fn topology_digest(&self) -> String {
-        self.topology_digest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    pub fn reload_succeeded(&self, local_addresses: u64) {
-        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-        self.last_success_unix_ms
-            .store(now_unix_ms(), Ordering::Relaxed);
-        self.local_addresses
-            .store(local_addresses, Ordering::Relaxed);
-    }
-
-    pub fn reload_failed(&self) {
-        self.reloads_error.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A reload that would have lost too much of the table (see `topology::change`).
-    pub fn reload_refused(&self) {
-        self.reloads_refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn reloads_refused(&self) -> u64 {
-        self.reloads_refused.load(Ordering::Relaxed)
-    }
-
-    pub fn set_retired(&self, pending: usize) {
-        self.retired_pending
-            .store(pending as u64, Ordering::Relaxed);
-    }
-
-    pub fn reloads_ok(&self) -> u64 {
-        self.reloads_ok.load(Ordering::Relaxed)
-    }
-
-    pub fn reloads_error(&self) -> u64 {
-        self.reloads_error.load(Ordering::Relaxed)
-    }
-
-    pub fn last_success_unix_seconds(&self) -> f64 {
-        self.last_success_unix_ms.load(Ordering::Relaxed) as f64 / 1000.0
-    }
-
-    pub fn local_addresses(&self) -> u64 {
-        self.local_addresses.load(Ordering::Relaxed)
-    }
-
-    pub fn retired_pending(&self) -> u64 {
-        self.retired_pending.load(Ordering::Relaxed)
-    }
-}
+use crate::totals::{Shared, Totals};
 
 /// The registry and its metrics, updated from [`Totals`] at each scrape.
 struct Exposition {

@@ -17,7 +17,6 @@ pub mod diff;
 pub mod model;
 pub mod parse;
 pub mod prefix;
-pub mod previous;
 
 pub use diag::{Diagnostic, Diagnostics, SourceMap};
 pub use model::*;

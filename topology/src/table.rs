@@ -11,11 +11,14 @@ use crate::lookup::{FlatMap, MemoryRegion, PrefixMapV4, PrefixSetV6, Probe};
 use crate::model::{Holder, LocationId, PoolId, ServerId, Topology};
 use crate::prefix::Ipv4Prefix;
 use crate::prefix::Ipv6Prefix;
-use crate::previous::PreviousOwners;
 use crate::rendezvous::{
     bucket_of, equal_weights, fill_buckets, winner, winner_quick, Candidate, Contender, BUCKETS,
 };
 use crate::slices::HeldSlices;
+use previous::PreviousOwners;
+
+// What a reloaded table keeps of the one it replaced: part of the table, built from two.
+mod previous;
 
 /// Where an IPv4 egress address may leave from, as seen from one server; or IPv6 egress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

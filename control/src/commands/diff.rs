@@ -28,8 +28,8 @@ pub struct DiffArgs {
 pub fn run(args: &DiffArgs) -> Result<(), Failure> {
     let old = super::load_topology(&args.old)?;
     let new = super::load_topology(&args.new)?;
-    let before = super::compile(&old, &args.old, &args.server)?;
-    let after = super::compile(&new, &args.new, &args.server)?;
+    let before = crate::load::compile(&old, &args.old, &args.server)?;
+    let after = crate::load::compile(&new, &args.new, &args.server)?;
     let change = diff(&before, &after);
     if args.json {
         let mut json = serde_json::to_value(&change)?;

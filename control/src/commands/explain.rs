@@ -101,7 +101,7 @@ impl<'a> Tracer<'a> {
                 (example.uplink.next_hop, example.host.next_hop),
             ),
         };
-        let config = crate::run::pipeline_config_of(
+        let config = crate::load::pipeline_config_of(
             &dataplane,
             PortAddrs {
                 mac: example.uplink.mac,
@@ -234,7 +234,7 @@ const BATCH: usize = 4096;
 
 pub fn run(args: &ExplainArgs) -> Result<(), Failure> {
     let topology = super::load_topology(&args.topology)?;
-    let table = super::compile(&topology, &args.topology, &args.server)?;
+    let table = crate::load::compile(&topology, &args.topology, &args.server)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut tracer = if args.trace {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use topology::{ForwardingTable, Topology};
 
+use crate::load::compile;
 use crate::Failure;
 use egressfwd::config::Config;
 
@@ -15,26 +16,6 @@ use egressfwd::config::Config;
 pub fn load_topology(path: &Path) -> Result<Topology, Failure> {
     topology::load(path).map_err(|diagnostics| {
         eprintln!("{diagnostics}");
-        Failure::Invalid
-    })
-}
-
-/// Reads and validates a topology, with the SHA-256 of the bytes it was read from (the
-/// `topology_sha256` of the info metric: `sha256sum` of the file gives the same).
-pub fn read_topology(path: &Path) -> Result<(Topology, String), topology::Diagnostics> {
-    use sha2::Digest;
-    let bytes = topology::read(path)?;
-    let digest = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((topology::parse_bytes(path, &bytes)?, digest))
-}
-
-/// Compiles the table of `server`; an unknown server is an invalid request (exit 2).
-pub fn compile(topology: &Topology, path: &Path, server: &str) -> Result<ForwardingTable, Failure> {
-    ForwardingTable::compile(topology, server).map_err(|err| {
-        eprintln!("{}: {err}", path.display());
         Failure::Invalid
     })
 }

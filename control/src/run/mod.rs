@@ -16,16 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::worker::{WorkerConfig, WorkerPort};
-use dataplane::{
-    MappingTable, Pipeline, PipelineConfig, PortAddrs, Published, StatsCell, Timeouts,
-};
+use dataplane::{MappingTable, Pipeline, PortAddrs, Published, StatsCell, Timeouts};
 use dpdk_sys::{
     advise_huge_pages, Eal, Mempool, Port, PortConfig, BURST_CAPACITY, MBUF_DEFAULT_BUF_SIZE,
 };
 
-use crate::metrics::{MetricsServer, Shared};
+use crate::metrics::MetricsServer;
+use crate::totals::{Shared, Totals};
 use crate::Failure;
-use egressfwd::config::{Config, Encap, DEFAULT_STATS_INTERVAL_SECONDS};
+use egressfwd::config::{Config, DEFAULT_STATS_INTERVAL_SECONDS};
 use topology::MemoryRegion;
 
 #[derive(clap::Args)]
@@ -85,7 +84,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     })?;
     // An invalid topology refuses to start, with every error and its place.
     let (topology, digest) =
-        crate::commands::read_topology(&config.topology).map_err(|diagnostics| {
+        crate::load::read_topology(&config.topology).map_err(|diagnostics| {
             eprintln!("{diagnostics}");
             Failure::Invalid
         })?;
@@ -93,7 +92,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         eprintln!("{}", config.unknown_server(&config.topology));
         return Err(Failure::Invalid);
     }
-    let table = crate::commands::compile(&topology, &config.topology, &config.server)?;
+    let table = crate::load::compile(&topology, &config.topology, &config.server)?;
     drop(topology);
     place_on_huge_pages(table.regions());
     dpdk_sys::release_free_heap();
@@ -171,7 +170,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         .collect::<Result<_, _>>()
         .map_err(|err| Failure::Other(err.to_string()))?;
     let (uplink, host) = (config.uplink(), config.host());
-    let pipeline_config = pipeline_config_of(
+    let pipeline_config = crate::load::pipeline_config_of(
         dp,
         PortAddrs {
             mac: macs[uplink],
@@ -279,7 +278,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             let mut printer = report::Printer::new(stats_interval);
             let mut manager = systemd::ServiceManager::from_env();
             let telemetry = telemetry::Telemetry::register();
-            let gather = || report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
+            let gather = || Totals::gather(&shared, &cells, &tables, &ports, &pool);
             telemetry.refresh(&gather(), u64::from(limits.max_entries));
             let mut ticks = 0u32;
             shared.set_ready(true);
@@ -332,7 +331,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     // Workers are gone. The device counters are read while the ports still exist; then the
     // ports are drained and closed (a pcap output is complete after this), which returns the
     // buffers their rings held.
-    let mut totals = report::Totals::gather(&shared, &cells, &tables, &ports, &pool);
+    let mut totals = Totals::gather(&shared, &cells, &tables, &ports, &pool);
     for port in &mut ports {
         port.close()
             .map_err(|err| Failure::Other(err.to_string()))?;
@@ -410,33 +409,6 @@ fn worker_cores(config: &Config) -> Cores {
         config.dataplane.cores.clone()
     };
     Cores { control, workers }
-}
-
-/// The pipeline's configuration from the config's `[dataplane]` and the two ports' addresses
-/// (the running appliance's, and `explain --trace`'s).
-pub(crate) fn pipeline_config_of(
-    dp: &egressfwd::config::DataplaneConfig,
-    uplink: PortAddrs,
-    host: PortAddrs,
-) -> PipelineConfig {
-    PipelineConfig {
-        encap: pipeline_encap(dp.encap),
-        encap_port: dp.encap_port,
-        mtu: dp.mtu,
-        underlay_mtu: dp.underlay_mtu,
-        mss_clamp: dp.mss_clamp.then(|| {
-            PipelineConfig::derived_mss_clamp(dp.mtu, dp.underlay_mtu, pipeline_encap(dp.encap))
-        }),
-        uplink,
-        host,
-    }
-}
-
-fn pipeline_encap(encap: Encap) -> dataplane::Encap {
-    match encap {
-        Encap::Fou => dataplane::Encap::Fou,
-        Encap::Ipip => dataplane::Encap::Ipip,
-    }
 }
 
 /// Bytes of packet data each mbuf holds: DPDK's default (2 KiB and the headroom) unless the

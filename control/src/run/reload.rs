@@ -12,7 +12,7 @@ use dataplane::{Published, Retired};
 use topology::change::Loss;
 use topology::ForwardingTable;
 
-use crate::metrics::Shared;
+use crate::totals::Shared;
 use crate::Failure;
 use egressfwd::config::Config;
 
@@ -214,7 +214,7 @@ pub fn reload(
     forced: bool,
 ) {
     let started = std::time::Instant::now();
-    let compiled = crate::commands::read_topology(&config.topology)
+    let compiled = crate::load::read_topology(&config.topology)
         .map_err(|d| d.to_string())
         .and_then(|(topology, digest)| {
             ForwardingTable::compile(&topology, &config.server)

@@ -13,7 +13,7 @@ use dataplane::DropReason;
 use dpdk_sys::{register_telemetry_command, TelemetryValue};
 use topology::Tier;
 
-use super::report::Totals;
+use crate::totals::Totals;
 
 /// Control ticks between refreshes of the snapshot (of 50 ms: twice a second).
 pub const REFRESH_TICKS: u32 = 10;

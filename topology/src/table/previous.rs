@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 
+use super::{ForwardingTable, Tier};
 use crate::model::PoolId;
 use crate::slices::FIRST_PORT;
-use crate::table::{ForwardingTable, Tier};
 
 /// No previous owner to pass a reply on to (the same owner before, or not this server's
 /// slice now).
