@@ -8,6 +8,8 @@
 #   scripts/bench_instructions.sh                       # the mix at 1M addresses (~15 minutes)
 #   WORKLOAD="forward 1000000" scripts/bench_instructions.sh
 #   TOOLS="egressfwd io" SECONDS_EACH=20 scripts/bench_instructions.sh
+#   BEFORE_BIN=bench-out/paired/egressfwd-before TOOLS="egressfwd-before egressfwd" \
+#     scripts/bench_instructions.sh                    # an earlier build beside this one
 #
 # Writes $OUT/instructions.csv and prints a markdown table.
 set -euo pipefail
@@ -48,9 +50,10 @@ count() { # tool -> "packets instructions"
   # forwarding thread can starve the one that would stop the run.
   local valgrind=(valgrind --tool=callgrind --fair-sched=yes --separate-threads=yes --callgrind-out-file="$profile")
   case $tool in
-    egressfwd | egressfwd-no-pipeline)
+    egressfwd | egressfwd-no-pipeline | egressfwd-before)
       local binary=$BIN
-      [ "$tool" = egressfwd ] || binary=$FLOOR_BIN
+      [ "$tool" = egressfwd-no-pipeline ] && binary=$FLOOR_BIN
+      [ "$tool" = egressfwd-before ] && binary=${BEFORE_BIN:?egressfwd-before needs BEFORE_BIN}
       egressfwd_config "$pcap" "$fleet_file" 0 19792 > "$OUT/callgrind/egressfwd.toml"
       "${valgrind[@]}" "$binary" run --config "$OUT/callgrind/egressfwd.toml" \
         --duration "$SECONDS_EACH" -- "${EAL_MEMORY[@]}" > "$log" 2>&1
