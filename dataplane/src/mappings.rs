@@ -281,9 +281,7 @@ impl MappingTable {
 impl MappingOwner {
     /// This worker's arrays of its mappings and pins (see [`MappingTable::regions`]).
     pub fn regions(&self) -> Vec<topology::MemoryRegion> {
-        let mut regions = self.flows.regions();
-        regions.extend(self.pins.regions());
-        regions
+        self.flows.regions()
     }
 
     /// Mappings of this worker in use (a translated one counts once).

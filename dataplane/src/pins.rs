@@ -4,25 +4,80 @@
 //! (drained or not). A flow whose target left the pool is decided again by the current
 //! table, and counted.
 //!
-//! Only packets from the host port are pinned: internet traffic creates no pin. A pin's
-//! owner is the worker whose host queue saw the flow first (RSS keeps a flow on one queue);
-//! the table is shared, so a flow whose packets move queue still finds its pin.
+//! Only packets from the host port are pinned: internet traffic creates no pin. Each worker
+//! keeps its own pins: the host port's RSS hashes a flow's addresses (and ports) to one queue
+//! for the flow's life, so the worker that pinned a flow sees all of its packets, and a pin
+//! needs no sharing. Its table is open addressing over slots of 32 bytes, two to a cache line,
+//! a key's home being the first slot of a line: the pin of an established flow is found, with
+//! its target and its clock, in the one line the burst prefetched (at half load most keys are
+//! in their home line; linear probing goes on into the next). Other workers read a worker's
+//! pins only for contract 7.5.1 (a reply a peer returns for a flow of this host, on any queue:
+//! [`PinTable::contains`]), without a lock, retrying if the owner was moving slots meanwhile.
 //!
 //! A pin records its target by underlay, which every table agrees on, and the epoch of the
 //! table that last checked it: while that table is in use, the pin is used without a check.
+//! A pin idle past its lifetime is gone for its flow from that moment (a lookup that meets it
+//! removes it); [`PinOwner::expire`] sweeps the rest, a bounded number of slots a call, so
+//! that their slots come back.
+
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use topology::{FlowKey, ForwardingTable, ServerId};
 
-use crate::flow::{hash_key, FlowOwner, FlowTable, Key, Probe, Refused, Value};
-use crate::timeouts::Timeouts;
+use crate::flow::{hash_key, Key};
+use crate::timeouts::{LifetimeChange, Timeouts};
 
-/// A pin's key: the flow as its host sent it (a TCP or UDP packet, not a fragment).
-fn key_of(flow: &FlowKey) -> Key {
-    [
-        u64::from(flow.src) << 32 | u64::from(flow.dst),
-        u64::from(flow.proto) << 32 | u64::from(flow.sport) << 16 | u64::from(flow.dport),
-        0,
-    ]
+/// One pin: 32 bytes, two to a line. Words, all written by the owner worker only:
+/// 0: source << 32 | destination; 1: [`USED`], [`CLOSING`], the target's server id
+/// (bits 40 to 55), protocol (32 to 39), source port (16 to 31), destination port (0 to 15);
+/// 2: the target's underlay << 32 | the epoch of the table that last checked it;
+/// 3: last seen (the workers' clock) << 32 | idle lifetime in seconds. Empty: word 1 is 0.
+#[repr(align(32))]
+#[derive(Default)]
+struct Slot([AtomicU64; 4]);
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+
+const USED: u64 = 1 << 63;
+/// A FIN or RST was seen: the pin lives the transitory time from its last packet.
+const CLOSING: u64 = 1 << 62;
+const SERVER_SHIFT: u32 = 40;
+const KEY_BITS: u64 = USED | 0xff_ffff_ffff;
+/// How long a reader waits for an owner's removal to end (a removal moves a few slots, well
+/// under a microsecond) before reading the table as it stands, its owner stopped.
+const MOVE_SPINS: u32 = 2_000;
+
+/// A pin's key in its two words, as the slot holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PinKey {
+    addresses: u64,
+    ports: u64,
+}
+
+impl PinKey {
+    fn of(flow: &FlowKey) -> Self {
+        Self {
+            addresses: u64::from(flow.src) << 32 | u64::from(flow.dst),
+            ports: USED
+                | u64::from(flow.proto) << 32
+                | u64::from(flow.sport) << 16
+                | u64::from(flow.dport),
+        }
+    }
+
+    /// The key the fleet-wide flow hash mixes (the same words as the mappings').
+    fn hash(self) -> u64 {
+        let key: Key = [self.addresses, self.ports & !USED, 0];
+        hash_key(&key)
+    }
+}
+
+/// Where a pin's lookup reads: the owner's table and the key's home slot, computed once per
+/// packet to prefetch a stage ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinProbe {
+    worker: u16,
+    home: u32,
 }
 
 /// What a pin did for one packet.
@@ -30,31 +85,83 @@ fn key_of(flow: &FlowKey) -> Key {
 pub enum Pinned {
     /// The flow's pin, still valid: its target.
     Kept(ServerId),
-    /// A new flow, pinned to the table's decision.
-    Created,
+    /// A new flow, pinned to the table's decision; `replaced_expired` when the flow's
+    /// previous pin had expired (counted as expired too).
+    Created { replaced_expired: bool },
     /// The pinned target is no longer a holder: the table's decision, pinned instead.
     Redecided,
     /// No room for a new pin: the flow is refused (`connections_full`), nothing evicted.
     Full,
 }
 
-fn value(underlay: u32, server: ServerId, epoch: u32) -> Value {
-    [
-        u64::from(epoch) << 32 | u64::from(underlay),
-        u64::from(server.0),
-    ]
+/// One worker's pins, as every worker may read them.
+struct WorkerPins {
+    slots: Box<[Slot]>,
+    mask: usize,
+    /// Odd while the owner moves slots (the backward shift of a removal).
+    moving: AtomicU64,
 }
 
-/// The part every worker reads.
+impl WorkerPins {
+    fn new(capacity: usize) -> Self {
+        // At most half full, so that a probe always ends at an empty slot, soon.
+        let slots = (2 * capacity).next_power_of_two().max(4);
+        Self {
+            slots: (0..slots).map(|_| Slot::default()).collect(),
+            mask: slots - 1,
+            moving: AtomicU64::new(0),
+        }
+    }
+
+    /// The first slot of the line the key's hash picks.
+    #[inline]
+    fn home(&self, key: PinKey) -> usize {
+        (key.hash() as usize & self.mask) & !1
+    }
+
+    /// The slot holding `key`, or the empty slot its probe ended at.
+    #[inline]
+    fn find(&self, key: PinKey, home: usize) -> Result<usize, usize> {
+        let mut i = home;
+        loop {
+            let words = &self.slots[i].0;
+            let ports = words[1].load(Ordering::Acquire);
+            if ports == 0 {
+                return Err(i);
+            }
+            if ports & KEY_BITS == key.ports && words[0].load(Ordering::Relaxed) == key.addresses {
+                return Ok(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn region(&self) -> topology::MemoryRegion {
+        topology::MemoryRegion::of("pins", &self.slots)
+    }
+}
+
+/// Every worker's pins.
 pub struct PinTable {
-    flows: FlowTable,
+    workers: Box<[WorkerPins]>,
 }
 
-/// One worker's pins.
+/// One worker's hold on its pins: only it writes them.
 pub struct PinOwner {
-    flows: FlowOwner,
+    worker: u16,
+    len: usize,
+    capacity: usize,
+    /// Where the sweep of [`PinOwner::expire`] goes on.
+    cursor: usize,
     timeouts: Timeouts,
-    due: Vec<u32>,
+}
+
+/// Whether a pin last seen at `last_seen` with `idle` seconds to live is gone at `now`. A
+/// `now` before `last_seen` is another worker's clock a moment behind the owner's (each reads
+/// the TSC once a round): not expired.
+#[inline]
+fn expired(last_seen: u32, idle: u32, now: u32) -> bool {
+    now > last_seen && now - last_seen >= idle
 }
 
 impl PinTable {
@@ -63,53 +170,96 @@ impl PinTable {
         workers: usize,
         entries: usize,
         timeouts: Timeouts,
-        now: u32,
+        _now: u32,
     ) -> (Self, Vec<PinOwner>) {
-        let (flows, owners) = FlowTable::new(workers, entries.div_ceil(workers).max(1), now);
-        let owners = owners
-            .into_iter()
-            .map(|flows| PinOwner {
-                flows,
+        let capacity = entries.div_ceil(workers.max(1)).max(1);
+        let table = Self {
+            workers: (0..workers).map(|_| WorkerPins::new(capacity)).collect(),
+        };
+        let owners = (0..workers)
+            .map(|w| PinOwner {
+                worker: w as u16,
+                len: 0,
+                capacity,
+                cursor: 0,
                 timeouts,
-                due: Vec::new(),
             })
             .collect();
-        (Self { flows }, owners)
+        (table, owners)
     }
 
-    pub fn probe(&self, flow: &FlowKey) -> Probe {
-        self.flows.probe(hash_key(&key_of(flow)))
+    /// Where the pin of `worker`'s flow `flow` is looked up.
+    #[inline]
+    pub fn probe(&self, worker: u16, flow: &FlowKey) -> PinProbe {
+        let home = self.workers[usize::from(worker)].home(PinKey::of(flow));
+        PinProbe {
+            worker,
+            home: home as u32,
+        }
     }
 
-    pub fn prefetch(&self, probe: Probe) {
-        self.flows.prefetch(probe);
+    /// Starts loading the probe's line, which holds the pin of an established flow whole.
+    #[inline]
+    pub fn prefetch(&self, probe: PinProbe) {
+        if let Some(pins) = self.workers.get(usize::from(probe.worker)) {
+            prefetch_index::prefetch_index(&pins.slots, probe.home as usize);
+        }
     }
 
     pub fn regions(&self) -> Vec<topology::MemoryRegion> {
-        self.flows.regions()
+        self.workers.iter().map(WorkerPins::region).collect()
     }
 
-    /// Starts loading the pin the probe points to (which holds its clock too).
-    pub fn prefetch_entry(&self, probe: Probe) {
-        self.flows.prefetch_entry(probe);
-    }
-
-    /// Whether the host's flow `flow` is pinned here: a reply a peer returns for it is this
-    /// server's host's even when this server holds the address (7.5.1: it took the address
-    /// on, or is a drained holder, after the flow was pinned elsewhere).
-    pub fn contains(&self, flow: &FlowKey) -> bool {
-        let key = key_of(flow);
-        self.flows
-            .lookup(self.flows.probe(hash_key(&key)), &key)
-            .is_some()
+    /// Whether the host's flow `flow` is pinned here, by any worker, at `now`: a reply a peer
+    /// returns for it is this server's host's even when this server holds the address (7.5.1:
+    /// it took the address on, or is a drained holder, after the flow was pinned elsewhere).
+    pub fn contains(&self, flow: &FlowKey, now: u32) -> bool {
+        let key = PinKey::of(flow);
+        self.workers.iter().any(|pins| {
+            let home = pins.home(key);
+            let live = || {
+                pins.find(key, home).ok().is_some_and(|i| {
+                    let clock = pins.slots[i].0[3].load(Ordering::Relaxed);
+                    !expired((clock >> 32) as u32, clock as u32, now)
+                })
+            };
+            // A removal moving slots meanwhile could hide the key: read again after it.
+            for _ in 0..MOVE_SPINS {
+                let before = pins.moving.load(Ordering::Acquire);
+                if before & 1 == 1 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let found = live();
+                fence(Ordering::Acquire);
+                if pins.moving.load(Ordering::Relaxed) == before {
+                    return found;
+                }
+            }
+            // The owner stopped mid-removal (preempted): while it stays stopped, every live
+            // pin is still on its probe path (a moved pin is in its old slot until the next
+            // move overwrites it), so reading the table as it stands is right.
+            live()
+        })
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.flows.memory_bytes()
+        self.workers
+            .iter()
+            .map(|w| std::mem::size_of_val(&w.slots[..]))
+            .sum()
     }
 }
 
 impl PinOwner {
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    fn own<'t>(&self, pins: &'t PinTable) -> &'t WorkerPins {
+        &pins.workers[usize::from(self.worker)]
+    }
+
     /// The target of a packet of `flow` that `table` decides to send to `decided`:
     /// the pinned one while it holds the address, else `decided` (pinned now). `tcp_flags`
     /// are a TCP segment's flags.
@@ -123,58 +273,194 @@ impl PinOwner {
         tcp_flags: Option<u8>,
         now: u32,
     ) -> Pinned {
-        let key = key_of(flow);
-        let hash = hash_key(&key);
-        let epoch = table.epoch();
-        if let Some((at, found)) = pins.flows.lookup(pins.flows.probe(hash), &key) {
-            self.timeouts
-                .refresh(&mut self.flows, &pins.flows, at, flow.proto, tcp_flags, now);
-            if (found[0] >> 32) as u32 == epoch {
-                return Pinned::Kept(ServerId(found[1] as u32));
-            }
-            // A table swap since: still a holder (it may have a new id in the new table)?
-            let underlay = found[0] as u32;
-            let mine = at.worker == self.flows.worker();
-            return match table.holder_of(flow.src, underlay) {
-                Some(server) => {
-                    if mine {
-                        self.flows.rewrite(
-                            &pins.flows,
-                            at.entry,
-                            &key,
-                            &value(underlay, server, epoch),
-                        );
-                    }
-                    Pinned::Kept(server)
+        let key = PinKey::of(flow);
+        let own = self.own(pins);
+        let mut replaced_expired = false;
+        let empty = match own.find(key, own.home(key)) {
+            Ok(at) => match self.live(pins, at, now) {
+                Some(ports) => {
+                    self.refresh(pins, at, ports, flow.proto, tcp_flags, now);
+                    return self.checked(pins, table, at, ports, flow, decided);
                 }
                 None => {
-                    if mine {
-                        let underlay = table.underlay_of(decided);
-                        self.flows.rewrite(
-                            &pins.flows,
-                            at.entry,
-                            &key,
-                            &value(underlay, decided, epoch),
-                        );
+                    replaced_expired = true;
+                    // Removed: the probe ends elsewhere now.
+                    match own.find(key, own.home(key)) {
+                        Ok(_) => unreachable!("a key is in its table once"),
+                        Err(empty) => empty,
                     }
-                    Pinned::Redecided
                 }
-            };
+            },
+            Err(empty) => empty,
+        };
+        if self.len >= self.capacity {
+            return Pinned::Full;
         }
         let lifetime = self.timeouts.lifetime(flow.proto, tcp_flags);
-        let pin = value(table.underlay_of(decided), decided, epoch);
-        match self
-            .flows
-            .insert(&pins.flows, hash, &key, &pin, now, lifetime)
-        {
-            Ok(_) => Pinned::Created,
-            // Another worker pinned it a moment ago: as it did.
-            Err(Refused::Exists(_, found)) => match table.holder_of(flow.src, found[0] as u32) {
-                Some(server) => Pinned::Kept(server),
-                None => Pinned::Redecided,
-            },
-            Err(Refused::Full) => Pinned::Full,
+        self.write(
+            pins,
+            empty,
+            key,
+            decided,
+            table.underlay_of(decided),
+            table.epoch(),
+            (now, lifetime.idle),
+        );
+        self.len += 1;
+        Pinned::Created { replaced_expired }
+    }
+
+    /// The pin at `at`'s target, checked against `table` if it last was against another.
+    fn checked(
+        &mut self,
+        pins: &PinTable,
+        table: &ForwardingTable,
+        at: usize,
+        ports: u64,
+        flow: &FlowKey,
+        decided: ServerId,
+    ) -> Pinned {
+        let words = &self.own(pins).slots[at].0;
+        let target = words[2].load(Ordering::Relaxed);
+        let epoch = table.epoch();
+        if target as u32 == epoch {
+            return Pinned::Kept(ServerId(((ports >> SERVER_SHIFT) & 0xffff) as u32));
         }
+        // A table swap since: still a holder (it may have a new id in the new table)?
+        let underlay = (target >> 32) as u32;
+        let (server, kept) = match table.holder_of(flow.src, underlay) {
+            Some(server) => (server, true),
+            None => (decided, false),
+        };
+        let ports = ports & !(0xffff << SERVER_SHIFT) | u64::from(server.0) << SERVER_SHIFT;
+        words[2].store(
+            u64::from(table.underlay_of(server)) << 32 | u64::from(epoch),
+            Ordering::Relaxed,
+        );
+        words[1].store(ports, Ordering::Release);
+        if kept {
+            Pinned::Kept(server)
+        } else {
+            Pinned::Redecided
+        }
+    }
+
+    /// Word 1 of the pin at `at` if it is still live at `now`; else removes it.
+    #[inline]
+    fn live(&mut self, pins: &PinTable, at: usize, now: u32) -> Option<u64> {
+        let words = &self.own(pins).slots[at].0;
+        let ports = words[1].load(Ordering::Relaxed);
+        let clock = words[3].load(Ordering::Relaxed);
+        let idle = if ports & CLOSING != 0 {
+            self.timeouts.tcp_transitory
+        } else {
+            clock as u32
+        };
+        if expired((clock >> 32) as u32, idle, now) {
+            self.remove(pins, at);
+            return None;
+        }
+        Some(ports)
+    }
+
+    /// A packet of the pin's flow at `now` (one rule with the mappings: [`Timeouts::change`]).
+    #[inline]
+    fn refresh(
+        &self,
+        pins: &PinTable,
+        at: usize,
+        ports: u64,
+        proto: u8,
+        tcp_flags: Option<u8>,
+        now: u32,
+    ) {
+        let words = &self.own(pins).slots[at].0;
+        let clock = words[3].load(Ordering::Relaxed);
+        let idle = clock as u32;
+        match self.timeouts.change(proto, tcp_flags, idle) {
+            LifetimeChange::None => {
+                // Stored only when the second changes.
+                if (clock >> 32) as u32 != now {
+                    words[3].store(u64::from(now) << 32 | u64::from(idle), Ordering::Relaxed);
+                }
+            }
+            LifetimeChange::Close => {
+                words[3].store(u64::from(now) << 32 | u64::from(idle), Ordering::Relaxed);
+                if ports & CLOSING == 0 {
+                    words[1].store(ports | CLOSING, Ordering::Release);
+                }
+            }
+            LifetimeChange::Establish(lifetime) => {
+                words[3].store(
+                    u64::from(now) << 32 | u64::from(lifetime.idle),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        pins: &PinTable,
+        at: usize,
+        key: PinKey,
+        server: ServerId,
+        underlay: u32,
+        epoch: u32,
+        (now, idle): (u32, u32),
+    ) {
+        let words = &self.own(pins).slots[at].0;
+        words[0].store(key.addresses, Ordering::Relaxed);
+        words[2].store(
+            u64::from(underlay) << 32 | u64::from(epoch),
+            Ordering::Relaxed,
+        );
+        words[3].store(u64::from(now) << 32 | u64::from(idle), Ordering::Relaxed);
+        // Published last: a reader that sees the slot used sees the rest.
+        words[1].store(
+            key.ports | u64::from(server.0) << SERVER_SHIFT,
+            Ordering::Release,
+        );
+    }
+
+    /// Removes the pin at `at`, moving back the pins after it whose probe passed it (Knuth's
+    /// deletion for linear probing: no tombstones, probes stay short).
+    fn remove(&mut self, pins: &PinTable, at: usize) {
+        let own = self.own(pins);
+        own.moving.fetch_add(1, Ordering::Acquire);
+        let mut hole = at;
+        let mut next = at;
+        loop {
+            next = (next + 1) & own.mask;
+            let words = &own.slots[next].0;
+            let ports = words[1].load(Ordering::Relaxed);
+            if ports == 0 {
+                break;
+            }
+            let key = PinKey {
+                addresses: words[0].load(Ordering::Relaxed),
+                ports: ports & KEY_BITS,
+            };
+            let home = own.home(key);
+            // Stays unless its home is cyclically outside (hole, next].
+            let stays = if hole <= next {
+                hole < home && home <= next
+            } else {
+                hole < home || home <= next
+            };
+            if stays {
+                continue;
+            }
+            let target = &own.slots[hole].0;
+            for w in [0, 2, 3, 1] {
+                target[w].store(words[w].load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            hole = next;
+        }
+        own.slots[hole].0[1].store(0, Ordering::Relaxed);
+        own.moving.fetch_add(1, Ordering::Release);
+        self.len -= 1;
     }
 
     /// The target another holder of `flow`'s address still carries it to, if the flow was
@@ -188,33 +474,48 @@ impl PinOwner {
         tcp_flags: Option<u8>,
         now: u32,
     ) -> Option<ServerId> {
-        let key = key_of(flow);
-        let (at, found) = pins.flows.lookup(pins.flows.probe(hash_key(&key)), &key)?;
+        let key = PinKey::of(flow);
+        let own = self.own(pins);
+        let at = own.find(key, own.home(key)).ok()?;
+        let ports = self.live(pins, at, now)?;
+        let underlay = (self.own(pins).slots[at].0[2].load(Ordering::Relaxed) >> 32) as u32;
         let target = table
-            .holder_of(flow.src, found[0] as u32)
+            .holder_of(flow.src, underlay)
             .filter(|&t| t != table.me())?;
-        self.timeouts
-            .refresh(&mut self.flows, &pins.flows, at, flow.proto, tcp_flags, now);
+        self.refresh(pins, at, ports, flow.proto, tcp_flags, now);
         Some(target)
     }
 
-    /// Removes the pins idle past their time, at most `budget`; returns how many.
+    /// Sweeps the table for pins idle past their time, removing them, `budget` steps a call
+    /// (a step visits a slot, or removes a pin); returns how many were removed.
     pub fn expire(&mut self, pins: &PinTable, now: u32, budget: usize) -> usize {
-        self.flows
-            .expire_into(&pins.flows, now, budget, &mut self.due);
-        self.due.len()
-    }
-
-    pub fn regions(&self) -> Vec<topology::MemoryRegion> {
-        self.flows.regions()
+        if self.len == 0 {
+            return 0;
+        }
+        let mask = self.own(pins).mask;
+        let mut removed = 0;
+        for _ in 0..budget {
+            let at = self.cursor;
+            let used = self.own(pins).slots[at].0[1].load(Ordering::Relaxed) != 0;
+            if used && self.live(pins, at, now).is_none() {
+                // A pin moved back into this slot is looked at on the next visit.
+                removed += 1;
+                continue;
+            }
+            self.cursor = (at + 1) & mask;
+        }
+        removed
     }
 
     /// Pins of this worker in use.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.len == 0
     }
 }
+
+#[cfg(test)]
+mod tests;

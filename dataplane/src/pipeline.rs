@@ -150,16 +150,6 @@ enum Kind {
     },
 }
 
-/// The flow-state lookup whose buckets stage 2 started loading: at most one per packet.
-#[derive(Debug, Clone, Copy)]
-enum StateProbe {
-    None,
-    /// The mapping of a TCP or UDP flow egressing here, or of a reply.
-    Mapping(Probe),
-    /// The pin of a TCP or UDP flow from the host that the table forwards.
-    Pin(Probe),
-}
-
 /// One packet between the stages of the pipeline: what [`Pipeline::begin`] learned of it
 /// and [`Pipeline::advance`] added.
 #[derive(Debug, Clone, Copy)]
@@ -171,7 +161,10 @@ struct PacketRecord {
     lookup: Lookup,
     /// Stage 2's decision, complete but for a spread flow's target.
     continued: Continued,
-    state: StateProbe,
+    /// The mapping lookup (of a TCP or UDP flow egressing here, or of a reply) whose buckets
+    /// stage 2 started loading. (A forwarded flow's pin is one line, which stage 2 starts
+    /// loading too; nothing of it is left for later stages.)
+    mapping: Option<Probe>,
 }
 
 impl Default for PacketRecord {
@@ -181,7 +174,7 @@ impl Default for PacketRecord {
             flow: FlowKey::default(),
             lookup: Lookup::default(),
             continued: Continued::default(),
-            state: StateProbe::None,
+            mapping: None,
         }
     }
 }
@@ -327,7 +320,7 @@ impl Pipeline {
         let mut burst = self.scratch.take().unwrap_or_default();
         for (bufs, verdicts) in bufs.chunks_mut(CHUNK).zip(verdicts.chunks_mut(CHUNK)) {
             self.begin(ctx, bufs, &mut burst);
-            Self::advance(ctx, &mut burst);
+            self.advance(ctx, &mut burst);
             Self::locate_flow_state(ctx, &burst);
             self.finish(ctx, bufs, &burst, verdicts);
         }
@@ -390,9 +383,10 @@ impl Pipeline {
     /// Stage 2: the routes of each flow, as far as they decide it; starts loading the
     /// rendezvous bucket of a flow spread over several servers, and the mapping buckets of a
     /// TCP or UDP flow egressing here or of a reply, or the pin buckets of one forwarded.
-    fn advance(ctx: &Context<'_>, burst: &mut Burst) {
+    fn advance(&self, ctx: &Context<'_>, burst: &mut Burst) {
+        let worker = self.mappings.pins_ref().worker();
         for record in &mut burst.packets[..burst.len] {
-            record.state = StateProbe::None;
+            record.mapping = None;
             let origin = match record.kind {
                 Kind::V4 => Origin::Host,
                 Kind::Fleet { peer, .. } => Origin::Peer(ctx.table.underlay_of(peer)),
@@ -402,48 +396,40 @@ impl Pipeline {
             let continued = ctx.table.continue_v4(flow, record.lookup);
             // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
             if matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0 {
-                record.state = match continued {
-                    Continued::Decided(Decision::LocalEgress { pool }) => ctx
-                        .table
-                        .held_slices(pool)
-                        .map(|held| {
-                            let probe =
-                                ctx.mappings
-                                    .outbound_probe(&outbound_ends_of(flow), origin, held);
-                            ctx.mappings.prefetch(probe);
-                            StateProbe::Mapping(probe)
+                record.mapping = match continued {
+                    Continued::Decided(Decision::LocalEgress { pool }) => {
+                        ctx.table.held_slices(pool).map(|held| {
+                            ctx.mappings
+                                .outbound_probe(&outbound_ends_of(flow), origin, held)
                         })
-                        .unwrap_or(StateProbe::None),
+                    }
                     Continued::Decided(Decision::Reply { .. }) => {
-                        let probe = ctx.mappings.reply_probe(&reply_ends_of(flow));
-                        ctx.mappings.prefetch(probe);
-                        StateProbe::Mapping(probe)
+                        Some(ctx.mappings.reply_probe(&reply_ends_of(flow)))
                     }
                     Continued::Decided(Decision::Forward { .. }) | Continued::Spreading(_)
                         if matches!(record.kind, Kind::V4) =>
                     {
                         let pins = ctx.mappings.pins();
-                        let probe = pins.probe(flow);
-                        pins.prefetch(probe);
-                        StateProbe::Pin(probe)
+                        pins.prefetch(pins.probe(worker, flow));
+                        None
                     }
-                    _ => StateProbe::None,
+                    _ => None,
                 };
+                if let Some(probe) = record.mapping {
+                    ctx.mappings.prefetch(probe);
+                }
             }
             record.continued = continued;
         }
     }
 
-    /// Stage 2b: once the flow-state buckets of the burst are on their way, starts loading
-    /// the entry each key's tag points to (with its clock), so that stage 3 finds an
-    /// established flow's mapping or pin in cache (at 1M flows, each is a miss otherwise).
+    /// Stage 2b: once the mapping buckets of the burst are on their way, starts loading the
+    /// entry each key's tag points to (with its clock), so that stage 3 finds an established
+    /// flow's mapping in cache (at 1M mappings, each is a miss otherwise). A pin is whole in
+    /// the line stage 2 prefetched.
     fn locate_flow_state(ctx: &Context<'_>, burst: &Burst) {
-        for record in burst.packets() {
-            match record.state {
-                StateProbe::Mapping(probe) => ctx.mappings.prefetch_entry(probe),
-                StateProbe::Pin(probe) => ctx.mappings.pins().prefetch_entry(probe),
-                StateProbe::None => {}
-            }
+        for probe in burst.packets().iter().filter_map(|r| r.mapping) {
+            ctx.mappings.prefetch_entry(probe);
         }
     }
 

@@ -42,9 +42,26 @@ impl Timeouts {
         }
     }
 
-    /// A packet of the flow of `at` was seen at `now`: its clock moves on, a FIN or RST
-    /// closes it, the handshake's last ACK establishes it. An entry of another worker (the
-    /// flow moved queue) is left to its owner's clock.
+    /// What a packet of a flow of `proto` with `tcp_flags` does to its lifetime, whose idle
+    /// time is `idle` now: a FIN or RST closes it, the handshake's last ACK establishes it.
+    /// One rule for mappings ([`Timeouts::refresh`]) and pins.
+    #[inline]
+    pub fn change(&self, proto: u8, tcp_flags: Option<u8>, idle: u32) -> LifetimeChange {
+        let Some(flags) = tcp_flags.filter(|_| proto == PROTO_TCP) else {
+            return LifetimeChange::None;
+        };
+        if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
+            LifetimeChange::Close
+        } else if !is_opening(flags) && idle != self.tcp_established {
+            LifetimeChange::Establish(self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK)))
+        } else {
+            LifetimeChange::None
+        }
+    }
+
+    /// A packet of the flow of `at` was seen at `now`: its clock moves on, and its lifetime
+    /// changes as [`Timeouts::change`] says. An entry of another worker (the flow moved
+    /// queue) is left to its owner's clock.
     #[inline]
     pub fn refresh(
         &self,
@@ -62,15 +79,24 @@ impl Timeouts {
         if proto != PROTO_TCP {
             return;
         }
-        let Some(flags) = tcp_flags else { return };
-        if flags & (tcp::FLAG_FIN | tcp::FLAG_RST) != 0 {
-            owner.set_closing(table, at.entry, now);
-        } else if !is_opening(flags) && owner.lifetime(table, at.entry).idle != self.tcp_established
-        {
-            let established = self.lifetime(PROTO_TCP, Some(tcp::FLAG_ACK));
-            owner.set_lifetime(table, at.entry, established, now);
+        match self.change(proto, tcp_flags, owner.lifetime(table, at.entry).idle) {
+            LifetimeChange::None => {}
+            LifetimeChange::Close => owner.set_closing(table, at.entry, now),
+            LifetimeChange::Establish(established) => {
+                owner.set_lifetime(table, at.entry, established, now)
+            }
         }
     }
+}
+
+/// What one packet does to its flow's lifetime (see [`Timeouts::change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifetimeChange {
+    None,
+    /// A FIN or RST: the flow lives its closing time from now.
+    Close,
+    /// An opening TCP connection is established: this lifetime from now.
+    Establish(Lifetime),
 }
 
 /// A SYN without ACK: the connection is opening.

@@ -1,5 +1,6 @@
-//! Flow state: one table design for the state connections need (the mappings of contract
-//! 7.2 to 7.5, the pinned flows of 7.6), as `docs/connections.md` sets it out.
+//! Flow state shared between workers: the table the mappings of contract 7.2 to 7.5 live in
+//! (any worker reads a mapping: replies arrive on any queue), as `docs/connections.md` sets
+//! it out. (The pinned flows of 7.6 are each worker's own, in `crate::pins`.)
 //!
 //! - Exact keys of three words and values of two words, encoded by each use.
 //! - Any worker looks up any entry without a lock or a write ([`FlowTable::lookup`]), after a

@@ -112,7 +112,11 @@ impl Pipeline {
         let hash = outbound_hash(ends, ends.local_port);
         if let Origin::Peer(from) = origin {
             // 7.5.1: returned by the holder a flow of this server's host is pinned to.
-            if ctx.mappings.pins().contains(&outbound_flow_of(ends)) {
+            if ctx
+                .mappings
+                .pins()
+                .contains(&outbound_flow_of(ends), ctx.now)
+            {
                 return Ok(FragmentRoute::Host);
             }
             // 7.5.3: a slice that moved here in the last reload; its previous owner may still

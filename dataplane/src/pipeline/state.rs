@@ -91,8 +91,9 @@ impl Pipeline {
             ctx.now,
         ) {
             Pinned::Kept(target) => Ok(target),
-            Pinned::Created => {
+            Pinned::Created { replaced_expired } => {
                 self.counters.pins_created += 1;
+                self.counters.pins_expired += u64::from(replaced_expired);
                 Ok(decided)
             }
             Pinned::Redecided => {

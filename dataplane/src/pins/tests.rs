@@ -1,0 +1,252 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use topology::hash::PROTO_UDP;
+
+use super::*;
+
+fn table() -> ForwardingTable {
+    let topology = topology::parse(
+        "fleet.toml",
+        include_str!("../../../topology/examples/fleet.toml"),
+    )
+    .unwrap();
+    ForwardingTable::compile(&topology, "lhr01-a").unwrap()
+}
+
+/// A UDP flow of the host from one of a few addresses and ports: few enough that keys
+/// collide in a small table and probes run into each other.
+fn flow(i: u8) -> FlowKey {
+    FlowKey {
+        src: 0xcb00_7180 + u32::from(i % 5),
+        dst: 0x5db8_d822,
+        proto: PROTO_UDP,
+        sport: 40000 + u16::from(i / 5),
+        dport: 53,
+    }
+}
+
+const UDP_SECONDS: u32 = 5;
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        udp: UDP_SECONDS,
+        ..Timeouts::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A packet of flow `i`, `later` seconds after the previous operation.
+    Packet { i: u8, later: u32 },
+    /// A sweep of the whole table (16 slots: 64 steps, a removal taking one).
+    Sweep,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..20, 0u32..3).prop_map(|(i, later)| Op::Packet { i, later }),
+        1 => Just(Op::Sweep),
+    ]
+}
+
+proptest! {
+    /// The open-addressed table with its backward-shift removals behaves as a map: every
+    /// packet finds the pin a model says is live, with the target it was given, creates one
+    /// when there is none (or it expired), is refused exactly when the table is full; a
+    /// sweep removes exactly the expired pins; other workers see exactly the live ones.
+    #[test]
+    fn pins_behave_as_a_map_with_lifetimes(ops in proptest::collection::vec(op(), 1..200)) {
+        let table = table();
+        let (pins, mut owners) = PinTable::new(1, 6, timeouts(), 0);
+        let owner = &mut owners[0];
+        // Present pins (live or expired, not yet removed): last seen, target.
+        let mut model: HashMap<u8, (u32, ServerId)> = HashMap::new();
+        let live = |last: u32, now: u32| now.wrapping_sub(last) < UDP_SECONDS || now == last;
+        let mut now = 0u32;
+        for (step, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Packet { i, later } => {
+                    now += later;
+                    // The table's decision differs per step, so a kept pin shows by its target.
+                    let decided = ServerId(1 + (step % 3) as u32);
+                    let got = owner.target(&pins, &table, &flow(i), decided, None, now);
+                    let want = match model.get(&i).copied() {
+                        Some((last, target)) if live(last, now) => {
+                            model.insert(i, (now, target));
+                            Pinned::Kept(target)
+                        }
+                        present => {
+                            let replaced_expired = present.is_some();
+                            if replaced_expired {
+                                model.remove(&i);
+                            }
+                            if model.len() >= 6 {
+                                Pinned::Full
+                            } else {
+                                model.insert(i, (now, decided));
+                                Pinned::Created { replaced_expired }
+                            }
+                        }
+                    };
+                    prop_assert_eq!(got, want, "packet of flow {} at {}", i, now);
+                }
+                Op::Sweep => {
+                    let expired = model.values().filter(|(last, _)| !live(*last, now)).count();
+                    prop_assert_eq!(owner.expire(&pins, now, 64), expired);
+                    model.retain(|_, (last, _)| live(*last, now));
+                }
+            }
+            prop_assert_eq!(owner.len(), model.len());
+            for i in 0..20 {
+                let want = model.get(&i).is_some_and(|(last, _)| live(*last, now));
+                prop_assert_eq!(pins.contains(&flow(i), now), want, "contains flow {}", i);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pin_lives_its_protocol_timeout_from_its_last_packet() {
+    let table = table();
+    let (pins, mut owners) = PinTable::new(1, 16, timeouts(), 0);
+    let owner = &mut owners[0];
+    let f = flow(0);
+    let to = |owner: &mut PinOwner, decided: u32, now: u32| {
+        owner.target(&pins, &table, &f, ServerId(decided), None, now)
+    };
+    assert_eq!(
+        to(owner, 2, 0),
+        Pinned::Created {
+            replaced_expired: false
+        }
+    );
+    assert_eq!(to(owner, 3, 4), Pinned::Kept(ServerId(2)));
+    assert_eq!(
+        to(owner, 3, 8),
+        Pinned::Kept(ServerId(2)),
+        "seen at 4: due at 9"
+    );
+    assert_eq!(owner.expire(&pins, 12, 64), 0, "seen at 8: due at 13");
+    assert_eq!(owner.expire(&pins, 13, 64), 1);
+    assert!(owner.is_empty());
+    assert_eq!(
+        to(owner, 3, 14),
+        Pinned::Created {
+            replaced_expired: false
+        }
+    );
+}
+
+#[test]
+fn other_workers_see_a_workers_pins_and_the_table_refuses_when_full() {
+    let table = table();
+    let (pins, mut owners) = PinTable::new(2, 4, timeouts(), 0);
+    let (first, second) = owners.split_at_mut(1);
+    let (first, second) = (&mut first[0], &mut second[0]);
+    for i in 0..2 {
+        assert!(matches!(
+            first.target(&pins, &table, &flow(i), ServerId(2), None, 0),
+            Pinned::Created { .. }
+        ));
+    }
+    assert_eq!(
+        first.target(&pins, &table, &flow(2), ServerId(2), None, 0),
+        Pinned::Full,
+        "two pins a worker"
+    );
+    assert!(pins.contains(&flow(1), 0), "seen from any worker");
+    assert!(!pins.contains(&flow(2), 0));
+    // The second worker has its own room, and its own pins.
+    assert!(matches!(
+        second.target(&pins, &table, &flow(2), ServerId(3), None, 0),
+        Pinned::Created { .. }
+    ));
+    assert_eq!(first.len() + second.len(), 3);
+    assert!(!pins.contains(&flow(1), UDP_SECONDS), "expired");
+}
+
+/// Another worker reading a worker's pins (7.5.1) never misses a live one, while the owner
+/// creates and removes pins around it, shifting slots back over it: a small table, pins
+/// that expire every round (UDP, 1 s), the kept ones among them.
+#[test]
+fn a_live_pin_is_never_missed_by_another_worker_while_the_owner_moves_slots() {
+    use std::sync::atomic::{AtomicBool, AtomicU32};
+
+    /// Stops the reader however the owner's loop ends, a failed assertion included.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    let table = table();
+    // UDP pins live a second. Two groups of flows with one home slot take turns: each round
+    // pins one group behind the other's expired pins, and the sweep removes those, moving
+    // the live group's pins back while the reader looks for them.
+    let short = Timeouts {
+        udp: 1,
+        ..timeouts()
+    };
+    let (pins, mut owners) = PinTable::new(1, 24, short, 0);
+    let owner = &mut owners[0];
+    let home_of = |f: &FlowKey| pins.probe(0, f).home;
+    let home = home_of(&flow(0));
+    let colliding: Vec<FlowKey> = (1..u16::MAX)
+        .map(|sport| FlowKey { sport, ..flow(0) })
+        .filter(|f| home_of(f) == home)
+        .take(8)
+        .collect();
+    assert_eq!(colliding.len(), 8, "flows enough share a home");
+    let group = |round: u32| &colliding[(round % 2) as usize * 4..][..4];
+
+    let round = AtomicU32::new(0);
+    let stop = AtomicBool::new(false);
+    let (misses, reads) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let (mut misses, mut reads) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let before = round.load(Ordering::Acquire);
+                let found: Vec<bool> = group(before)
+                    .iter()
+                    .map(|f| pins.contains(f, before))
+                    .collect();
+                fence(Ordering::Acquire);
+                // Only while the round lasts: the next one removes this group.
+                if before > 0 && round.load(Ordering::Relaxed) == before {
+                    reads += 4;
+                    misses += found.iter().filter(|&&live| !live).count() as u64;
+                }
+            }
+            (misses, reads)
+        });
+        let _stop = StopOnDrop(&stop);
+        let mut moved = 0;
+        for t in 1..200_000u32 {
+            for f in group(t) {
+                let pinned = owner.target(&pins, &table, f, ServerId(2), None, t);
+                assert!(matches!(pinned, Pinned::Created { .. }), "round {t}");
+            }
+            round.store(t, Ordering::Release);
+            let own = owner.own(&pins);
+            let at = |f: &FlowKey| own.find(PinKey::of(f), home as usize).ok();
+            let before: Vec<_> = group(t).iter().map(at).collect();
+            owner.expire(&pins, t, 128);
+            let after: Vec<_> = group(t).iter().map(at).collect();
+            assert!(
+                after.iter().all(Option::is_some),
+                "round {t}: a live pin kept"
+            );
+            moved += before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        }
+        assert!(moved > 500_000, "the live pins moved all along: {moved}");
+        drop(_stop);
+        reader.join().unwrap()
+    });
+    assert!(reads > 10_000, "the reader ran alongside: {reads} reads");
+    assert_eq!(
+        misses, 0,
+        "a live pin was missed by a reader during a removal ({reads} reads)"
+    );
+}
