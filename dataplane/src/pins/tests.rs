@@ -39,7 +39,7 @@ fn timeouts() -> Timeouts {
 enum Op {
     /// A packet of flow `i`, `later` seconds after the previous operation.
     Packet { i: u8, later: u32 },
-    /// A sweep of the whole table (16 slots: 64 steps, a removal taking one).
+    /// A sweep of the whole table (32 slots: 64 steps, a removal taking one).
     Sweep,
 }
 
