@@ -19,6 +19,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p egressfwd --features bench-floor -- -D warnings
 # No two modules use each other (docs/architecture.md).
 /usr/bin/python3 scripts/module_cycles.py
+# Doc links resolve (a renamed item otherwise leaves its mentions dangling).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
 step "unit, property and integration tests"
 cargo test --workspace

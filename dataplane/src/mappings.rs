@@ -533,7 +533,7 @@ pub fn outbound_ends(proto: u8, src: u32, dst: u32, l4: &[u8]) -> Option<Ends> {
 }
 
 /// The mapped ends of a reply's flow from `src` to `dst` (an egress address): TCP, UDP or an
-/// ICMP echo reply. ICMP errors are read by their quote ([`quoted_ends`]).
+/// ICMP echo reply. ICMP errors are read by their quote ([`crate::reply::read`]).
 pub fn reply_ends(proto: u8, src: u32, dst: u32, l4: &[u8]) -> Option<Ends> {
     let (remote_port, local_port) = match proto {
         PROTO_TCP | PROTO_UDP => crate::wire::udp::ports(l4)?,

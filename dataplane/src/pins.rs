@@ -10,9 +10,10 @@
 //! needs no sharing. Its table is open addressing over slots of 32 bytes, two to a cache line,
 //! a key's home being the first slot of a line: the pin of an established flow is found, with
 //! its target and its clock, in the one line the burst prefetched (at a quarter load, 97 keys
-//! in 100 are in their home line; linear probing goes on into the next). Other workers read a worker's
-//! pins only for contract 7.5.1 (a reply a peer returns for a flow of this host, on any queue:
-//! [`PinTable::contains`]), without a lock, retrying if the owner was moving slots meanwhile.
+//! in 100 are in their home line; linear probing goes on into the next). Other workers read
+//! a worker's pins only for contract 7.5.1 (a reply a peer returns for a flow of this host,
+//! on any queue: [`PinTable::contains`]), without a lock, retrying if the owner was moving
+//! slots meanwhile.
 //!
 //! A pin records its target by underlay, which every table agrees on, and the epoch of the
 //! table that last checked it: while that table is in use, the pin is used without a check.
@@ -29,7 +30,7 @@ use crate::timeouts::{LifetimeChange, Timeouts};
 
 /// One pin: 32 bytes, two to a line. Words, all written by the owner worker only:
 /// 0: source << 32 | destination; 1: [`USED`], [`CLOSING`], the target's server id
-/// (bits 40 to 55), protocol (32 to 39), source port (16 to 31), destination port (0 to 15);
+/// (bits 40 to 55: a topology has at most [`topology::parse::MAX_SERVERS`]), protocol (32 to 39), source port (16 to 31), destination port (0 to 15);
 /// 2: the target's underlay << 32 | the epoch of the table that last checked it;
 /// 3: last seen (the workers' clock) << 32 | idle lifetime in seconds. Empty: word 1 is 0.
 #[repr(align(32))]

@@ -382,7 +382,7 @@ impl Pipeline {
 
     /// Stage 2: the routes of each flow, as far as they decide it; starts loading the
     /// rendezvous bucket of a flow spread over several servers, and the mapping buckets of a
-    /// TCP or UDP flow egressing here or of a reply, or the pin buckets of one forwarded.
+    /// TCP or UDP flow egressing here or of a reply, or the pin line of one forwarded.
     fn advance(&self, ctx: &Context<'_>, burst: &mut Burst) {
         let worker = self.mappings.pins_ref().worker();
         for record in &mut burst.packets[..burst.len] {

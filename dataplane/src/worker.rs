@@ -111,7 +111,7 @@ struct Cadence {
 }
 
 /// One poll-mode worker: its queue pairs, its pipeline and its counters. Its steps per round
-/// (see [`Worker::round`]): take the newest table, expire some flow state, and for each port
+/// (one `Worker::round`): take the newest table, expire some flow state, and for each port
 /// receive, process, check the passes' MTU, show the burst to the hook, sort by output port
 /// and send; then publish the counters or sleep.
 pub struct Worker<'a> {

@@ -1,6 +1,6 @@
 //! The fleet topology and everything decided from it, as pure Rust (no DPDK):
 //!
-//! - [`parse`] / [`load`]: the topology file (contract section 4) into a validated
+//! - [`parse()`] / [`load`]: the topology file (contract section 4) into a validated
 //!   [`Topology`], or every error as `FILE:LINE:COL: message`.
 //! - [`ForwardingTable::compile`]: for one server, the decision of contract section 1 for
 //!   every egress prefix, and the per-flow choice of a target within a tier (weighted

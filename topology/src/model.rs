@@ -1,5 +1,5 @@
 //! The validated topology: every reference resolved to an index, every rule of the contract
-//! checked. Built only by [`crate::parse`].
+//! checked. Built only by [`crate::parse()`].
 
 use std::net::Ipv4Addr;
 
