@@ -97,7 +97,7 @@ fn pins(c: &mut Criterion) {
     let table = topology::ForwardingTable::compile(&fleet, "lhr01-a").unwrap();
     let mut group = c.benchmark_group("pin_lookup");
     for entries in [1_000usize, 1_000_000] {
-        let (pins, mut owners) = PinTable::new(1, entries, Timeouts::default(), 0);
+        let (pins, mut owners) = PinTable::new(1, entries, Timeouts::default());
         for region in pins.regions() {
             dpdk_sys::advise_huge_pages(region.start, region.bytes);
         }

@@ -27,6 +27,14 @@ pub mod wire;
 #[cfg(feature = "dpdk")]
 pub mod worker;
 
+/// The example fleet's table for lhr01-a, which the unit tests decide by.
+#[cfg(test)]
+pub(crate) fn example_table() -> topology::ForwardingTable {
+    let text = include_str!("../../topology/examples/fleet.toml");
+    let fleet = topology::parse("fleet.toml", text).unwrap();
+    topology::ForwardingTable::compile(&fleet, "lhr01-a").unwrap()
+}
+
 pub use buf::{PacketBuf, VecBuf};
 pub use counters::{DropReason, PipelineCounters};
 pub use mappings::{MappingOwner, MappingTable, Timeouts};

@@ -166,7 +166,7 @@ impl MappingTable {
         let per_worker = entries.div_ceil(workers).max(1);
         let (flows, owners) = FlowTable::new(workers, per_worker, now);
         let (fragments, fragment_owners) = FragmentTable::new(workers, FRAGMENT_RECORDS, now);
-        let (pins, pin_owners) = PinTable::new(workers, entries, timeouts, now);
+        let (pins, pin_owners) = PinTable::new(workers, entries, timeouts);
         let owners = owners
             .into_iter()
             .zip(fragment_owners)

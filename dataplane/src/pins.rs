@@ -29,10 +29,11 @@ use crate::flow::{hash_key, Key};
 use crate::timeouts::{LifetimeChange, Timeouts};
 
 /// One pin: 32 bytes, two to a line. Words, all written by the owner worker only:
-/// 0: source << 32 | destination; 1: [`USED`], [`CLOSING`], the target's server id
-/// (bits 40 to 55: a topology has at most [`topology::parse::MAX_SERVERS`]), protocol (32 to 39), source port (16 to 31), destination port (0 to 15);
-/// 2: the target's underlay << 32 | the epoch of the table that last checked it;
-/// 3: last seen (the workers' clock) << 32 | idle lifetime in seconds. Empty: word 1 is 0.
+/// 0: source << 32 | destination; 1: [`USED`], [`CLOSING`], the target's server id (bits 40
+/// to 55: a topology has at most [`topology::parse::MAX_SERVERS`]), protocol (32 to 39),
+/// source port (16 to 31), destination port (0 to 15); 2: the target's underlay << 32 | the
+/// epoch of the table that last checked it; 3: the pin's clock ([`clock`]: last seen, and
+/// the idle lifetime in force). Empty: word 1 is 0.
 #[repr(align(32))]
 #[derive(Default)]
 struct Slot([AtomicU64; 4]);
@@ -40,7 +41,8 @@ struct Slot([AtomicU64; 4]);
 const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 const USED: u64 = 1 << 63;
-/// A FIN or RST was seen: the pin lives the transitory time from its last packet.
+/// A FIN or RST was seen: the pin lives the transitory time from its last packet, whatever
+/// comes after.
 const CLOSING: u64 = 1 << 62;
 const SERVER_SHIFT: u32 = 40;
 const KEY_BITS: u64 = USED | 0xff_ffff_ffff;
@@ -166,14 +168,21 @@ fn expired(last_seen: u32, idle: u32, now: u32) -> bool {
     now > last_seen && now - last_seen >= idle
 }
 
+/// A pin's clock word: last seen (the workers' clock) << 32 | the idle lifetime in force.
+/// Owner and readers judge a pin's life by this word alone.
+#[inline]
+fn clock(last_seen: u32, idle: u32) -> u64 {
+    u64::from(last_seen) << 32 | u64::from(idle)
+}
+
+#[inline]
+fn clock_expired(clock: u64, now: u32) -> bool {
+    expired((clock >> 32) as u32, clock as u32, now)
+}
+
 impl PinTable {
     /// `entries` pins in all, divided between `workers`.
-    pub fn new(
-        workers: usize,
-        entries: usize,
-        timeouts: Timeouts,
-        _now: u32,
-    ) -> (Self, Vec<PinOwner>) {
+    pub fn new(workers: usize, entries: usize, timeouts: Timeouts) -> (Self, Vec<PinOwner>) {
         let capacity = entries.div_ceil(workers.max(1)).max(1);
         let table = Self {
             workers: (0..workers).map(|_| WorkerPins::new(capacity)).collect(),
@@ -221,8 +230,7 @@ impl PinTable {
             let home = pins.home(key);
             let live = || {
                 pins.find(key, home).ok().is_some_and(|i| {
-                    let clock = pins.slots[i].0[3].load(Ordering::Relaxed);
-                    !expired((clock >> 32) as u32, clock as u32, now)
+                    !clock_expired(pins.slots[i].0[3].load(Ordering::Relaxed), now)
                 })
             };
             // A removal moving slots meanwhile could hide the key: read again after it.
@@ -352,13 +360,7 @@ impl PinOwner {
     fn live(&mut self, pins: &PinTable, at: usize, now: u32) -> Option<u64> {
         let words = &self.own(pins).slots[at].0;
         let ports = words[1].load(Ordering::Relaxed);
-        let clock = words[3].load(Ordering::Relaxed);
-        let idle = if ports & CLOSING != 0 {
-            self.timeouts.tcp_transitory
-        } else {
-            clock as u32
-        };
-        if expired((clock >> 32) as u32, idle, now) {
+        if clock_expired(words[3].load(Ordering::Relaxed), now) {
             self.remove(pins, at);
             return None;
         }
@@ -377,27 +379,21 @@ impl PinOwner {
         now: u32,
     ) {
         let words = &self.own(pins).slots[at].0;
-        let clock = words[3].load(Ordering::Relaxed);
-        let idle = clock as u32;
-        match self.timeouts.change(proto, tcp_flags, idle) {
-            LifetimeChange::None => {
-                // Stored only when the second changes.
-                if (clock >> 32) as u32 != now {
-                    words[3].store(u64::from(now) << 32 | u64::from(idle), Ordering::Relaxed);
-                }
-            }
+        let old = words[3].load(Ordering::Relaxed);
+        let idle = old as u32;
+        let idle = match self.timeouts.change(proto, tcp_flags, idle) {
+            _ if ports & CLOSING != 0 => idle,
+            LifetimeChange::None => idle,
             LifetimeChange::Close => {
-                words[3].store(u64::from(now) << 32 | u64::from(idle), Ordering::Relaxed);
-                if ports & CLOSING == 0 {
-                    words[1].store(ports | CLOSING, Ordering::Release);
-                }
+                words[1].store(ports | CLOSING, Ordering::Release);
+                self.timeouts.tcp_transitory
             }
-            LifetimeChange::Establish(lifetime) => {
-                words[3].store(
-                    u64::from(now) << 32 | u64::from(lifetime.idle),
-                    Ordering::Relaxed,
-                );
-            }
+            LifetimeChange::Establish(lifetime) => lifetime.idle,
+        };
+        // Stored only when it changes: at most once a second for an established flow.
+        let new = clock(now, idle);
+        if new != old {
+            words[3].store(new, Ordering::Relaxed);
         }
     }
 
@@ -418,7 +414,7 @@ impl PinOwner {
             u64::from(underlay) << 32 | u64::from(epoch),
             Ordering::Relaxed,
         );
-        words[3].store(u64::from(now) << 32 | u64::from(idle), Ordering::Relaxed);
+        words[3].store(clock(now, idle), Ordering::Relaxed);
         // Published last: a reader that sees the slot used sees the rest.
         words[1].store(
             key.ports | u64::from(server.0) << SERVER_SHIFT,

@@ -6,12 +6,7 @@ use topology::hash::PROTO_UDP;
 use super::*;
 
 fn table() -> ForwardingTable {
-    let topology = topology::parse(
-        "fleet.toml",
-        include_str!("../../../topology/examples/fleet.toml"),
-    )
-    .unwrap();
-    ForwardingTable::compile(&topology, "lhr01-a").unwrap()
+    crate::example_table()
 }
 
 /// A UDP flow of the host from one of a few addresses and ports: few enough that keys
@@ -58,7 +53,7 @@ proptest! {
     #[test]
     fn pins_behave_as_a_map_with_lifetimes(ops in proptest::collection::vec(op(), 1..200)) {
         let table = table();
-        let (pins, mut owners) = PinTable::new(1, 6, timeouts(), 0);
+        let (pins, mut owners) = PinTable::new(1, 6, timeouts());
         let owner = &mut owners[0];
         // Present pins (live or expired, not yet removed): last seen, target.
         let mut model: HashMap<u8, (u32, ServerId)> = HashMap::new();
@@ -109,7 +104,7 @@ proptest! {
 #[test]
 fn a_pin_lives_its_protocol_timeout_from_its_last_packet() {
     let table = table();
-    let (pins, mut owners) = PinTable::new(1, 16, timeouts(), 0);
+    let (pins, mut owners) = PinTable::new(1, 16, timeouts());
     let owner = &mut owners[0];
     let f = flow(0);
     let to = |owner: &mut PinOwner, decided: u32, now: u32| {
@@ -139,9 +134,45 @@ fn a_pin_lives_its_protocol_timeout_from_its_last_packet() {
 }
 
 #[test]
+fn a_closed_tcp_pin_lives_the_transitory_time_for_its_owner_and_for_other_workers() {
+    let table = table();
+    let (pins, mut owners) = PinTable::new(2, 16, timeouts());
+    let owner = &mut owners[0];
+    let f = FlowKey {
+        proto: topology::hash::PROTO_TCP,
+        ..flow(0)
+    };
+    let (ack, fin) = (
+        Some(crate::wire::tcp::FLAG_ACK),
+        Some(crate::wire::tcp::FLAG_FIN),
+    );
+    let transitory = timeouts().tcp_transitory;
+    assert!(matches!(
+        owner.target(&pins, &table, &f, ServerId(2), ack, 0),
+        Pinned::Created { .. }
+    ));
+    assert_eq!(
+        owner.target(&pins, &table, &f, ServerId(3), fin, 10),
+        Pinned::Kept(ServerId(2))
+    );
+    // An ACK after the FIN keeps it closing: it does not become established again.
+    assert_eq!(
+        owner.target(&pins, &table, &f, ServerId(3), ack, 11),
+        Pinned::Kept(ServerId(2))
+    );
+    assert!(pins.contains(&f, 11 + transitory - 1));
+    assert!(
+        !pins.contains(&f, 11 + transitory),
+        "another worker sees the pin gone when its owner does"
+    );
+    assert_eq!(owner.expire(&pins, 11 + transitory - 1, 64), 0);
+    assert_eq!(owner.expire(&pins, 11 + transitory, 64), 1);
+}
+
+#[test]
 fn other_workers_see_a_workers_pins_and_the_table_refuses_when_full() {
     let table = table();
-    let (pins, mut owners) = PinTable::new(2, 4, timeouts(), 0);
+    let (pins, mut owners) = PinTable::new(2, 4, timeouts());
     let (first, second) = owners.split_at_mut(1);
     let (first, second) = (&mut first[0], &mut second[0]);
     for i in 0..2 {
@@ -189,7 +220,7 @@ fn a_live_pin_is_never_missed_by_another_worker_while_the_owner_moves_slots() {
         udp: 1,
         ..timeouts()
     };
-    let (pins, mut owners) = PinTable::new(1, 24, short, 0);
+    let (pins, mut owners) = PinTable::new(1, 24, short);
     let owner = &mut owners[0];
     let home_of = |f: &FlowKey| pins.probe(0, f).home;
     let home = home_of(&flow(0));

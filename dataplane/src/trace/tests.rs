@@ -6,9 +6,7 @@ fn config() -> PipelineConfig {
 }
 
 fn table() -> ForwardingTable {
-    let text = include_str!("../../../topology/examples/fleet.toml");
-    let fleet = topology::parse("fleet.toml", text).unwrap();
-    ForwardingTable::compile(&fleet, "lhr01-a").unwrap()
+    crate::example_table()
 }
 
 fn packet(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
