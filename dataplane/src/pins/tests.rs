@@ -134,6 +134,20 @@ fn a_pin_lives_its_protocol_timeout_from_its_last_packet() {
 }
 
 #[test]
+fn a_reader_still_finds_the_pins_of_an_owner_stopped_mid_removal() {
+    let table = table();
+    let (pins, mut owners) = PinTable::new(2, 16, timeouts());
+    owners[0].target(&pins, &table, &flow(0), ServerId(2), None, 0);
+    // As an owner preempted between the two halves of a removal leaves it.
+    pins.workers[0].moving.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        pins.contains(&flow(0), 1),
+        "the live pin is still on its path"
+    );
+    assert!(!pins.contains(&flow(1), 1));
+}
+
+#[test]
 fn a_closed_tcp_pin_lives_the_transitory_time_for_its_owner_and_for_other_workers() {
     let table = table();
     let (pins, mut owners) = PinTable::new(2, 16, timeouts());
