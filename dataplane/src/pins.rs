@@ -25,7 +25,6 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use topology::{FlowKey, ForwardingTable, ServerId};
 
-use crate::flow::{hash_key, Key};
 use crate::timeouts::{LifetimeChange, Timeouts};
 
 /// One pin: 32 bytes, two to a line. Words, all written by the owner worker only:
@@ -68,15 +67,20 @@ impl PinKey {
         }
     }
 
-    /// The key the fleet-wide flow hash mixes (the same words as the mappings').
-    fn hash(self) -> u64 {
-        let key: Key = [self.addresses, self.ports & !USED, 0];
-        hash_key(&key)
+    /// The flow the key was made of.
+    fn flow(self) -> FlowKey {
+        FlowKey {
+            src: (self.addresses >> 32) as u32,
+            dst: self.addresses as u32,
+            proto: (self.ports >> 32) as u8,
+            sport: (self.ports >> 16) as u16,
+            dport: self.ports as u16,
+        }
     }
 }
 
-/// Where a pin's lookup reads: the owner's table and the key's home slot, computed once per
-/// packet to prefetch a stage ahead.
+/// Where a pin's lookup reads: the owner's table and the key's home slot, from the flow's
+/// fleet-wide hash (which the table's decision has computed already), a stage ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinProbe {
     worker: u16,
@@ -88,11 +92,14 @@ pub struct PinProbe {
 pub enum Pinned {
     /// The flow's pin, still valid: its target.
     Kept(ServerId),
-    /// A new flow, pinned to the table's decision; `replaced_expired` when the flow's
-    /// previous pin had expired (counted as expired too).
-    Created { replaced_expired: bool },
+    /// A new flow, pinned to the table's decision, `target`; `replaced_expired` when the
+    /// flow's previous pin had expired (counted as expired too).
+    Created {
+        target: ServerId,
+        replaced_expired: bool,
+    },
     /// The pinned target is no longer a holder: the table's decision, pinned instead.
-    Redecided,
+    Redecided(ServerId),
     /// No room for a new pin: the flow is refused (`connections_full`), nothing evicted.
     Full,
 }
@@ -117,10 +124,11 @@ impl WorkerPins {
         }
     }
 
-    /// The first slot of the line the key's hash picks.
+    /// The first slot of the line a flow's hash picks. Not the hash's low bits, which the
+    /// table's rendezvous bucket takes: flows to one target would crowd some homes.
     #[inline]
-    fn home(&self, key: PinKey) -> usize {
-        (key.hash() as usize & self.mask) & !1
+    fn home(&self, flow_hash: u64) -> usize {
+        ((flow_hash >> 16) as usize & self.mask) & !1
     }
 
     /// The slot holding `key`, or the empty slot its probe ended at.
@@ -199,10 +207,11 @@ impl PinTable {
         (table, owners)
     }
 
-    /// Where the pin of `worker`'s flow `flow` is looked up.
+    /// Where `worker`'s pin of a flow is looked up: `flow_hash` is the [`FlowKey::hash`] of
+    /// the pin's key.
     #[inline]
-    pub fn probe(&self, worker: u16, flow: &FlowKey) -> PinProbe {
-        let home = self.workers[usize::from(worker)].home(PinKey::of(flow));
+    pub fn probe(&self, worker: u16, flow_hash: u64) -> PinProbe {
+        let home = self.workers[usize::from(worker)].home(flow_hash);
         PinProbe {
             worker,
             home: home as u32,
@@ -226,8 +235,9 @@ impl PinTable {
     /// it took the address on, or is a drained holder, after the flow was pinned elsewhere).
     pub fn contains(&self, flow: &FlowKey, now: u32) -> bool {
         let key = PinKey::of(flow);
+        let flow_hash = flow.hash();
         self.workers.iter().any(|pins| {
-            let home = pins.home(key);
+            let home = pins.home(flow_hash);
             let live = || {
                 pins.find(key, home).ok().is_some_and(|i| {
                     !clock_expired(pins.slots[i].0[3].load(Ordering::Relaxed), now)
@@ -270,32 +280,37 @@ impl PinOwner {
         &pins.workers[usize::from(self.worker)]
     }
 
-    /// The target of a packet of `flow` that `table` decides to send to `decided`:
-    /// the pinned one while it holds the address, else `decided` (pinned now). `tcp_flags`
-    /// are a TCP segment's flags.
+    /// The target of a packet of `flow`, whose pin `probe` locates: the pinned one while it
+    /// holds the address, else what `table` decides (`decide`, pinned now). `decide` is called
+    /// only then: an established flow pinned under this table reads no more than its pin.
+    /// `tcp_flags` are a TCP segment's flags.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn target(
         &mut self,
         pins: &PinTable,
         table: &ForwardingTable,
+        probe: PinProbe,
         flow: &FlowKey,
-        decided: ServerId,
+        decide: impl FnOnce() -> ServerId,
         tcp_flags: Option<u8>,
         now: u32,
     ) -> Pinned {
+        debug_assert_eq!(probe.worker, self.worker, "a worker reads its own pins");
         let key = PinKey::of(flow);
         let own = self.own(pins);
+        let home = probe.home as usize;
         let mut replaced_expired = false;
-        let empty = match own.find(key, own.home(key)) {
+        let empty = match own.find(key, home) {
             Ok(at) => match self.live(pins, at, now) {
                 Some(ports) => {
                     self.refresh(pins, at, ports, flow.proto, tcp_flags, now);
-                    return self.checked(pins, table, at, ports, flow, decided);
+                    return self.checked(pins, table, at, ports, flow, decide);
                 }
                 None => {
                     replaced_expired = true;
                     // Removed: the probe ends elsewhere now.
-                    match own.find(key, own.home(key)) {
+                    match own.find(key, home) {
                         Ok(_) => unreachable!("a key is in its table once"),
                         Err(empty) => empty,
                     }
@@ -306,6 +321,7 @@ impl PinOwner {
         if self.len >= self.capacity {
             return Pinned::Full;
         }
+        let decided = decide();
         let lifetime = self.timeouts.lifetime(flow.proto, tcp_flags);
         self.write(
             pins,
@@ -317,10 +333,14 @@ impl PinOwner {
             (now, lifetime.idle),
         );
         self.len += 1;
-        Pinned::Created { replaced_expired }
+        Pinned::Created {
+            target: decided,
+            replaced_expired,
+        }
     }
 
     /// The pin at `at`'s target, checked against `table` if it last was against another.
+    #[inline]
     fn checked(
         &mut self,
         pins: &PinTable,
@@ -328,7 +348,7 @@ impl PinOwner {
         at: usize,
         ports: u64,
         flow: &FlowKey,
-        decided: ServerId,
+        decide: impl FnOnce() -> ServerId,
     ) -> Pinned {
         let words = &self.own(pins).slots[at].0;
         let target = words[2].load(Ordering::Relaxed);
@@ -340,7 +360,7 @@ impl PinOwner {
         let underlay = (target >> 32) as u32;
         let (server, kept) = match table.holder_of(flow.src, underlay) {
             Some(server) => (server, true),
-            None => (decided, false),
+            None => (decide(), false),
         };
         let ports = ports & !(0xffff << SERVER_SHIFT) | u64::from(server.0) << SERVER_SHIFT;
         words[2].store(
@@ -351,7 +371,7 @@ impl PinOwner {
         if kept {
             Pinned::Kept(server)
         } else {
-            Pinned::Redecided
+            Pinned::Redecided(server)
         }
     }
 
@@ -440,7 +460,7 @@ impl PinOwner {
                 addresses: words[0].load(Ordering::Relaxed),
                 ports: ports & KEY_BITS,
             };
-            let home = own.home(key);
+            let home = own.home(key.flow().hash());
             // Stays unless its home is cyclically outside (hole, next].
             let stays = if hole <= next {
                 hole < home && home <= next
@@ -474,7 +494,7 @@ impl PinOwner {
     ) -> Option<ServerId> {
         let key = PinKey::of(flow);
         let own = self.own(pins);
-        let at = own.find(key, own.home(key)).ok()?;
+        let at = own.find(key, own.home(flow.hash())).ok()?;
         let ports = self.live(pins, at, now)?;
         let underlay = (self.own(pins).slots[at].0[2].load(Ordering::Relaxed) >> 32) as u32;
         let target = table

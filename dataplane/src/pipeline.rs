@@ -4,8 +4,8 @@
 
 use topology::hash::{outer_source_port, PROTO_ICMP, PROTO_IPIP, PROTO_TCP, PROTO_UDP};
 use topology::{
-    Continued, Decision, DecisionV6, FleetPacket, FlowKey, ForwardingTable, Lookup, PoolId,
-    ServerId, Started, Tier,
+    Continued, Decision, DecisionV6, FleetPacket, FlowKey, Forwarding, ForwardingTable, Lookup,
+    PoolId, ServerId, Started, Tier,
 };
 
 use crate::buf::PacketBuf;
@@ -13,7 +13,7 @@ use crate::counters::{tier_index, DropReason, PipelineCounters};
 use crate::flow::Probe;
 use crate::fragments::FragmentRoute;
 use crate::mappings::{self, Created, Ends, MappingOwner, MappingTable, Origin, Outbound};
-use crate::pins::Pinned;
+use crate::pins::{PinProbe, Pinned};
 use crate::reply::{self, Reply};
 use crate::wire::ports::{self, End};
 use crate::wire::{ethernet, gue, icmp, ipv4, ipv6, tcp, udp, WireError};
@@ -114,6 +114,22 @@ enum Sender {
     Elsewhere,
 }
 
+impl Sender {
+    fn of(origin: Origin) -> Self {
+        match origin {
+            Origin::Host => Sender::Host,
+            Origin::Peer(_) => Sender::Elsewhere,
+        }
+    }
+}
+
+/// A packet that dies here (TTL 1, egressing or forwarded) leaves no state behind: a
+/// traceroute from the host would otherwise fill the tables with a mapping or pin per probe.
+#[inline]
+fn dies_here<B: PacketBuf>(buf: &mut B) -> bool {
+    ip4_header_mut(buf.data_mut()).is_some_and(|ip| ip.ttl() <= 1)
+}
+
 /// Where a processed packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -162,9 +178,12 @@ struct PacketRecord {
     /// Stage 2's decision, complete but for a spread flow's target.
     continued: Continued,
     /// The mapping lookup (of a TCP or UDP flow egressing here, or of a reply) whose buckets
-    /// stage 2 started loading. (A forwarded flow's pin is one line, which stage 2 starts
-    /// loading too; nothing of it is left for later stages.)
+    /// stage 2 started loading.
     mapping: Option<Probe>,
+    /// The pin of a TCP or UDP flow forwarded from the host, whose line stage 2 started
+    /// loading instead of the flow's rendezvous bucket: an established flow's pin settles its
+    /// target, and the table's is read only when it does not.
+    pin: Option<PinProbe>,
 }
 
 impl Default for PacketRecord {
@@ -175,6 +194,7 @@ impl Default for PacketRecord {
             lookup: Lookup::default(),
             continued: Continued::default(),
             mapping: None,
+            pin: None,
         }
     }
 }
@@ -381,12 +401,14 @@ impl Pipeline {
     }
 
     /// Stage 2: the routes of each flow, as far as they decide it; starts loading the
-    /// rendezvous bucket of a flow spread over several servers, and the mapping buckets of a
-    /// TCP or UDP flow egressing here or of a reply, or the pin line of one forwarded.
+    /// mapping buckets of a TCP or UDP flow egressing here or of a reply, the pin line of one
+    /// forwarded from the host, or else the rendezvous bucket of a flow spread over several
+    /// servers.
     fn advance(&self, ctx: &Context<'_>, burst: &mut Burst) {
         let worker = self.mappings.pins_ref().worker();
         for record in &mut burst.packets[..burst.len] {
             record.mapping = None;
+            record.pin = None;
             let origin = match record.kind {
                 Kind::V4 => Origin::Host,
                 Kind::Fleet { peer, .. } => Origin::Peer(ctx.table.underlay_of(peer)),
@@ -406,18 +428,20 @@ impl Pipeline {
                     Continued::Decided(Decision::Reply { .. }) => {
                         Some(ctx.mappings.reply_probe(&reply_ends_of(flow)))
                     }
-                    Continued::Decided(Decision::Forward { .. }) | Continued::Spreading(_)
-                        if matches!(record.kind, Kind::V4) =>
-                    {
-                        let pins = ctx.mappings.pins();
-                        pins.prefetch(pins.probe(worker, flow));
-                        None
-                    }
                     _ => None,
                 };
+                if let (Kind::V4, Some(forwarding)) = (record.kind, continued.forwarding()) {
+                    let pins = ctx.mappings.pins();
+                    let probe = pins.probe(worker, forwarding.flow_hash);
+                    pins.prefetch(probe);
+                    record.pin = Some(probe);
+                }
                 if let Some(probe) = record.mapping {
                     ctx.mappings.prefetch(probe);
                 }
+            }
+            if record.pin.is_none() {
+                ctx.table.prefetch_target(&continued);
             }
             record.continued = continued;
         }
@@ -454,10 +478,16 @@ impl Pipeline {
         for ((buf, verdict), record) in per_packet {
             *verdict = match record.kind {
                 Kind::Done(v) => v,
-                Kind::V4 => {
-                    let decision = ctx.table.finish_v4(record.continued);
-                    self.act_v4(ctx, buf, decision, Origin::Host)
-                }
+                Kind::V4 => match record.continued.forwarding() {
+                    // The table's target is read only if the flow's pin does not settle it.
+                    Some(forwarding) => {
+                        self.forward(ctx, buf, forwarding, record.pin, Origin::Host)
+                    }
+                    None => {
+                        let decision = ctx.table.finish_v4(record.continued);
+                        self.act_v4(ctx, buf, decision, Origin::Host)
+                    }
+                },
                 Kind::Fleet { peer, strip } => {
                     let decision = ctx.table.finish_v4(record.continued);
                     let peer = ctx.table.underlay_of(peer);
@@ -484,22 +514,13 @@ impl Pipeline {
         decision: Decision,
         origin: Origin,
     ) -> Verdict {
-        let sender = match origin {
-            Origin::Host => Sender::Host,
-            Origin::Peer(_) => Sender::Elsewhere,
-        };
-        // A packet that dies here leaves no state behind (a traceroute from the host would
-        // otherwise fill the tables with a mapping or pin per probe).
-        if matches!(
-            decision,
-            Decision::LocalEgress { .. } | Decision::Forward { .. }
-        ) && ip4_header_mut(buf.data_mut()).is_some_and(|ip| ip.ttl() <= 1)
-        {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
+        let sender = Sender::of(origin);
         match decision {
             Decision::Pass => Verdict::Pass,
             Decision::LocalEgress { pool } => {
+                if dies_here(buf) {
+                    return Verdict::Drop(DropReason::TtlExceeded);
+                }
                 // 7.6: a flow pinned to another holder before this server took the address
                 // on keeps going there.
                 if matches!(origin, Origin::Host) && ctx.table.newly_held(pool, ctx.now) {
@@ -538,22 +559,39 @@ impl Pipeline {
                 target,
                 flow_hash,
             } => {
-                if let Some(pool) = self.drained_but_leaving_here(ctx, buf, origin) {
-                    return self.act_v4(ctx, buf, Decision::LocalEgress { pool }, origin);
-                }
-                self.counters.tiers[tier_index(tier)] += 1;
-                // 7.6: a flow from the host keeps its target across table swaps.
-                let target = match origin {
-                    Origin::Host => match self.pinned_target(ctx, buf, target) {
-                        Ok(target) => target,
-                        Err(reason) => return Verdict::Drop(reason),
-                    },
-                    Origin::Peer(_) => target,
-                };
-                self.encapsulate(ctx, buf, ctx.table.underlay_of(target), flow_hash, sender)
+                let forwarding = Forwarding::to(tier, target, flow_hash);
+                self.forward(ctx, buf, forwarding, None, origin)
             }
             Decision::Reply { pool } => self.reply(ctx, buf, pool, origin),
         }
+    }
+
+    /// Step 4's forward: encapsulates the packet to the table's target, or, for a flow from
+    /// the host, to the one its pin keeps (7.6; `pin` is where stage 2 started loading it).
+    fn forward<B: PacketBuf>(
+        &mut self,
+        ctx: &Context<'_>,
+        buf: &mut B,
+        forwarding: Forwarding,
+        pin: Option<PinProbe>,
+        origin: Origin,
+    ) -> Verdict {
+        if dies_here(buf) {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        if let Some(pool) = self.drained_but_leaving_here(ctx, buf, origin) {
+            return self.act_v4(ctx, buf, Decision::LocalEgress { pool }, origin);
+        }
+        self.counters.tiers[tier_index(forwarding.tier)] += 1;
+        let target = match origin {
+            Origin::Host => match self.pinned_target(ctx, buf, &forwarding, pin) {
+                Ok(target) => target,
+                Err(reason) => return Verdict::Drop(reason),
+            },
+            Origin::Peer(_) => ctx.table.forward_target(&forwarding),
+        };
+        let underlay = ctx.table.underlay_of(target);
+        self.encapsulate(ctx, buf, underlay, forwarding.flow_hash, Sender::of(origin))
     }
 
     /// Removes the mappings of this worker idle past their time, at most `budget`; the

@@ -719,16 +719,31 @@ fn a_reply_in_fragments_follows_its_first_fragment() {
     assert_eq!(&buf.data()[34..], &later_out[34..]);
 }
 
+/// The holders of the example fleet's pool `globex` (198.51.100.64/26): lhr01-a forwards its
+/// flows to lhr01-b or lhr01-c.
+const GLOBEX_HOLDERS: &str = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
+
+/// `server`'s table of the example fleet with `globex`'s holders replaced by `holders`, as a
+/// reload would compile it.
+fn globex_held_by(holders: &str, server: &str) -> ForwardingTable {
+    let text = include_str!("../../topology/examples/fleet.toml");
+    assert!(text.contains(GLOBEX_HOLDERS));
+    let fleet = topology::parse("fleet.toml", &text.replace(GLOBEX_HOLDERS, holders)).unwrap();
+    ForwardingTable::compile(&fleet, server).unwrap()
+}
+
+/// The target `table` forwards `key` to, if it forwards it.
+fn forward_target(table: &ForwardingTable, key: &topology::FlowKey) -> Option<topology::ServerId> {
+    match table.decide_v4(key, 6080) {
+        topology::Classified::Decided(topology::Decision::Forward { target, .. }) => Some(target),
+        _ => None,
+    }
+}
+
 #[test]
 fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
-    let text = include_str!("../../topology/examples/fleet.toml");
-    let holders = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
-    assert!(text.contains(holders));
-    let compile = |holders_now: &str| {
-        let fleet = topology::parse("fleet.toml", &text.replace(holders, holders_now)).unwrap();
-        ForwardingTable::compile(&fleet, "lhr01-a").unwrap()
-    };
-    let before = compile(holders);
+    let compile = |holders: &str| globex_held_by(holders, "lhr01-a");
+    let before = compile(GLOBEX_HOLDERS);
     let reweighed = compile(
         "holders = [{ server = \"lhr01-b\" }, { server = \"lhr01-c\", weight = 9 }, { server = \"fra01-a\" }]",
     );
@@ -738,7 +753,7 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
     let without_b = compile("holders = [{ server = \"lhr01-c\" }, { server = \"fra01-a\" }]");
     let b = before.peer(u32::from_be_bytes([10, 10, 1, 2])).unwrap();
     let source = [198, 51, 100, 64];
-    let target_of = |table: &ForwardingTable, sport: u16| -> Option<topology::ServerId> {
+    let target_of = |table: &ForwardingTable, sport: u16| {
         let key = topology::FlowKey {
             src: u32::from_be_bytes(source),
             dst: u32::from_be_bytes(ORIGIN),
@@ -746,12 +761,7 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
             sport,
             dport: 443,
         };
-        match table.decide_v4(&key, 6080) {
-            topology::Classified::Decided(topology::Decision::Forward { target, .. }) => {
-                Some(target)
-            }
-            _ => None,
-        }
+        forward_target(table, &key)
     };
     // A flow the first table sends to lhr01-b and the reweighed one would send to lhr01-c.
     let sport = (1024..u16::MAX)
@@ -790,6 +800,52 @@ fn a_pinned_flow_keeps_its_target_across_swaps_while_it_holds_the_address() {
 }
 
 #[test]
+fn an_icmp_echo_flow_is_pinned_by_its_identifier() {
+    let before = globex_held_by(GLOBEX_HOLDERS, "lhr01-a");
+    let reweighed = globex_held_by(
+        "holders = [{ server = \"lhr01-b\" }, { server = \"lhr01-c\", weight = 9 }, { server = \"fra01-a\" }]",
+        "lhr01-a",
+    );
+    let (b, source) = (u32::from_be_bytes([10, 10, 1, 2]), [198, 51, 100, 64]);
+    // Echo flows hash without their identifier: an origin the first table sends to lhr01-b
+    // and the reweighed one elsewhere.
+    let target_of = |table: &ForwardingTable, origin: u32| {
+        let key = topology::FlowKey::new(u32::from_be_bytes(source), origin, 1, None);
+        forward_target(table, &key).map(|t| table.underlay_of(t))
+    };
+    let origin = (0x5db8_d800..0x5db8_dfff)
+        .find(|&o| target_of(&before, o) == Some(b) && target_of(&reweighed, o) != Some(b))
+        .unwrap();
+    let moved = target_of(&reweighed, origin).unwrap();
+    let mut rig = Rig::new("lhr01-a", Encap::Fou);
+    let mut ping = |table: &ForwardingTable, identifier: u16| {
+        let mut echo = vec![8, 0, 0, 0];
+        echo.extend_from_slice(&identifier.to_be_bytes());
+        echo.extend_from_slice(&[0, 1, b'p', b'i', b'n', b'g']);
+        let sum = checksum::checksum(&echo);
+        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = ipv4_frame(source, origin.to_be_bytes(), 1, 64, 0, &echo);
+        frame[0..6].copy_from_slice(&HOST.mac);
+        let (verdict, buf) = rig.run_on(table, &frame, 0);
+        assert_eq!(verdict, Verdict::Uplink);
+        u32::from_be_bytes(buf.data()[30..34].try_into().unwrap())
+    };
+    assert_eq!(ping(&before, 7), b);
+    assert_eq!(
+        ping(&reweighed, 7),
+        b,
+        "the echo flow stays with its holder"
+    );
+    assert_eq!(
+        ping(&reweighed, 8),
+        moved,
+        "another identifier is a new flow"
+    );
+    let c = &rig.pipeline.counters;
+    assert_eq!((c.pins_created, c.pins_redecided), (2, 0));
+}
+
+#[test]
 fn pins_expire_by_their_protocol_timeout_and_a_returning_flow_is_pinned_again() {
     let table = table("lhr01-a");
     let timeouts = Timeouts {
@@ -816,12 +872,9 @@ fn pins_expire_by_their_protocol_timeout_and_a_returning_flow_is_pinned_again() 
 
 #[test]
 fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_on() {
-    let text = include_str!("../../topology/examples/fleet.toml");
-    let holders = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
     let with_a = "holders = [{ server = \"lhr01-a\" }, { server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
     let before = table("lhr01-a");
-    let fleet = topology::parse("fleet.toml", &text.replace(holders, with_a)).unwrap();
-    let mut after = ForwardingTable::compile(&fleet, "lhr01-a").unwrap();
+    let mut after = globex_held_by(with_a, "lhr01-a");
     after.remember_previous(before, 0, 100);
     let mut rig = Rig::new("lhr01-a", Encap::Fou);
     let from_host = |sport: u16| {
@@ -938,18 +991,13 @@ fn a_flow_keeps_its_port_when_a_reload_moves_the_port_slice() {
 fn a_drained_holder_carries_its_flows_and_what_peers_send_it_and_only_new_flows_move() {
     // globex is held by lhr01-b and lhr01-c (lhr01), and fra01-a; here lhr01-b drains, then
     // its drain is lifted.
-    let text = include_str!("../../topology/examples/fleet.toml");
-    let holders = "holders = [{ server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
-    let compile = |h: &str| {
-        let fleet = topology::parse("fleet.toml", &text.replace(holders, h)).unwrap();
-        ForwardingTable::compile(&fleet, "lhr01-b").unwrap()
-    };
+    let compile = |h: &str| globex_held_by(h, "lhr01-b");
     let before = table("lhr01-b");
     let mut drained = compile(
         "holders = [{ server = \"lhr01-b\", weight = 2, drain = true }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]",
     );
     drained.remember_previous(before, 10, 100);
-    let mut lifted = compile(holders);
+    let mut lifted = compile(GLOBEX_HOLDERS);
     lifted.remember_previous(&drained, 20, 100);
     let x = [198, 51, 100, 64];
     let mut rig = Rig::new("lhr01-b", Encap::Fou);

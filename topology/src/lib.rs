@@ -32,7 +32,7 @@ pub use hash::FlowKey;
 pub use lookup::{MemoryRegion, Probe};
 pub use slices::HeldSlices;
 pub use table::{
-    Classified, CompileError, Continued, Decision, DecisionV6, FleetPacket, ForwardingTable,
-    Lookup, Route, ServerInfo, Spreading, Started, Tier,
+    Classified, CompileError, Continued, Decision, DecisionV6, FleetPacket, Forwarding,
+    ForwardingTable, Lookup, Route, ServerInfo, Spreading, Started, Tier,
 };
 pub mod explain;

@@ -125,6 +125,55 @@ pub struct Spreading {
     bucket: u16,
 }
 
+impl Continued {
+    /// A forwarded flow's decision as far as it is known before its target (a spread flow's
+    /// target is still to be read from its bucket).
+    #[inline]
+    pub fn forwarding(&self) -> Option<Forwarding> {
+        match *self {
+            Continued::Decided(Decision::Forward {
+                tier,
+                target,
+                flow_hash,
+            }) => Some(Forwarding::to(tier, target, flow_hash)),
+            Continued::Spreading(s) => Some(Forwarding {
+                tier: s.tier,
+                flow_hash: s.flow_hash,
+                target: PendingTarget::Spread(s.spread, s.bucket),
+            }),
+            Continued::Decided(_) => None,
+        }
+    }
+}
+
+/// A forwarded flow whose tier and hash are known, and its target once
+/// [`ForwardingTable::forward_target`] reads it: what a caller needs that may not need the
+/// target (a flow pinned to one already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    pub tier: Tier,
+    pub flow_hash: u64,
+    target: PendingTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PendingTarget {
+    Known(ServerId),
+    /// The spread and the flow's bucket in it.
+    Spread(Spread, u16),
+}
+
+impl Forwarding {
+    /// A forwarded flow whose target is decided.
+    pub fn to(tier: Tier, target: ServerId, flow_hash: u64) -> Self {
+        Self {
+            tier,
+            flow_hash,
+            target: PendingTarget::Known(target),
+        }
+    }
+}
+
 impl Default for Continued {
     fn default() -> Self {
         Continued::Decided(Decision::Pass)
@@ -698,6 +747,7 @@ impl ForwardingTable {
             for ((c, f), s) in steps.iter_mut().zip(flows).zip(&started) {
                 if let Started::Lookup(lookup) = *s {
                     *c = self.continue_v4(f, lookup);
+                    self.prefetch_target(c);
                 }
             }
             for ((o, c), s) in out.iter_mut().zip(steps).zip(started) {
@@ -730,7 +780,7 @@ impl ForwardingTable {
 
     /// Step 2: the source's route decides egress (locally, or to which candidates); else the
     /// destination's decides whether this is a reply. A flow spread over several candidates
-    /// starts loading its rendezvous bucket.
+    /// still has its target to read: [`ForwardingTable::prefetch_target`] starts loading it.
     #[inline]
     pub fn continue_v4(&self, flow: &FlowKey, lookup: Lookup) -> Continued {
         if let Some(r) = self.v4.resolve(flow.src, lookup.src) {
@@ -739,35 +789,46 @@ impl ForwardingTable {
                 return Continued::Decided(Decision::LocalEgress { pool: PoolId(r) });
             }
             let flow_hash = flow.hash();
-            let bucket = bucket_of(flow_hash);
-            match route.spread {
-                Spread::One(target) => {
-                    return Continued::Decided(Decision::Forward {
-                        tier: route.tier,
-                        target,
-                        flow_hash,
-                    })
-                }
-                Spread::Buckets(base) => {
-                    prefetch_index(&self.buckets, base as usize + bucket);
-                }
-                Spread::Computed { start, len, .. } => {
-                    // The first and the last of its (at most a few) cache lines.
-                    prefetch_index(&self.members, start as usize);
-                    prefetch_index(&self.members, start as usize + usize::from(len) - 1);
-                }
+            if let Spread::One(target) = route.spread {
+                return Continued::Decided(Decision::Forward {
+                    tier: route.tier,
+                    target,
+                    flow_hash,
+                });
             }
             return Continued::Spreading(Spreading {
                 tier: route.tier,
                 flow_hash,
                 spread: route.spread,
-                bucket: bucket as u16,
+                bucket: bucket_of(flow_hash) as u16,
             });
         }
         Continued::Decided(match self.v4.resolve(flow.dst, lookup.dst) {
             Some(pool) => Decision::Reply { pool: PoolId(pool) },
             None => Decision::Pass,
         })
+    }
+
+    /// Between steps 2 and 3: starts loading what [`ForwardingTable::finish_v4`] reads of a
+    /// spread flow (its rendezvous bucket, or the members its target is computed from). Apart
+    /// from step 2 so that a caller that may not need the target (a flow pinned to one
+    /// already) does not spend a load on it.
+    #[inline]
+    pub fn prefetch_target(&self, continued: &Continued) {
+        let Continued::Spreading(s) = continued else {
+            return;
+        };
+        match s.spread {
+            Spread::One(_) => {}
+            Spread::Buckets(base) => {
+                prefetch_index(&self.buckets, base as usize + usize::from(s.bucket))
+            }
+            Spread::Computed { start, len, .. } => {
+                // The first and the last of its (at most a few) cache lines.
+                prefetch_index(&self.members, start as usize);
+                prefetch_index(&self.members, start as usize + usize::from(len) - 1);
+            }
+        }
     }
 
     /// Step 3: the target of a flow spread over several candidates, from its bucket.
@@ -780,6 +841,17 @@ impl ForwardingTable {
                 target: self.bucket_target(s.spread, usize::from(s.bucket)),
                 flow_hash: s.flow_hash,
             },
+        }
+    }
+
+    /// Step 3 for a forwarded flow alone ([`Continued::forwarding`]): its target.
+    #[inline]
+    pub fn forward_target(&self, forwarding: &Forwarding) -> ServerId {
+        match forwarding.target {
+            PendingTarget::Known(target) => target,
+            PendingTarget::Spread(spread, bucket) => {
+                self.bucket_target(spread, usize::from(bucket))
+            }
         }
     }
 

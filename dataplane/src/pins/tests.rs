@@ -23,6 +23,21 @@ fn flow(i: u8) -> FlowKey {
 
 const UDP_SECONDS: u32 = 5;
 
+/// A packet of `flow` as the pipeline passes it to `owner`: its pin probed by the flow's
+/// hash, the table deciding `decided` if asked.
+fn pin(
+    owner: &mut PinOwner,
+    pins: &PinTable,
+    table: &ForwardingTable,
+    flow: &FlowKey,
+    decided: ServerId,
+    tcp_flags: Option<u8>,
+    now: u32,
+) -> Pinned {
+    let probe = pins.probe(owner.worker(), flow.hash());
+    owner.target(pins, table, probe, flow, || decided, tcp_flags, now)
+}
+
 fn timeouts() -> Timeouts {
     Timeouts {
         udp: UDP_SECONDS,
@@ -65,7 +80,7 @@ proptest! {
                     now += later;
                     // The table's decision differs per step, so a kept pin shows by its target.
                     let decided = ServerId(1 + (step % 3) as u32);
-                    let got = owner.target(&pins, &table, &flow(i), decided, None, now);
+                    let got = pin(owner, &pins, &table, &flow(i), decided, None, now);
                     let want = match model.get(&i).copied() {
                         Some((last, target)) if live(last, now) => {
                             model.insert(i, (now, target));
@@ -80,7 +95,10 @@ proptest! {
                                 Pinned::Full
                             } else {
                                 model.insert(i, (now, decided));
-                                Pinned::Created { replaced_expired }
+                                Pinned::Created {
+                                    target: decided,
+                                    replaced_expired,
+                                }
                             }
                         }
                     };
@@ -108,11 +126,12 @@ fn a_pin_lives_its_protocol_timeout_from_its_last_packet() {
     let owner = &mut owners[0];
     let f = flow(0);
     let to = |owner: &mut PinOwner, decided: u32, now: u32| {
-        owner.target(&pins, &table, &f, ServerId(decided), None, now)
+        pin(owner, &pins, &table, &f, ServerId(decided), None, now)
     };
     assert_eq!(
         to(owner, 2, 0),
         Pinned::Created {
+            target: ServerId(2),
             replaced_expired: false
         }
     );
@@ -128,16 +147,59 @@ fn a_pin_lives_its_protocol_timeout_from_its_last_packet() {
     assert_eq!(
         to(owner, 3, 14),
         Pinned::Created {
+            target: ServerId(3),
             replaced_expired: false
         }
     );
 }
 
 #[test]
+fn an_established_flow_pinned_under_the_table_in_use_does_not_ask_the_table() {
+    let table = table();
+    let (pins, mut owners) = PinTable::new(1, 16, timeouts());
+    let owner = &mut owners[0];
+    let f = flow(0);
+    let probe = pins.probe(0, f.hash());
+    let mut asked = 0;
+    let mut packet = |owner: &mut PinOwner, now: u32| {
+        owner.target(
+            &pins,
+            &table,
+            probe,
+            &f,
+            || {
+                asked += 1;
+                ServerId(2)
+            },
+            None,
+            now,
+        )
+    };
+    assert!(matches!(
+        packet(owner, 0),
+        Pinned::Created {
+            target: ServerId(2),
+            ..
+        }
+    ));
+    assert_eq!(packet(owner, 1), Pinned::Kept(ServerId(2)));
+    assert_eq!(packet(owner, 2), Pinned::Kept(ServerId(2)));
+    assert_eq!(asked, 1, "only the new flow read the table's target");
+}
+
+#[test]
 fn a_reader_still_finds_the_pins_of_an_owner_stopped_mid_removal() {
     let table = table();
     let (pins, mut owners) = PinTable::new(2, 16, timeouts());
-    owners[0].target(&pins, &table, &flow(0), ServerId(2), None, 0);
+    pin(
+        &mut owners[0],
+        &pins,
+        &table,
+        &flow(0),
+        ServerId(2),
+        None,
+        0,
+    );
     // As an owner preempted between the two halves of a removal leaves it.
     pins.workers[0].moving.fetch_add(1, Ordering::Relaxed);
     assert!(
@@ -162,16 +224,16 @@ fn a_closed_tcp_pin_lives_the_transitory_time_for_its_owner_and_for_other_worker
     );
     let transitory = timeouts().tcp_transitory;
     assert!(matches!(
-        owner.target(&pins, &table, &f, ServerId(2), ack, 0),
+        pin(owner, &pins, &table, &f, ServerId(2), ack, 0),
         Pinned::Created { .. }
     ));
     assert_eq!(
-        owner.target(&pins, &table, &f, ServerId(3), fin, 10),
+        pin(owner, &pins, &table, &f, ServerId(3), fin, 10),
         Pinned::Kept(ServerId(2))
     );
     // An ACK after the FIN keeps it closing: it does not become established again.
     assert_eq!(
-        owner.target(&pins, &table, &f, ServerId(3), ack, 11),
+        pin(owner, &pins, &table, &f, ServerId(3), ack, 11),
         Pinned::Kept(ServerId(2))
     );
     assert!(pins.contains(&f, 11 + transitory - 1));
@@ -191,12 +253,12 @@ fn other_workers_see_a_workers_pins_and_the_table_refuses_when_full() {
     let (first, second) = (&mut first[0], &mut second[0]);
     for i in 0..2 {
         assert!(matches!(
-            first.target(&pins, &table, &flow(i), ServerId(2), None, 0),
+            pin(first, &pins, &table, &flow(i), ServerId(2), None, 0),
             Pinned::Created { .. }
         ));
     }
     assert_eq!(
-        first.target(&pins, &table, &flow(2), ServerId(2), None, 0),
+        pin(first, &pins, &table, &flow(2), ServerId(2), None, 0),
         Pinned::Full,
         "two pins a worker"
     );
@@ -204,7 +266,7 @@ fn other_workers_see_a_workers_pins_and_the_table_refuses_when_full() {
     assert!(!pins.contains(&flow(2), 0));
     // The second worker has its own room, and its own pins.
     assert!(matches!(
-        second.target(&pins, &table, &flow(2), ServerId(3), None, 0),
+        pin(second, &pins, &table, &flow(2), ServerId(3), None, 0),
         Pinned::Created { .. }
     ));
     assert_eq!(first.len() + second.len(), 3);
@@ -236,7 +298,7 @@ fn a_live_pin_is_never_missed_by_another_worker_while_the_owner_moves_slots() {
     };
     let (pins, mut owners) = PinTable::new(1, 24, short);
     let owner = &mut owners[0];
-    let home_of = |f: &FlowKey| pins.probe(0, f).home;
+    let home_of = |f: &FlowKey| pins.probe(0, f.hash()).home;
     let home = home_of(&flow(0));
     let colliding: Vec<FlowKey> = (1..u16::MAX)
         .map(|sport| FlowKey { sport, ..flow(0) })
@@ -270,7 +332,7 @@ fn a_live_pin_is_never_missed_by_another_worker_while_the_owner_moves_slots() {
         let mut moved = 0;
         for t in 1..200_000u32 {
             for f in group(t) {
-                let pinned = owner.target(&pins, &table, f, ServerId(2), None, t);
+                let pinned = pin(owner, &pins, &table, f, ServerId(2), None, t);
                 assert!(matches!(pinned, Pinned::Created { .. }), "round {t}");
             }
             round.store(t, Ordering::Release);

@@ -46,59 +46,62 @@ impl Pipeline {
         ctx.mappings.carries(&ends, origin).then_some(pool)
     }
 
-    /// The pin key and TCP flags of a TCP or UDP packet that is not a fragment.
+    /// The pin key and TCP flags of a packet from the host that can be pinned: TCP, UDP or an
+    /// ICMP echo request (its identifier in the source port, as its mapping has it), not a
+    /// fragment (fragments hash without ports, so they follow the table alike).
     pub(super) fn pinnable<B: PacketBuf>(&self, buf: &B) -> Option<(FlowKey, Option<u8>)> {
         let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
-        let proto = ip.protocol();
-        if ip.is_fragment() || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+        if ip.is_fragment() {
             return None;
         }
-        let l4 = ip.payload();
-        let (sport, dport) = udp::ports(l4)?;
+        let (proto, l4) = (ip.protocol(), ip.payload());
+        let ends = mappings::outbound_ends(proto, ip.src(), ip.dst(), l4)?;
         let tcp_flags = (proto == PROTO_TCP)
             .then(|| l4.get(tcp::FLAGS).copied())
             .flatten();
-        Some((
-            FlowKey {
-                src: ip.src(),
-                dst: ip.dst(),
-                proto,
-                sport,
-                dport,
-            },
-            tcp_flags,
-        ))
+        Some((returns::outbound_flow_of(&ends), tcp_flags))
     }
 
-    /// Contract 7.6: the target of a TCP or UDP flow from the host that the table sends to
-    /// `decided`: its pinned target while that one still holds the address. Fragments and
-    /// other protocols are not pinned.
+    /// Contract 7.6: the target of a flow from the host that the table forwards: its pinned
+    /// target while that one still holds the address, else the table's (read only then).
+    /// `pin` is where stage 2 started loading its pin, if it did. Fragments and other
+    /// protocols than TCP, UDP and ICMP echo are not pinned.
     pub(super) fn pinned_target<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
-        decided: ServerId,
+        forwarding: &Forwarding,
+        pin: Option<PinProbe>,
     ) -> Result<ServerId, DropReason> {
+        let decide = || ctx.table.forward_target(forwarding);
         let Some((flow, tcp_flags)) = self.pinnable(buf) else {
-            return Ok(decided);
+            return Ok(decide());
         };
-        match self.mappings.pins().target(
-            ctx.mappings.pins(),
-            ctx.table,
-            &flow,
-            decided,
-            tcp_flags,
-            ctx.now,
-        ) {
+        let pins = ctx.mappings.pins();
+        let worker = self.mappings.pins_ref().worker();
+        let probe = pin.unwrap_or_else(|| pins.probe(worker, flow.hash()));
+        debug_assert_eq!(
+            probe,
+            pins.probe(worker, flow.hash()),
+            "stage 2 probed the pin of the key stage 3 looks up"
+        );
+        let pinned = self
+            .mappings
+            .pins()
+            .target(pins, ctx.table, probe, &flow, decide, tcp_flags, ctx.now);
+        match pinned {
             Pinned::Kept(target) => Ok(target),
-            Pinned::Created { replaced_expired } => {
+            Pinned::Created {
+                target,
+                replaced_expired,
+            } => {
                 self.counters.pins_created += 1;
                 self.counters.pins_expired += u64::from(replaced_expired);
-                Ok(decided)
+                Ok(target)
             }
-            Pinned::Redecided => {
+            Pinned::Redecided(target) => {
                 self.counters.pins_redecided += 1;
-                Ok(decided)
+                Ok(target)
             }
             Pinned::Full => Err(DropReason::ConnectionsFull),
         }
