@@ -39,6 +39,60 @@ struct Slot([AtomicU64; 4]);
 
 const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
+impl Slot {
+    /// Word 1: used, closing, target, key ports and protocol.
+    #[inline]
+    fn ports(&self) -> u64 {
+        self.0[1].load(Ordering::Relaxed)
+    }
+
+    /// Word 2: the target's underlay << 32 | the epoch of the table that last checked it.
+    #[inline]
+    fn checked_by(&self) -> u64 {
+        self.0[2].load(Ordering::Relaxed)
+    }
+
+    /// Word 3: [`clock`].
+    #[inline]
+    fn clock(&self) -> u64 {
+        self.0[3].load(Ordering::Relaxed)
+    }
+}
+
+/// The target of the live pin in `slot` (word 1 `ports`), checked against `table` if it last
+/// was against another: still a holder of the flow's address, or else `decide`'s (pinned now).
+#[inline]
+fn checked(
+    slot: &Slot,
+    ports: u64,
+    table: &ForwardingTable,
+    flow: &FlowKey,
+    decide: impl FnOnce() -> ServerId,
+) -> Pinned {
+    let checked_by = slot.checked_by();
+    let epoch = table.epoch();
+    if checked_by as u32 == epoch {
+        return Pinned::Kept(ServerId(((ports >> SERVER_SHIFT) & 0xffff) as u32));
+    }
+    // A table swap since: still a holder (it may have a new id in the new table)?
+    let underlay = (checked_by >> 32) as u32;
+    let (server, kept) = match table.holder_of(flow.src, underlay) {
+        Some(server) => (server, true),
+        None => (decide(), false),
+    };
+    let ports = ports & !(0xffff << SERVER_SHIFT) | u64::from(server.0) << SERVER_SHIFT;
+    slot.0[2].store(
+        u64::from(table.underlay_of(server)) << 32 | u64::from(epoch),
+        Ordering::Relaxed,
+    );
+    slot.0[1].store(ports, Ordering::Release);
+    if kept {
+        Pinned::Kept(server)
+    } else {
+        Pinned::Redecided(server)
+    }
+}
+
 const USED: u64 = 1 << 63;
 /// A FIN or RST was seen: the pin lives the transitory time from its last packet, whatever
 /// comes after.
@@ -239,9 +293,9 @@ impl PinTable {
         self.workers.iter().any(|pins| {
             let home = pins.home(flow_hash);
             let live = || {
-                pins.find(key, home).ok().is_some_and(|i| {
-                    !clock_expired(pins.slots[i].0[3].load(Ordering::Relaxed), now)
-                })
+                pins.find(key, home)
+                    .ok()
+                    .is_some_and(|i| !clock_expired(pins.slots[i].clock(), now))
             };
             // A removal moving slots meanwhile could hide the key: read again after it.
             for _ in 0..MOVE_SPINS {
@@ -302,20 +356,23 @@ impl PinOwner {
         let home = probe.home as usize;
         let mut replaced_expired = false;
         let empty = match own.find(key, home) {
-            Ok(at) => match self.live(pins, at, now) {
-                Some(ports) => {
-                    self.refresh(pins, at, ports, flow.proto, tcp_flags, now);
-                    return self.checked(pins, table, at, ports, flow, decide);
+            Ok(at) => {
+                // Each word read once: an established flow's packet is this and the clock's
+                // store, once a second.
+                let slot = &own.slots[at];
+                let (ports, clock) = (slot.ports(), slot.clock());
+                if !clock_expired(clock, now) {
+                    self.refresh(slot, ports, clock, flow.proto, tcp_flags, now);
+                    return checked(slot, ports, table, flow, decide);
                 }
-                None => {
-                    replaced_expired = true;
-                    // Removed: the probe ends elsewhere now.
-                    match own.find(key, home) {
-                        Ok(_) => unreachable!("a key is in its table once"),
-                        Err(empty) => empty,
-                    }
+                self.remove(pins, at);
+                replaced_expired = true;
+                // Removed: the probe ends elsewhere now.
+                match own.find(key, home) {
+                    Ok(_) => unreachable!("a key is in its table once"),
+                    Err(empty) => empty,
                 }
-            },
+            }
             Err(empty) => empty,
         };
         if self.len >= self.capacity {
@@ -339,73 +396,33 @@ impl PinOwner {
         }
     }
 
-    /// The pin at `at`'s target, checked against `table` if it last was against another.
-    #[inline]
-    fn checked(
-        &mut self,
-        pins: &PinTable,
-        table: &ForwardingTable,
-        at: usize,
-        ports: u64,
-        flow: &FlowKey,
-        decide: impl FnOnce() -> ServerId,
-    ) -> Pinned {
-        let words = &self.own(pins).slots[at].0;
-        let target = words[2].load(Ordering::Relaxed);
-        let epoch = table.epoch();
-        if target as u32 == epoch {
-            return Pinned::Kept(ServerId(((ports >> SERVER_SHIFT) & 0xffff) as u32));
-        }
-        // A table swap since: still a holder (it may have a new id in the new table)?
-        let underlay = (target >> 32) as u32;
-        let (server, kept) = match table.holder_of(flow.src, underlay) {
-            Some(server) => (server, true),
-            None => (decide(), false),
-        };
-        let ports = ports & !(0xffff << SERVER_SHIFT) | u64::from(server.0) << SERVER_SHIFT;
-        words[2].store(
-            u64::from(table.underlay_of(server)) << 32 | u64::from(epoch),
-            Ordering::Relaxed,
-        );
-        words[1].store(ports, Ordering::Release);
-        if kept {
-            Pinned::Kept(server)
-        } else {
-            Pinned::Redecided(server)
-        }
-    }
-
-    /// Word 1 of the pin at `at` if it is still live at `now`; else removes it.
-    #[inline]
-    fn live(&mut self, pins: &PinTable, at: usize, now: u32) -> Option<u64> {
-        let words = &self.own(pins).slots[at].0;
-        let ports = words[1].load(Ordering::Relaxed);
-        if clock_expired(words[3].load(Ordering::Relaxed), now) {
+    /// Whether the pin at `at` is still live at `now`; else removes it.
+    fn live(&mut self, pins: &PinTable, at: usize, now: u32) -> bool {
+        if clock_expired(self.own(pins).slots[at].clock(), now) {
             self.remove(pins, at);
-            return None;
+            return false;
         }
-        Some(ports)
+        true
     }
 
-    /// A packet of the pin's flow at `now` (one rule with the mappings: [`Timeouts::change`]).
+    /// A packet of the pin in `slot` (its word 1 `ports`, its clock `old`) at `now`: one rule
+    /// with the mappings ([`Timeouts::change`]).
     #[inline]
     fn refresh(
         &self,
-        pins: &PinTable,
-        at: usize,
+        slot: &Slot,
         ports: u64,
+        old: u64,
         proto: u8,
         tcp_flags: Option<u8>,
         now: u32,
     ) {
-        let words = &self.own(pins).slots[at].0;
-        let old = words[3].load(Ordering::Relaxed);
         let idle = old as u32;
         let idle = match self.timeouts.change(proto, tcp_flags, idle) {
             _ if ports & CLOSING != 0 => idle,
             LifetimeChange::None => idle,
             LifetimeChange::Close => {
-                words[1].store(ports | CLOSING, Ordering::Release);
+                slot.0[1].store(ports | CLOSING, Ordering::Release);
                 self.timeouts.tcp_transitory
             }
             LifetimeChange::Establish(lifetime) => lifetime.idle,
@@ -413,7 +430,7 @@ impl PinOwner {
         // Stored only when it changes: at most once a second for an established flow.
         let new = clock(now, idle);
         if new != old {
-            words[3].store(new, Ordering::Relaxed);
+            slot.0[3].store(new, Ordering::Relaxed);
         }
     }
 
@@ -495,12 +512,15 @@ impl PinOwner {
         let key = PinKey::of(flow);
         let own = self.own(pins);
         let at = own.find(key, own.home(flow.hash())).ok()?;
-        let ports = self.live(pins, at, now)?;
-        let underlay = (self.own(pins).slots[at].0[2].load(Ordering::Relaxed) >> 32) as u32;
+        if !self.live(pins, at, now) {
+            return None;
+        }
+        let slot = &own.slots[at];
+        let underlay = (slot.checked_by() >> 32) as u32;
         let target = table
             .holder_of(flow.src, underlay)
             .filter(|&t| t != table.me())?;
-        self.refresh(pins, at, ports, flow.proto, tcp_flags, now);
+        self.refresh(slot, slot.ports(), slot.clock(), flow.proto, tcp_flags, now);
         Some(target)
     }
 
@@ -514,8 +534,8 @@ impl PinOwner {
         let mut removed = 0;
         for _ in 0..budget {
             let at = self.cursor;
-            let used = self.own(pins).slots[at].0[1].load(Ordering::Relaxed) != 0;
-            if used && self.live(pins, at, now).is_none() {
+            let used = self.own(pins).slots[at].ports() != 0;
+            if used && !self.live(pins, at, now) {
                 // A pin moved back into this slot is looked at on the next visit.
                 removed += 1;
                 continue;

@@ -417,7 +417,7 @@ impl Pipeline {
             let flow = &record.flow;
             let continued = ctx.table.continue_v4(flow, record.lookup);
             // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
-            if matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0 {
+            if state::has_ports(flow) {
                 record.mapping = match continued {
                     Continued::Decided(Decision::LocalEgress { pool }) => {
                         ctx.table.held_slices(pool).map(|held| {
@@ -481,17 +481,17 @@ impl Pipeline {
                 Kind::V4 => match record.continued.forwarding() {
                     // The table's target is read only if the flow's pin does not settle it.
                     Some(forwarding) => {
-                        self.forward(ctx, buf, forwarding, record.pin, Origin::Host)
+                        self.forward(ctx, buf, &record.flow, forwarding, record.pin, Origin::Host)
                     }
                     None => {
                         let decision = ctx.table.finish_v4(record.continued);
-                        self.act_v4(ctx, buf, decision, Origin::Host)
+                        self.act_v4(ctx, buf, &record.flow, decision, Origin::Host)
                     }
                 },
                 Kind::Fleet { peer, strip } => {
                     let decision = ctx.table.finish_v4(record.continued);
                     let peer = ctx.table.underlay_of(peer);
-                    self.decapsulate(ctx, buf, peer, strip, decision)
+                    self.decapsulate(ctx, buf, &record.flow, peer, strip, decision)
                 }
                 Kind::V6 => self.act_v6(ctx, buf),
             };
@@ -511,6 +511,7 @@ impl Pipeline {
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
+        flow: &FlowKey,
         decision: Decision,
         origin: Origin,
     ) -> Verdict {
@@ -524,7 +525,7 @@ impl Pipeline {
                 // 7.6: a flow pinned to another holder before this server took the address
                 // on keeps going there.
                 if matches!(origin, Origin::Host) && ctx.table.newly_held(pool, ctx.now) {
-                    if let Some((target, hash)) = self.pinned_elsewhere(ctx, buf) {
+                    if let Some((target, hash)) = self.pinned_elsewhere(ctx, buf, flow) {
                         self.counters.pins_elsewhere += 1;
                         return self.encapsulate(
                             ctx,
@@ -560,7 +561,7 @@ impl Pipeline {
                 flow_hash,
             } => {
                 let forwarding = Forwarding::to(tier, target, flow_hash);
-                self.forward(ctx, buf, forwarding, None, origin)
+                self.forward(ctx, buf, flow, forwarding, None, origin)
             }
             Decision::Reply { pool } => self.reply(ctx, buf, pool, origin),
         }
@@ -572,6 +573,7 @@ impl Pipeline {
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
+        flow: &FlowKey,
         forwarding: Forwarding,
         pin: Option<PinProbe>,
         origin: Origin,
@@ -580,11 +582,11 @@ impl Pipeline {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
         if let Some(pool) = self.drained_but_leaving_here(ctx, buf, origin) {
-            return self.act_v4(ctx, buf, Decision::LocalEgress { pool }, origin);
+            return self.act_v4(ctx, buf, flow, Decision::LocalEgress { pool }, origin);
         }
         self.counters.tiers[tier_index(forwarding.tier)] += 1;
         let target = match origin {
-            Origin::Host => match self.pinned_target(ctx, buf, &forwarding, pin) {
+            Origin::Host => match self.pinned_target(ctx, buf, flow, &forwarding, pin) {
                 Ok(target) => target,
                 Err(reason) => return Verdict::Drop(reason),
             },

@@ -3,6 +3,42 @@
 
 use super::*;
 
+/// Whether a TCP or UDP flow key has its ports: not a fragment (every fragment is keyed
+/// without them, [`classify::flow_of`]).
+#[inline]
+pub(super) fn has_ports(flow: &FlowKey) -> bool {
+    matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0
+}
+
+/// The pin key and TCP flags of a packet from the host whose flow key is `flow`, if it can be
+/// pinned: a TCP or UDP flow with its ports (the key itself), or an ICMP echo request, not a
+/// fragment (its identifier as the source port, as its mapping has it). Fragments hash
+/// without ports, so they follow the table alike.
+#[inline]
+pub(super) fn pin_key<B: PacketBuf>(buf: &B, flow: &FlowKey) -> Option<(FlowKey, Option<u8>)> {
+    let ip = buf.data().get(ethernet::HEADER_LEN..)?;
+    if has_ports(flow) {
+        // Stage 1 checked the header the key was read from.
+        let tcp_flags = (flow.proto == PROTO_TCP)
+            .then(|| {
+                let header = ipv4::FixedHeader::of(ip)?;
+                let segment = ip.get(header.header_len()..header.total_len())?;
+                segment.get(tcp::FLAGS).copied()
+            })
+            .flatten();
+        return Some((*flow, tcp_flags));
+    }
+    if flow.proto != PROTO_ICMP {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(ip).ok()?;
+    if ip.is_fragment() {
+        return None;
+    }
+    let ends = mappings::outbound_ends(flow.proto, ip.src(), ip.dst(), ip.payload())?;
+    Some((returns::outbound_flow_of(&ends), None))
+}
+
 impl Pipeline {
     /// The holder a flow from the host is still pinned to, with its flow hash, when it is
     /// pinned to another server than this one (see [`PinOwner::pinned_elsewhere`]).
@@ -10,8 +46,9 @@ impl Pipeline {
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
+        flow: &FlowKey,
     ) -> Option<(ServerId, u64)> {
-        let (flow, tcp_flags) = self.pinnable(buf)?;
+        let (flow, tcp_flags) = pin_key(buf, flow)?;
         let target = self.mappings.pins().pinned_elsewhere(
             ctx.mappings.pins(),
             ctx.table,
@@ -46,22 +83,6 @@ impl Pipeline {
         ctx.mappings.carries(&ends, origin).then_some(pool)
     }
 
-    /// The pin key and TCP flags of a packet from the host that can be pinned: TCP, UDP or an
-    /// ICMP echo request (its identifier in the source port, as its mapping has it), not a
-    /// fragment (fragments hash without ports, so they follow the table alike).
-    pub(super) fn pinnable<B: PacketBuf>(&self, buf: &B) -> Option<(FlowKey, Option<u8>)> {
-        let ip = ipv4::Packet::new_checked(buf.data().get(ethernet::HEADER_LEN..)?).ok()?;
-        if ip.is_fragment() {
-            return None;
-        }
-        let (proto, l4) = (ip.protocol(), ip.payload());
-        let ends = mappings::outbound_ends(proto, ip.src(), ip.dst(), l4)?;
-        let tcp_flags = (proto == PROTO_TCP)
-            .then(|| l4.get(tcp::FLAGS).copied())
-            .flatten();
-        Some((returns::outbound_flow_of(&ends), tcp_flags))
-    }
-
     /// Contract 7.6: the target of a flow from the host that the table forwards: its pinned
     /// target while that one still holds the address, else the table's (read only then).
     /// `pin` is where stage 2 started loading its pin, if it did. Fragments and other
@@ -70,11 +91,12 @@ impl Pipeline {
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
+        flow: &FlowKey,
         forwarding: &Forwarding,
         pin: Option<PinProbe>,
     ) -> Result<ServerId, DropReason> {
         let decide = || ctx.table.forward_target(forwarding);
-        let Some((flow, tcp_flags)) = self.pinnable(buf) else {
+        let Some((flow, tcp_flags)) = pin_key(buf, flow) else {
             return Ok(decide());
         };
         let pins = ctx.mappings.pins();

@@ -57,6 +57,7 @@ impl Pipeline {
         &mut self,
         ctx: &Context<'_>,
         buf: &mut B,
+        flow: &FlowKey,
         peer: u32,
         strip: u16,
         decision: Decision,
@@ -79,6 +80,6 @@ impl Pipeline {
             return Verdict::Drop(DropReason::BadInner);
         }
         self.counters.decapsulated += 1;
-        self.act_v4(ctx, buf, decision, Origin::Peer(peer))
+        self.act_v4(ctx, buf, flow, decision, Origin::Peer(peer))
     }
 }
