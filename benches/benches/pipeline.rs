@@ -172,9 +172,16 @@ fn pipeline(c: &mut Criterion) {
     // transparent huge pages. The forwarding table stays where the earlier benches had it,
     // so that before/after comparisons measure the flow state alone.
     let regions = mappings.regions().into_iter();
-    for region in regions.chain(owners.iter().flat_map(|o| o.regions())) {
-        dpdk_sys::advise_huge_pages(region.start, region.bytes);
-    }
+    // What the kernel gave each region: a run whose tables stayed on small pages is slower
+    // by far (a random line over 128 MiB costs twice as much), and says so in its header.
+    let advice: Vec<String> = regions
+        .chain(owners.iter().flat_map(|o| o.regions()))
+        .map(|region| {
+            let advice = dpdk_sys::advise_huge_pages(region.start, region.bytes);
+            format!("{} {} MiB {advice:?}", region.name, region.bytes >> 20)
+        })
+        .collect();
+    println!("huge pages: {}", advice.join(", "));
     let measured_owner = owners.pop().expect("two owners");
     let mut filler = Pipeline::new(pipeline_config(), owners.pop().expect("two owners"));
     let ctx = Context {

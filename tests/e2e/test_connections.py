@@ -360,6 +360,60 @@ def test_pinned_flows_keep_their_target_across_fifty_swaps_and_new_ones_follow_t
     assert sum(stats["drops"].values()) == 0, stats["drops"]
 
 
+def test_echo_flows_are_pinned_by_their_identifier_across_swaps(tmp_path):
+    """ICMP echo flows that lhr01-a forwards for pool globex keep their holder through
+    reloads that move their origins' share, each flow by its identifier (as its mapping at
+    the holder is keyed); another identifier to the same origin is a new flow and follows
+    the table in use."""
+    from conftest import EXAMPLE
+    from golden_model import Model
+    original = 'holders = [{ server = "lhr01-b", weight = 2 }, { server = "lhr01-c" }, { server = "fra01-a" }]'
+    reweighed = 'holders = [{ server = "lhr01-b" }, { server = "lhr01-c", weight = 9 }, { server = "fra01-a" }]'
+    text = EXAMPLE.read_text()
+    assert original in text
+    topology = tmp_path / "fleet.toml"
+    topology.write_text(text)
+    taps = Taps(tmp_path, topology=topology)
+    source = "198.51.100.64"
+    origins = [f"93.184.216.{10 + i}" for i in range(24)]
+
+    def decided(holders):
+        path = tmp_path / "model.toml"
+        path.write_text(text.replace(original, holders))
+        model = Model(path, "lhr01-a")
+        return {o: model.decide(1, source, 0, o, 0)["target_underlay"] for o in origins}
+
+    def targets(identifier):
+        """Where an echo request of `identifier` to each origin goes (outer destination)."""
+        pings = [Ether(dst="02:00:00:00:00:0b", src="02:00:00:00:00:77") / IP(src=source, dst=o, ttl=64)
+                 / ICMP(type=8, id=identifier, seq=1) / Raw(b"ping") for o in origins]
+        got = taps.exchange_all(pings, taps.host, taps.uplink, lambda p: UDP in p and p[UDP].dport == 6080)
+        seen = {IP(bytes(p[UDP].payload)).dst: p[IP].dst for p in got
+                if IP(bytes(p[UDP].payload))[ICMP].id == identifier}
+        assert set(seen) == set(origins), f"{len(origins) - len(seen)} requests did not leave"
+        return seen
+
+    before, after = decided(original), decided(reweighed)
+    moving = [o for o in origins if before[o] != after[o]]
+    assert moving, "the reweighed table moves some origins' echo flows"
+    try:
+        pinned = targets(7)
+        assert pinned == before
+        for i in range(6):
+            taps.reload(topology, text.replace(original, [reweighed, original][i % 2]))
+            assert targets(7) == pinned, f"swap {i}: an echo flow moved"
+        taps.reload(topology, text.replace(original, reweighed))
+        assert targets(7) == pinned
+        assert targets(8) == after, "a new identifier follows the table in use"
+        assert metric(taps.metrics(), "egressfwd_pins_in_use") == 2 * len(origins)
+    finally:
+        rc, _, err = taps.close()
+    assert rc == 0, err
+    stats = load_stats(taps.stats_path)
+    assert stats["pins_created"] == 2 * len(origins) and stats["pins_redecided"] == 0
+    assert sum(stats["drops"].values()) == 0, stats["drops"]
+
+
 def udp(src, dst, sport, dport, to_mac="02:00:00:00:00:0b"):
     return Ether(dst=to_mac, src="02:00:00:00:00:77") / IP(src=src, dst=dst, ttl=64) / UDP(sport=sport, dport=dport) / Raw(b"x" * 8)
 
