@@ -1,8 +1,10 @@
-//! Pinned flows (contract 7.6): a flow this server forwards from its host keeps the target
-//! its first packet was given, across any number of table swaps, until it expires (idle, or
-//! after FIN or RST), as long as that target is still a holder of the egress address
-//! (drained or not). A flow whose target left the pool is decided again by the current
-//! table, and counted.
+//! Pinned flows (contract 7.6): a flow this server forwards from its host (TCP, UDP, or ICMP
+//! echo by its identifier) keeps the target its first packet was given, across any number
+//! of table swaps, until it expires (idle, or after FIN or RST), as long as that target is
+//! still a holder of the egress address (drained or not). A flow whose target left the pool
+//! is decided again by the current table, and counted. The pipeline reads a pin instead of
+//! the table's target: [`PinOwner::target`] asks the table only for a new flow or a pin
+//! whose target left.
 //!
 //! Only packets from the host port are pinned: internet traffic creates no pin. Each worker
 //! keeps its own pins: the host port's RSS hashes a flow's addresses (and ports) to one queue
@@ -56,40 +58,6 @@ impl Slot {
     #[inline]
     fn clock(&self) -> u64 {
         self.0[3].load(Ordering::Relaxed)
-    }
-}
-
-/// The target of the live pin in `slot` (word 1 `ports`), checked against `table` if it last
-/// was against another: still a holder of the flow's address, or else `decide`'s (pinned now).
-#[inline]
-fn checked(
-    slot: &Slot,
-    ports: u64,
-    table: &ForwardingTable,
-    flow: &FlowKey,
-    decide: impl FnOnce() -> ServerId,
-) -> Pinned {
-    let checked_by = slot.checked_by();
-    let epoch = table.epoch();
-    if checked_by as u32 == epoch {
-        return Pinned::Kept(ServerId(((ports >> SERVER_SHIFT) & 0xffff) as u32));
-    }
-    // A table swap since: still a holder (it may have a new id in the new table)?
-    let underlay = (checked_by >> 32) as u32;
-    let (server, kept) = match table.holder_of(flow.src, underlay) {
-        Some(server) => (server, true),
-        None => (decide(), false),
-    };
-    let ports = ports & !(0xffff << SERVER_SHIFT) | u64::from(server.0) << SERVER_SHIFT;
-    slot.0[2].store(
-        u64::from(table.underlay_of(server)) << 32 | u64::from(epoch),
-        Ordering::Relaxed,
-    );
-    slot.0[1].store(ports, Ordering::Release);
-    if kept {
-        Pinned::Kept(server)
-    } else {
-        Pinned::Redecided(server)
     }
 }
 
@@ -552,6 +520,40 @@ impl PinOwner {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// The target of the live pin in `slot` (word 1 `ports`), checked against `table` if it last
+/// was against another: still a holder of the flow's address, or else `decide`'s (pinned now).
+#[inline]
+fn checked(
+    slot: &Slot,
+    ports: u64,
+    table: &ForwardingTable,
+    flow: &FlowKey,
+    decide: impl FnOnce() -> ServerId,
+) -> Pinned {
+    let checked_by = slot.checked_by();
+    let epoch = table.epoch();
+    if checked_by as u32 == epoch {
+        return Pinned::Kept(ServerId(((ports >> SERVER_SHIFT) & 0xffff) as u32));
+    }
+    // A table swap since: still a holder (it may have a new id in the new table)?
+    let underlay = (checked_by >> 32) as u32;
+    let (server, kept) = match table.holder_of(flow.src, underlay) {
+        Some(server) => (server, true),
+        None => (decide(), false),
+    };
+    let ports = ports & !(0xffff << SERVER_SHIFT) | u64::from(server.0) << SERVER_SHIFT;
+    slot.0[2].store(
+        u64::from(table.underlay_of(server)) << 32 | u64::from(epoch),
+        Ordering::Relaxed,
+    );
+    slot.0[1].store(ports, Ordering::Release);
+    if kept {
+        Pinned::Kept(server)
+    } else {
+        Pinned::Redecided(server)
     }
 }
 

@@ -416,35 +416,50 @@ impl Pipeline {
             };
             let flow = &record.flow;
             let continued = ctx.table.continue_v4(flow, record.lookup);
-            // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
-            if state::has_ports(flow) {
-                record.mapping = match continued {
-                    Continued::Decided(Decision::LocalEgress { pool }) => {
-                        ctx.table.held_slices(pool).map(|held| {
-                            ctx.mappings
-                                .outbound_probe(&outbound_ends_of(flow), origin, held)
-                        })
-                    }
-                    Continued::Decided(Decision::Reply { .. }) => {
-                        Some(ctx.mappings.reply_probe(&reply_ends_of(flow)))
-                    }
-                    _ => None,
-                };
-                if let (Kind::V4, Some(forwarding)) = (record.kind, continued.forwarding()) {
-                    let pins = ctx.mappings.pins();
-                    let probe = pins.probe(worker, forwarding.flow_hash);
-                    pins.prefetch(probe);
-                    record.pin = Some(probe);
-                }
-                if let Some(probe) = record.mapping {
-                    ctx.mappings.prefetch(probe);
-                }
-            }
-            if record.pin.is_none() {
-                ctx.table.prefetch_target(&continued);
-            }
             record.continued = continued;
+            // Fragments and ICMP carry no ports in the flow key: looked up when acted on.
+            let ports = state::has_ports(flow);
+            record.mapping = match continued {
+                Continued::Decided(Decision::LocalEgress { pool }) if ports => {
+                    ctx.table.held_slices(pool).map(|held| {
+                        ctx.mappings
+                            .outbound_probe(&outbound_ends_of(flow), origin, held)
+                    })
+                }
+                Continued::Decided(Decision::Reply { .. }) if ports => {
+                    Some(ctx.mappings.reply_probe(&reply_ends_of(flow)))
+                }
+                // A flow forwarded from the host reads its pin instead of its target.
+                Continued::Decided(Decision::Forward { flow_hash, .. })
+                    if ports && matches!(record.kind, Kind::V4) =>
+                {
+                    record.pin = Some(Self::prefetch_pin(ctx, worker, flow_hash));
+                    None
+                }
+                Continued::Spreading(_) => {
+                    match continued.forwarding() {
+                        Some(f) if ports && matches!(record.kind, Kind::V4) => {
+                            record.pin = Some(Self::prefetch_pin(ctx, worker, f.flow_hash));
+                        }
+                        _ => ctx.table.prefetch_target(&continued),
+                    }
+                    None
+                }
+                _ => None,
+            };
+            if let Some(probe) = record.mapping {
+                ctx.mappings.prefetch(probe);
+            }
         }
+    }
+
+    /// Starts loading the pin of a flow `worker` forwards from the host, and says where it is.
+    #[inline]
+    fn prefetch_pin(ctx: &Context<'_>, worker: u16, flow_hash: u64) -> PinProbe {
+        let pins = ctx.mappings.pins();
+        let probe = pins.probe(worker, flow_hash);
+        pins.prefetch(probe);
+        probe
     }
 
     /// Stage 2b: once the mapping buckets of the burst are on their way, starts loading the
