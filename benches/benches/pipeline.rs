@@ -167,7 +167,21 @@ fn run_once(
 fn pipeline(c: &mut Criterion) {
     let table =
         ForwardingTable::compile(&topology::load(&fleet_1m()).unwrap(), BENCH_SERVER).unwrap();
-    let (mappings, mut owners) = MappingTable::new(2, 2 << 20, Timeouts::default(), 0);
+    // EGRESSFWD_BENCH_PIN_ENTRIES sizes the pin table alone and leaves out the forwarded
+    // filler: with 131072 (the measured worker's 64k flows at a quarter load, 8 MiB), a pin
+    // costs what it would where its table's span is within the TLB's reach
+    // (docs/performance.md, 2026-12-08).
+    let pin_entries = std::env::var("EGRESSFWD_BENCH_PIN_ENTRIES").ok().map(|v| {
+        v.parse::<usize>()
+            .expect("EGRESSFWD_BENCH_PIN_ENTRIES: a number")
+    });
+    let (mappings, mut owners) = MappingTable::with_pin_entries(
+        2,
+        2 << 20,
+        pin_entries.unwrap_or(2 << 20),
+        Timeouts::default(),
+        0,
+    );
     // As the appliance does at start (control/src/run/mod.rs): the flow-state tables on
     // transparent huge pages. The forwarding table stays where the earlier benches had it,
     // so that before/after comparisons measure the flow state alone.
@@ -198,11 +212,13 @@ fn pipeline(c: &mut Criterion) {
     );
     let config = pipeline_config();
     let mut pipeline = Pipeline::new(config, measured_owner);
-    run_once(
-        &mut pipeline,
-        &ctx,
-        &filler_flows(&table, 10, |t| t != Tier::Local),
-    );
+    if pin_entries.is_none() {
+        run_once(
+            &mut pipeline,
+            &ctx,
+            &filler_flows(&table, 10, |t| t != Tier::Local),
+        );
+    }
     let local = workload(&table, "local");
     // The replies of the measured local flows: their mappings made by a first pass.
     let (sent, _) = run_once(&mut pipeline, &ctx, &local);

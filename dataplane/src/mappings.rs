@@ -163,10 +163,23 @@ impl MappingTable {
         timeouts: Timeouts,
         now: u32,
     ) -> (Self, Vec<MappingOwner>) {
+        Self::with_pin_entries(workers, entries, entries, timeouts, now)
+    }
+
+    /// As [`MappingTable::new`], with room for `pin_entries` pinned flows instead of
+    /// `entries`: the appliance bounds both alike; a benchmark sizes the pins apart to tell
+    /// a pin's own cost from its table's span.
+    pub fn with_pin_entries(
+        workers: usize,
+        entries: usize,
+        pin_entries: usize,
+        timeouts: Timeouts,
+        now: u32,
+    ) -> (Self, Vec<MappingOwner>) {
         let per_worker = entries.div_ceil(workers).max(1);
         let (flows, owners) = FlowTable::new(workers, per_worker, now);
         let (fragments, fragment_owners) = FragmentTable::new(workers, FRAGMENT_RECORDS, now);
-        let (pins, pin_owners) = PinTable::new(workers, entries, timeouts);
+        let (pins, pin_owners) = PinTable::new(workers, pin_entries, timeouts);
         let owners = owners
             .into_iter()
             .zip(fragment_owners)
