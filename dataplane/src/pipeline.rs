@@ -28,6 +28,7 @@ mod tunnel;
 
 use crate::wire::tunnel::TunnelTemplate;
 use classify::*;
+use state::PinAhead;
 
 /// The tunnel forwarded packets travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +185,9 @@ struct PacketRecord {
     /// loading instead of the flow's rendezvous bucket: an established flow's pin settles its
     /// target, and the table's is read only when it does not.
     pin: Option<PinProbe>,
+    /// Stage 1's read of a TCP segment's flags (of [`Kind::V4`] packets): a pin's lifetime
+    /// follows them, and stage 3 then reads no packet byte for the pin.
+    tcp_flags: Option<u8>,
 }
 
 impl Default for PacketRecord {
@@ -195,6 +199,7 @@ impl Default for PacketRecord {
             continued: Continued::default(),
             mapping: None,
             pin: None,
+            tcp_flags: None,
         }
     }
 }
@@ -361,8 +366,8 @@ impl Pipeline {
                 continue;
             };
             record.kind = match eth.ethertype() {
-                ethernet::ETHERTYPE_IPV4 => match flow_of(eth.payload()) {
-                    Ok(flow) => match ctx.table.start_v4(&flow, encap_port) {
+                ethernet::ETHERTYPE_IPV4 => match flow_and_flags_of(eth.payload()) {
+                    Ok((flow, tcp_flags)) => match ctx.table.start_v4(&flow, encap_port) {
                         Started::Fleet(FleetPacket::From(peer)) => match inner_of(frame) {
                             Ok((strip, inner)) => match ctx.table.start_v4(&inner, encap_port) {
                                 Started::Lookup(lookup) => {
@@ -385,6 +390,7 @@ impl Pipeline {
                         }
                         Started::Lookup(lookup) => {
                             record.flow = flow;
+                            record.tcp_flags = tcp_flags;
                             record.lookup = lookup;
                             Kind::V4
                         }
@@ -496,7 +502,11 @@ impl Pipeline {
                 Kind::V4 => match record.continued.forwarding() {
                     // The table's target is read only if the flow's pin does not settle it.
                     Some(forwarding) => {
-                        self.forward(ctx, buf, &record.flow, forwarding, record.pin, Origin::Host)
+                        let pin = record.pin.map(|probe| PinAhead {
+                            probe,
+                            tcp_flags: record.tcp_flags,
+                        });
+                        self.forward(ctx, buf, &record.flow, forwarding, pin, Origin::Host)
                     }
                     None => {
                         let decision = ctx.table.finish_v4(record.continued);
@@ -590,7 +600,7 @@ impl Pipeline {
         buf: &mut B,
         flow: &FlowKey,
         forwarding: Forwarding,
-        pin: Option<PinProbe>,
+        pin: Option<PinAhead>,
         origin: Origin,
     ) -> Verdict {
         if dies_here(buf) {
@@ -763,7 +773,7 @@ mod tests {
             }
             ip[0] = 0x45;
             ip.truncate(cut.max(ipv4::HEADER_LEN));
-            prop_assert_eq!(flow_of(&ip), flow_with_options_of(&ip));
+            prop_assert_eq!(flow_and_flags_of(&ip), flow_with_options_of(&ip));
         }
     }
 
@@ -775,7 +785,8 @@ mod tests {
             (flow.sport, flow.dport, flow.proto),
             (40000, 443, PROTO_TCP)
         );
-        assert_eq!(flow, flow_with_options_of(&ip).unwrap());
+        // Eight bytes of TCP: no flags to read.
+        assert_eq!((flow, None), flow_with_options_of(&ip).unwrap());
         // More fragments: no ports, checksum fixed up again.
         ip[6] |= 0x20;
         ipv4::Packet::new_checked(&mut ip[..])
@@ -783,6 +794,21 @@ mod tests {
             .fill_checksum();
         let fragment = flow_of(&ip).unwrap();
         assert_eq!((fragment.sport, fragment.dport), (0, 0));
-        assert_eq!(fragment, flow_with_options_of(&ip).unwrap());
+        assert_eq!((fragment, None), flow_with_options_of(&ip).unwrap());
+    }
+
+    #[test]
+    fn stage_one_reads_the_flags_of_a_tcp_segment_within_its_total_length() {
+        let mut segment = [0u8; 20];
+        segment[..4].copy_from_slice(&[0x9c, 0x40, 0x01, 0xbb]);
+        segment[tcp::FLAGS] = tcp::FLAG_FIN | tcp::FLAG_ACK;
+        let ip = plain_packet(&segment);
+        let (_, flags) = flow_and_flags_of(&ip).unwrap();
+        assert_eq!(flags, Some(tcp::FLAG_FIN | tcp::FLAG_ACK));
+        assert_eq!(flow_with_options_of(&ip).unwrap().1, flags);
+        // The flags byte past the total length (trailing bytes of a short frame): not read.
+        let mut short = plain_packet(&segment[..tcp::FLAGS]);
+        short.extend_from_slice(&segment[tcp::FLAGS..]);
+        assert_eq!(flow_and_flags_of(&short).unwrap().1, None);
     }
 }

@@ -871,6 +871,45 @@ fn pins_expire_by_their_protocol_timeout_and_a_returning_flow_is_pinned_again() 
 }
 
 #[test]
+fn a_tcp_pin_lives_by_the_flags_its_packets_carry() {
+    let table = table("lhr01-a");
+    let timeouts = Timeouts {
+        tcp_established: 100,
+        tcp_transitory: 5,
+        ..Timeouts::default()
+    };
+    let mut rig = Rig::with_timeouts("lhr01-a", config(Encap::Fou), timeouts);
+    let mut send = |sport: u16, flags: u8, now: u32| {
+        let mut segment = tcp(sport, 443, b"x");
+        segment[13] = flags;
+        let mut frame = ipv4_frame([198, 51, 100, 64], ORIGIN, 6, 64, 0x4000, &segment);
+        frame[0..6].copy_from_slice(&HOST.mac);
+        assert_eq!(rig.run_on(table, &frame, now).0, Verdict::Uplink);
+        let c = &rig.pipeline.counters;
+        (c.pins_created, c.pins_expired)
+    };
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const FIN_ACK: u8 = 0x11;
+    // Opening (SYN): the transitory time; its ACK makes it established: 100 s idle.
+    assert_eq!(send(41000, SYN, 0), (1, 0));
+    assert_eq!(send(41000, ACK, 1), (1, 0));
+    assert_eq!(send(41000, ACK, 50), (1, 0), "established: idle 49 s < 100");
+    // A FIN: the transitory time from its last packet, whatever comes after.
+    assert_eq!(send(41000, FIN_ACK, 51), (1, 0));
+    assert_eq!(send(41000, ACK, 54), (1, 0), "closing: idle 3 s < 5");
+    assert_eq!(
+        send(41000, ACK, 60),
+        (2, 1),
+        "closing: idle 6 s > 5, pinned again"
+    );
+    // Another flow that saw no FIN is still established at the same idle time.
+    assert_eq!(send(42000, SYN, 61), (3, 1));
+    assert_eq!(send(42000, ACK, 62), (3, 1));
+    assert_eq!(send(42000, ACK, 70), (3, 1), "established: idle 8 s < 100");
+}
+
+#[test]
 fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_on() {
     let with_a = "holders = [{ server = \"lhr01-a\" }, { server = \"lhr01-b\", weight = 2 }, { server = \"lhr01-c\" }, { server = \"fra01-a\" }]";
     let before = table("lhr01-a");

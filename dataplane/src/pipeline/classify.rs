@@ -18,6 +18,13 @@ pub(super) fn malformed(err: WireError) -> DropReason {
 /// field and read back whole by the caller, a store-forwarding stall per packet.
 #[inline(always)]
 pub(super) fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
+    flow_and_flags_of(ip).map(|(flow, _)| flow)
+}
+
+/// [`flow_of`], and a TCP segment's flags when it has them (not a fragment, the flags byte
+/// within the total length): read with the ports, so that a pin reads no packet byte again.
+#[inline(always)]
+pub(super) fn flow_and_flags_of(ip: &[u8]) -> Result<(FlowKey, Option<u8>), DropReason> {
     match ipv4::FixedHeader::of(ip) {
         Some(header) if header.is_plain() => plain_flow_of(ip, &header),
         _ => flow_with_options_of(ip),
@@ -30,7 +37,7 @@ pub(super) fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
 pub(super) fn plain_flow_of(
     ip: &[u8],
     header: &ipv4::FixedHeader<&[u8; ipv4::HEADER_LEN]>,
-) -> Result<FlowKey, DropReason> {
+) -> Result<(FlowKey, Option<u8>), DropReason> {
     let total_len = header.total_len();
     if total_len < ipv4::HEADER_LEN || total_len > ip.len() {
         return Err(DropReason::BadTotalLength);
@@ -39,37 +46,53 @@ pub(super) fn plain_flow_of(
         return Err(DropReason::BadChecksum);
     }
     let protocol = header.protocol();
-    let (sport, dport) = match protocol {
-        PROTO_TCP | PROTO_UDP if !header.is_fragment() => ip
-            .get(ipv4::HEADER_LEN..total_len)
-            .and_then(udp::ports)
-            .ok_or(DropReason::Truncated)?,
-        _ => (0, 0),
+    let ((sport, dport), tcp_flags) = match protocol {
+        PROTO_TCP | PROTO_UDP if !header.is_fragment() => {
+            let l4 = ip
+                .get(ipv4::HEADER_LEN..total_len)
+                .ok_or(DropReason::Truncated)?;
+            let ports = udp::ports(l4).ok_or(DropReason::Truncated)?;
+            (ports, tcp_flags_of(protocol, l4))
+        }
+        _ => ((0, 0), None),
     };
-    Ok(FlowKey {
+    let flow = FlowKey {
         src: header.src(),
         dst: header.dst(),
         proto: protocol,
         sport,
         dport,
-    })
+    };
+    Ok((flow, tcp_flags))
+}
+
+/// The flags of a TCP segment `l4` (up to the packet's total length), if it reaches them.
+#[inline(always)]
+fn tcp_flags_of(protocol: u8, l4: &[u8]) -> Option<u8> {
+    (protocol == PROTO_TCP)
+        .then(|| l4.get(tcp::FLAGS).copied())
+        .flatten()
 }
 
 /// [`flow_of`] for every other header: options, or not IPv4 at all (kept out of line, so that
 /// the burst loop stays small for the common case).
 #[inline(never)]
-pub(super) fn flow_with_options_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
+pub(super) fn flow_with_options_of(ip: &[u8]) -> Result<(FlowKey, Option<u8>), DropReason> {
     let p = ipv4::Packet::new_checked(ip).map_err(malformed)?;
     if !p.verify_checksum() {
         return Err(DropReason::BadChecksum);
     }
-    let ports = match p.protocol() {
-        PROTO_TCP | PROTO_UDP if !p.is_fragment() => {
-            Some(udp::ports(p.payload()).ok_or(DropReason::Truncated)?)
-        }
-        _ => None,
+    let (ports, tcp_flags) = match p.protocol() {
+        PROTO_TCP | PROTO_UDP if !p.is_fragment() => (
+            Some(udp::ports(p.payload()).ok_or(DropReason::Truncated)?),
+            tcp_flags_of(p.protocol(), p.payload()),
+        ),
+        _ => (None, None),
     };
-    Ok(FlowKey::new(p.src(), p.dst(), p.protocol(), ports))
+    Ok((
+        FlowKey::new(p.src(), p.dst(), p.protocol(), ports),
+        tcp_flags,
+    ))
 }
 
 /// Where the inner IPv4 packet of a fleet packet starts (bytes after the Ethernet header)

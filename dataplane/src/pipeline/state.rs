@@ -10,6 +10,14 @@ pub(super) fn has_ports(flow: &FlowKey) -> bool {
     matches!(flow.proto, PROTO_TCP | PROTO_UDP) && (flow.sport | flow.dport) != 0
 }
 
+/// What stages 1 and 2 found of the pin of a TCP or UDP flow forwarded from the host: where
+/// its line is, and the segment's TCP flags. Its key is the flow key stage 1 read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PinAhead {
+    pub probe: PinProbe,
+    pub tcp_flags: Option<u8>,
+}
+
 /// The pin key and TCP flags of a packet from the host whose flow key is `flow`, if it can be
 /// pinned: a TCP or UDP flow with its ports (the key itself), or an ICMP echo request, not a
 /// fragment (its identifier as the source port, as its mapping has it). Fragments hash
@@ -93,15 +101,27 @@ impl Pipeline {
         buf: &mut B,
         flow: &FlowKey,
         forwarding: &Forwarding,
-        pin: Option<PinProbe>,
+        pin: Option<PinAhead>,
     ) -> Result<ServerId, DropReason> {
         let decide = || ctx.table.forward_target(forwarding);
-        let Some((flow, tcp_flags)) = pin_key(buf, flow) else {
-            return Ok(decide());
-        };
         let pins = ctx.mappings.pins();
         let worker = self.mappings.pins_ref().worker();
-        let probe = pin.unwrap_or_else(|| pins.probe(worker, flow.hash()));
+        let (flow, tcp_flags, probe) = match pin {
+            Some(ahead) => {
+                debug_assert_eq!(
+                    pin_key(buf, flow),
+                    Some((*flow, ahead.tcp_flags)),
+                    "stages 1 and 2 read the key and flags stage 3 would"
+                );
+                (*flow, ahead.tcp_flags, ahead.probe)
+            }
+            None => {
+                let Some((flow, tcp_flags)) = pin_key(buf, flow) else {
+                    return Ok(decide());
+                };
+                (flow, tcp_flags, pins.probe(worker, flow.hash()))
+            }
+        };
         debug_assert_eq!(
             probe,
             pins.probe(worker, flow.hash()),
