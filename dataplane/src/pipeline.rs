@@ -372,6 +372,8 @@ impl Pipeline {
                             Ok((strip, inner)) => match ctx.table.start_v4(&inner, encap_port) {
                                 Started::Lookup(lookup) => {
                                     record.flow = inner;
+                                    // Only a host flow's pin reads them.
+                                    record.tcp_flags = None;
                                     record.lookup = lookup;
                                     Kind::Fleet {
                                         peer,
