@@ -12,14 +12,6 @@ step() { printf '\n==== %s\n' "$*" >&2; }
 step setup
 scripts/setup.sh
 
-# The end-to-end tests' release build runs beside the lints and the unit tests: cargo locks
-# each profile's directory apart, and from cold, on two cores, the build would otherwise add
-# some four minutes after them. Its output is shown if it fails.
-mkdir -p target
-cargo build --release -p egressfwd >target/release-build.log 2>&1 &
-release_build=$!
-trap 'kill "$release_build" 2>/dev/null || true' EXIT
-
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -37,11 +29,6 @@ step "golden fixtures are up to date"
 /usr/bin/python3 scripts/gen_fixtures.py --check
 
 step "end-to-end tests"
-if ! wait "$release_build"; then
-  cat target/release-build.log >&2
-  echo "test: the release build failed" >&2
-  exit 1
-fi
 cargo build --release -p egressfwd
 /usr/bin/python3 -m pytest -q tests/e2e
 
