@@ -85,45 +85,22 @@ fn main() {
     shuffle(&mut order, &mut rng);
     let mut lines_128: Vec<usize> = (0..(128 << 20) / LINE).collect();
     shuffle(&mut lines_128, &mut rng);
-    let cases: Vec<(String, Vec<usize>)> = vec![
-        ("packed in 4 MiB".into(), (0..LINES).collect()),
-        (
-            "1,024 pages, 64 lines each (4 MiB of lines)".into(),
-            spread(1024, 64, &order),
-        ),
-        (
-            "4,096 pages, 16 lines each (4 MiB)".into(),
-            spread(4096, 16, &order),
-        ),
-        (
-            "16,384 pages, 4 lines each (4 MiB)".into(),
-            spread(16384, 4, &order),
-        ),
-        (
-            "65,536 pages, 1 line each (4 MiB)".into(),
-            spread(65536, 1, &order),
-        ),
-        (
-            "1,024 pages, 1 line each (64 KiB), repeated".into(),
-            spread(1024, 1, &order),
-        ),
-        (
-            "2,048 pages, 1 line each (128 KiB), repeated".into(),
-            spread(2048, 1, &order),
-        ),
-        (
-            "4,096 pages, 1 line each (256 KiB), repeated".into(),
-            spread(4096, 1, &order),
-        ),
-        (
-            "16,384 pages, 1 line each (1 MiB), repeated".into(),
-            spread(16384, 1, &order),
-        ),
-        (
-            "65,536 random lines of the first 128 MiB (a pin lookup's)".into(),
-            lines_128[..LINES].to_vec(),
-        ),
-    ];
+    let mut cases: Vec<(String, Vec<usize>)> =
+        vec![("packed in 4 MiB".into(), (0..LINES).collect())];
+    // The same 4 MiB of lines over more and more pages.
+    for (pages, per_page) in [(1024, 64), (4096, 16), (16384, 4), (65536, 1)] {
+        let name = format!("{pages} pages, {per_page} lines each (4 MiB of lines)");
+        cases.push((name, spread(pages, per_page, &order)));
+    }
+    // Less data than the L2 holds, over more and more pages.
+    for pages in [1024, 2048, 4096, 16384] {
+        let name = format!("{pages} pages, 1 line each ({} KiB), repeated", pages / 16);
+        cases.push((name, spread(pages, 1, &order)));
+    }
+    cases.push((
+        "65,536 random lines of the first 128 MiB (a pin lookup's)".into(),
+        lines_128[..LINES].to_vec(),
+    ));
     for (name, mut lines) in cases {
         shuffle(&mut lines, &mut rng);
         println!("{:5.1} ns  {name}", cost(region, &lines));
