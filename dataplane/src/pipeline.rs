@@ -28,7 +28,7 @@ mod tunnel;
 
 use crate::wire::tunnel::TunnelTemplate;
 use classify::*;
-use state::PinAhead;
+use state::{PinAhead, Syn};
 
 /// The tunnel forwarded packets travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,7 +508,8 @@ impl Pipeline {
                             probe,
                             tcp_flags: record.tcp_flags,
                         });
-                        self.forward(ctx, buf, &record.flow, forwarding, pin, Origin::Host)
+                        let syn = Syn::of(record.tcp_flags);
+                        self.forward(ctx, buf, &record.flow, forwarding, pin, syn, Origin::Host)
                     }
                     None => {
                         let decision = ctx.table.finish_v4(record.continued);
@@ -560,6 +561,7 @@ impl Pipeline {
                             ctx.table.underlay_of(target),
                             hash,
                             sender,
+                            Syn::Unknown,
                         );
                     }
                 }
@@ -588,7 +590,7 @@ impl Pipeline {
                 flow_hash,
             } => {
                 let forwarding = Forwarding::to(tier, target, flow_hash);
-                self.forward(ctx, buf, flow, forwarding, None, origin)
+                self.forward(ctx, buf, flow, forwarding, None, Syn::Unknown, origin)
             }
             Decision::Reply { pool } => self.reply(ctx, buf, pool, origin),
         }
@@ -596,6 +598,8 @@ impl Pipeline {
 
     /// Step 4's forward: encapsulates the packet to the table's target, or, for a flow from
     /// the host, to the one its pin keeps (7.6; `pin` is where stage 2 started loading it).
+    /// `syn` is what stage 1 knows of it being a SYN to clamp.
+    #[allow(clippy::too_many_arguments)]
     fn forward<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
@@ -603,6 +607,7 @@ impl Pipeline {
         flow: &FlowKey,
         forwarding: Forwarding,
         pin: Option<PinAhead>,
+        syn: Syn,
         origin: Origin,
     ) -> Verdict {
         if dies_here(buf) {
@@ -620,7 +625,8 @@ impl Pipeline {
             Origin::Peer(_) => ctx.table.forward_target(&forwarding),
         };
         let underlay = ctx.table.underlay_of(target);
-        self.encapsulate(ctx, buf, underlay, forwarding.flow_hash, Sender::of(origin))
+        let sender = Sender::of(origin);
+        self.encapsulate(ctx, buf, underlay, forwarding.flow_hash, sender, syn)
     }
 
     /// Removes the mappings of this worker idle past their time, at most `budget`; the

@@ -988,6 +988,36 @@ fn a_local_egress_syn_is_clamped_when_its_replies_may_be_steered_through_a_tunne
 }
 
 #[test]
+fn a_forwarded_syn_is_clamped_and_a_later_segment_is_left_as_it_came() {
+    let mut rig = Rig::with(
+        "lhr01-a",
+        PipelineConfig {
+            mss_clamp: Some(1432),
+            ..config(Encap::Fou)
+        },
+    );
+    // A 24-byte TCP header with an MSS option of 1460, under the given flags.
+    let segment = |flags: u8| {
+        let mut segment = tcp(40000, 443, b"");
+        segment[12] = 0x60;
+        segment[13] = flags;
+        segment.truncate(20);
+        segment.extend_from_slice(&[2, 4, 0x05, 0xb4]);
+        ipv4_frame(EGRESS_SAME_LOCATION, ORIGIN, 6, 64, 0x4000, &segment)
+    };
+    // Encapsulated: the inner TCP header starts 28 bytes further than it came.
+    let option = 14 + 28 + 20 + 20..14 + 28 + 20 + 24;
+    let mut syn = VecBuf::new(&segment(0x02));
+    assert_eq!(rig.run(&mut syn), Verdict::Uplink);
+    assert_eq!(&syn.data()[option.clone()], &[2, 4, 0x05, 0x98], "MSS 1432");
+    // Stage 1 read the flags: no SYN, so nothing to clamp (and nothing parsed for it).
+    let mut ack = VecBuf::new(&segment(0x10));
+    assert_eq!(rig.run(&mut ack), Verdict::Uplink);
+    assert_eq!(&ack.data()[option], &[2, 4, 0x05, 0xb4]);
+    assert_eq!(rig.pipeline.counters.mss_clamped, 1);
+}
+
+#[test]
 fn a_flow_keeps_its_port_when_a_reload_moves_the_port_slice() {
     // acme before: lhr01-a (weight 2) and cdg01-b. After: lhr01-a alone (every slice its
     // own), or cdg01-b weighing 9 (most of lhr01-a's slices gone).

@@ -166,7 +166,7 @@ impl Pipeline {
         match route {
             FragmentRoute::Host => self.reply_to_host(buf),
             FragmentRoute::Encap { underlay, hash } => {
-                self.encapsulate(ctx, buf, underlay, hash, Sender::Elsewhere)
+                self.encapsulate(ctx, buf, underlay, hash, Sender::Elsewhere, Syn::Unknown)
             }
         }
     }

@@ -18,6 +18,27 @@ pub(super) struct PinAhead {
     pub tcp_flags: Option<u8>,
 }
 
+/// Whether a packet may be a TCP SYN (or SYN-ACK) whose MSS a tunnel's clamp lowers: only
+/// stage 1's read of the flags can say it is not, which spares an established flow's packet
+/// parsing its headers again for the clamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Syn {
+    /// Stage 1 read the segment's flags, and they carry no SYN.
+    NotSyn,
+    /// A SYN, or flags nobody read (another protocol, a fragment, a packet decided later).
+    Unknown,
+}
+
+impl Syn {
+    /// From stage 1's read of a packet's TCP flags.
+    pub fn of(tcp_flags: Option<u8>) -> Self {
+        match tcp_flags {
+            Some(flags) if flags & tcp::FLAG_SYN == 0 => Syn::NotSyn,
+            _ => Syn::Unknown,
+        }
+    }
+}
+
 /// The pin key and TCP flags of a packet from the host whose flow key is `flow`, if it can be
 /// pinned: a TCP or UDP flow with its ports (the key itself), or an ICMP echo request, not a
 /// fragment (its identifier as the source port, as its mapping has it). Fragments hash

@@ -4,7 +4,8 @@
 use super::*;
 
 impl Pipeline {
-    /// Encapsulates the packet to the fleet server with underlay `target`.
+    /// Encapsulates the packet to the fleet server with underlay `target`; a SYN's MSS is
+    /// clamped unless `syn` says stage 1 saw the packet is none.
     pub(super) fn encapsulate<B: PacketBuf>(
         &mut self,
         ctx: &Context<'_>,
@@ -12,6 +13,7 @@ impl Pipeline {
         target: u32,
         flow_hash: u64,
         sender: Sender,
+        syn: Syn,
     ) -> Verdict {
         let overhead = self.config.encap.overhead();
         let frame = buf.data_mut();
@@ -28,7 +30,7 @@ impl Pipeline {
             return self.too_big(ctx, buf, room, sender);
         }
         ip.decrement_ttl();
-        if let Some(mss) = self.config.mss_clamp {
+        if let Some(mss) = self.config.mss_clamp.filter(|_| syn != Syn::NotSyn) {
             self.clamp_syn(buf, mss);
         }
         // Ethernet padding must not travel inside the tunnel.
