@@ -186,7 +186,7 @@ struct PacketRecord {
     /// target, and the table's is read only when it does not.
     pin: Option<PinProbe>,
     /// Stage 1's read of a TCP segment's flags (of [`Kind::V4`] packets): a pin's lifetime
-    /// follows them, and stage 3 then reads no packet byte for the pin.
+    /// follows them, and a tunnel's MSS clamp passes over a packet they show is no SYN.
     tcp_flags: Option<u8>,
 }
 

@@ -13,16 +13,17 @@ pub(super) fn malformed(err: WireError) -> DropReason {
 }
 
 /// The flow key of a well-formed IPv4 packet, or why it is malformed.
-///
-/// Always inlined into [`Pipeline::begin`]: returned through memory, the key is written field by
-/// field and read back whole by the caller, a store-forwarding stall per packet.
 #[inline(always)]
 pub(super) fn flow_of(ip: &[u8]) -> Result<FlowKey, DropReason> {
     flow_and_flags_of(ip).map(|(flow, _)| flow)
 }
 
 /// [`flow_of`], and a TCP segment's flags when it has them (not a fragment, the flags byte
-/// within the total length): read with the ports, so that a pin reads no packet byte again.
+/// within the total length): read with the ports, so that stage 3 reads no packet byte
+/// again for a pin, nor for a tunnel's MSS clamp of a packet that is no SYN.
+///
+/// Always inlined into [`Pipeline::begin`]: returned through memory, the key is written field by
+/// field and read back whole by the caller, a store-forwarding stall per packet.
 #[inline(always)]
 pub(super) fn flow_and_flags_of(ip: &[u8]) -> Result<(FlowKey, Option<u8>), DropReason> {
     match ipv4::FixedHeader::of(ip) {
