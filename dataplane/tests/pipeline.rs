@@ -964,24 +964,34 @@ fn a_flow_pinned_elsewhere_keeps_its_holder_when_this_server_takes_the_address_o
     assert_eq!(run(&after, &from_host(41000), 101), uplink(&ORIGIN));
 }
 
-#[test]
-fn a_local_egress_syn_is_clamped_when_its_replies_may_be_steered_through_a_tunnel() {
-    // acme is held by lhr01-a and cdg01-b: a reply may land on cdg01-b and come back here
-    // encapsulated, so the SYN leaving here asks for segments that fit the tunnel.
-    let mut rig = Rig::with(
+/// lhr01-a clamping the MSS of SYNs to 1432.
+fn clamping_rig() -> Rig {
+    Rig::with(
         "lhr01-a",
         PipelineConfig {
             mss_clamp: Some(1432),
             ..config(Encap::Fou)
         },
-    );
-    let mut syn = tcp(40000, 443, b"");
-    syn[12] = 0x60; // 24-byte header: the MSS option follows
-    syn[13] = 0x02;
-    syn.truncate(20);
-    syn.extend_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
-    let frame = ipv4_frame(EGRESS_LOCAL, ORIGIN, 6, 64, 0x4000, &syn);
-    let mut buf = VecBuf::new(&frame);
+    )
+}
+
+/// A TCP segment from `source` to the origin under `flags`, its 24-byte header ending in an
+/// MSS option of 1460.
+fn with_mss_option(source: [u8; 4], flags: u8) -> Vec<u8> {
+    let mut segment = tcp(40000, 443, b"");
+    segment[12] = 0x60;
+    segment[13] = flags;
+    segment.truncate(20);
+    segment.extend_from_slice(&[2, 4, 0x05, 0xb4]);
+    ipv4_frame(source, ORIGIN, 6, 64, 0x4000, &segment)
+}
+
+#[test]
+fn a_local_egress_syn_is_clamped_when_its_replies_may_be_steered_through_a_tunnel() {
+    // acme is held by lhr01-a and cdg01-b: a reply may land on cdg01-b and come back here
+    // encapsulated, so the SYN leaving here asks for segments that fit the tunnel.
+    let mut rig = clamping_rig();
+    let mut buf = VecBuf::new(&with_mss_option(EGRESS_LOCAL, 0x02));
     assert_eq!(rig.run(&mut buf), Verdict::Uplink);
     assert_eq!(&buf.data()[54..58], &[2, 4, 0x05, 0x98], "MSS 1432");
     assert_eq!(rig.pipeline.counters.mss_clamped, 1);
@@ -989,22 +999,8 @@ fn a_local_egress_syn_is_clamped_when_its_replies_may_be_steered_through_a_tunne
 
 #[test]
 fn a_forwarded_syn_is_clamped_and_a_later_segment_is_left_as_it_came() {
-    let mut rig = Rig::with(
-        "lhr01-a",
-        PipelineConfig {
-            mss_clamp: Some(1432),
-            ..config(Encap::Fou)
-        },
-    );
-    // A 24-byte TCP header with an MSS option of 1460, under the given flags.
-    let segment = |flags: u8| {
-        let mut segment = tcp(40000, 443, b"");
-        segment[12] = 0x60;
-        segment[13] = flags;
-        segment.truncate(20);
-        segment.extend_from_slice(&[2, 4, 0x05, 0xb4]);
-        ipv4_frame(EGRESS_SAME_LOCATION, ORIGIN, 6, 64, 0x4000, &segment)
-    };
+    let mut rig = clamping_rig();
+    let segment = |flags: u8| with_mss_option(EGRESS_SAME_LOCATION, flags);
     // Encapsulated: the inner TCP header starts 28 bytes further than it came.
     let option = 14 + 28 + 20 + 20..14 + 28 + 20 + 24;
     let mut syn = VecBuf::new(&segment(0x02));
